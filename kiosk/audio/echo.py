@@ -1,0 +1,56 @@
+"""Barge-in policy when the speaker and the microphone share a room.
+
+``hardware``: the array cancels echo itself; every chunk goes up.
+``half_duplex``: nothing goes up while the assistant speaks (no barge-in possible).
+``gate``: while the assistant speaks, a chunk goes up only when it is louder than the
+audio being played by ``margin_db`` (the echo of the speaker arrives attenuated; a
+visitor speaking close to the array is louder than that), and never during a short
+warm-up after playback starts, when the level estimate is not settled yet. Gated chunks
+become silence rather than gaps, so the server's audio clock stays continuous.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kiosk.audio.pcm import rms_dbfs
+
+HOLD_S = 0.15  # the played level is remembered this long (the room's echo tail)
+
+
+@dataclass
+class EchoPolicy:
+    """Decides per microphone chunk whether it goes to the server."""
+
+    mode: str = "gate"
+    margin_db: float = 0.0
+    warmup_s: float = 0.3
+    _playing_since: float | None = None
+    _ref_db: float = -120.0
+    _ref_at: float = -1e9
+    gated_chunks: int = 0
+
+    def playback(self, playing: bool, now: float) -> None:
+        """The speaker started or stopped being audible."""
+        self._playing_since = now if playing else None
+
+    def reference(self, level_dbfs: float, now: float) -> None:
+        """The level of audio just handed to the speaker."""
+        if level_dbfs >= self._ref_db or now - self._ref_at > HOLD_S:
+            self._ref_db, self._ref_at = level_dbfs, now
+
+    def filter(self, chunk: bytes, now: float) -> bytes:
+        """The chunk to send: itself, or silence of the same length."""
+        if self.mode == "hardware" or (self._playing_since is None and now - self._ref_at > HOLD_S):
+            return chunk
+        if self.mode == "half_duplex":
+            return self._gate(chunk)
+        if self._playing_since is not None and now - self._playing_since < self.warmup_s:
+            return self._gate(chunk)
+        if rms_dbfs(chunk) > self._ref_db + self.margin_db:
+            return chunk
+        return self._gate(chunk)
+
+    def _gate(self, chunk: bytes) -> bytes:
+        self.gated_chunks += 1
+        return bytes(len(chunk))

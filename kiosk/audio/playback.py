@@ -1,0 +1,148 @@
+"""The playback jitter buffer shared by every speaker adapter.
+
+Audio arrives from the network in bursts tagged with its assistant item id; the device
+pulls fixed periods from its own thread. The buffer holds a small prebuffer before it
+starts (so a late delta does not cause a gap), fills underruns with silence (counted),
+keeps per-item counts of what was actually handed to the device (the basis of
+truncation), and on flush fades out over at most 10 ms so the cut does not click.
+
+It is thread-safe: ``write``/``flush`` come from the event loop, ``read`` from the
+device callback; a plain lock is held only for list and counter updates.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+from kiosk.audio.pcm import RATE, fade_out, rms_dbfs
+
+FADE_MS = 8  # under the 10 ms budget, long enough to avoid an audible click
+
+
+@dataclass
+class _Segment:
+    tag: str
+    data: bytes
+    pos: int = 0
+
+
+@dataclass(frozen=True)
+class PlaybackStats:
+    """Counters for ops and benchmarks."""
+
+    underruns: int
+    queued_ms: float
+    played_ms: float
+
+
+class PlaybackBuffer:
+    """Tagged PCM16 mono jitter buffer (24 kHz unless the device needs another rate)."""
+
+    def __init__(self, prebuffer_ms: int = 60, rate: int = RATE) -> None:
+        self._bpms = rate * 2 / 1000  # bytes per millisecond at this rate
+        self._lock = threading.Lock()
+        self._segments: deque[_Segment] = deque()
+        self._queued = 0
+        self._prebuffer = int(prebuffer_ms * self._bpms)
+        self._started = False
+        self._ending = False
+        self._fade: bytes = b""
+        self._played: dict[str, int] = {}
+        self._played_total = 0
+        self.underruns = 0
+        self.level_dbfs = -120.0  # of the last period handed to the device (echo reference)
+
+    def write(self, pcm: bytes, tag: str) -> None:
+        """Queue audio for item ``tag``."""
+        if not pcm:
+            return
+        with self._lock:
+            self._segments.append(_Segment(tag, pcm))
+            self._queued += len(pcm)
+            self._ending = False
+            if not self._started and self._queued >= self._prebuffer:
+                self._started = True
+
+    def end_of_stream(self) -> None:
+        """No more audio is coming for now: play out what is queued, even below prebuffer."""
+        with self._lock:
+            self._ending = True
+            if self._queued:
+                self._started = True
+
+    def read(self, n: int) -> tuple[bytes, bool]:
+        """Take ``n`` bytes for the device; returns (data, audible).
+
+        Silence fills whatever is missing. ``audible`` is False when the whole period is
+        fill (idle or prebuffering), so adapters can tell 'playing' from 'idle'.
+        """
+        with self._lock:
+            if self._fade:
+                data, self._fade = self._fade[:n], self._fade[n:]
+                return data + bytes(n - len(data)), True
+            if not self._started:
+                return bytes(n), False
+            out = bytearray()
+            while len(out) < n and self._segments:
+                seg = self._segments[0]
+                take = min(n - len(out), len(seg.data) - seg.pos)
+                out += seg.data[seg.pos : seg.pos + take]
+                seg.pos += take
+                self._played[seg.tag] = self._played.get(seg.tag, 0) + take
+                if seg.pos >= len(seg.data):
+                    self._segments.popleft()
+            self._queued -= len(out)
+            self._played_total += len(out)
+            self.level_dbfs = rms_dbfs(bytes(out)) if out else -120.0
+            if len(out) < n:
+                if not self._ending and out:
+                    self.underruns += 1
+                # Dry: back to prebuffering so the next burst starts cleanly.
+                self._started = False
+            return bytes(out) + bytes(n - len(out)), bool(out)
+
+    def flush(self) -> dict[str, float]:
+        """Drop queued audio now, fading the next <=10 ms out.
+
+        Returns, for each item that still had audio queued, the milliseconds of it handed
+        to the device (including the fade, which the visitor does hear).
+        """
+        with self._lock:
+            fade_len = min(int(FADE_MS * self._bpms) // 2 * 2, self._queued)
+            fade = bytearray()
+            cut: dict[str, int] = {}
+            for seg in self._segments:
+                cut.setdefault(seg.tag, 0)
+                if len(fade) < fade_len:
+                    take = min(fade_len - len(fade), len(seg.data) - seg.pos)
+                    fade += seg.data[seg.pos : seg.pos + take]
+                    self._played[seg.tag] = self._played.get(seg.tag, 0) + take
+            self._segments.clear()
+            self._queued = 0
+            self._started = False
+            self._played_total += len(fade)
+            self._fade = fade_out(bytes(fade)) if fade else b""
+            return {tag: self._played.get(tag, 0) / self._bpms for tag in cut}
+
+    def played_ms(self, tag: str) -> float:
+        """Milliseconds of item ``tag`` handed to the device so far."""
+        with self._lock:
+            return self._played.get(tag, 0) / self._bpms
+
+    def forget(self) -> None:
+        """Drop per-item counters (end of a visitor session: nothing of theirs is kept)."""
+        with self._lock:
+            self._played.clear()
+
+    @property
+    def busy(self) -> bool:
+        """True while audio is queued or fading out."""
+        with self._lock:
+            return bool(self._queued or self._fade)
+
+    def stats(self) -> PlaybackStats:
+        """A snapshot of the counters."""
+        with self._lock:
+            return PlaybackStats(self.underruns, self._queued / self._bpms, self._played_total / self._bpms)

@@ -1,0 +1,57 @@
+"""The audio ports: what the rest of the kiosk needs from a microphone and a speaker.
+
+Adapters: ``kiosk.audio.files`` (WAV files and scripted speech, for the demo, tests and
+benchmarks) and the PyAudio devices. Everything here is PCM16 mono at 24 kHz; adapters
+resample from and to their device's native rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+PlayingListener = Callable[[bool], None]
+
+
+class Microphone(Protocol):
+    """A source of visitor audio in fixed-size chunks."""
+
+    chunk_ms: int
+
+    async def start(self) -> None:
+        """Open the device and begin capturing."""
+
+    async def read(self) -> bytes:
+        """The next chunk (``chunk_ms`` of PCM16 24 kHz mono); waits for it."""
+
+    async def close(self) -> None:
+        """Stop capturing and release the device."""
+
+
+class Speaker(Protocol):
+    """A sink for assistant audio with an honest notion of what was played."""
+
+    async def start(self, on_playing: PlayingListener) -> None:
+        """Open the device. ``on_playing(True/False)`` is called on the event loop when
+        audible playback starts and when the queue has run dry."""
+
+    def write(self, pcm: bytes, tag: str) -> None:
+        """Queue audio of assistant item ``tag``; never blocks."""
+
+    def end_of_stream(self) -> None:
+        """The current reply's audio is complete: play it out even below the prebuffer."""
+
+    def flush(self) -> dict[str, float]:
+        """Silence now (fading <=10 ms); return ms played per item that had audio queued."""
+
+    def played_ms(self, tag: str) -> float:
+        """Milliseconds of item ``tag`` the visitor has heard (device consumption - latency)."""
+
+    def level_dbfs(self) -> float:
+        """Level of the audio most recently handed to the device (the echo reference)."""
+
+    def forget(self) -> None:
+        """Drop per-item bookkeeping at the end of a visitor session."""
+
+    async def close(self) -> None:
+        """Stop and release the device."""

@@ -1,0 +1,284 @@
+"""PyAudio (PortAudio) adapters for the real microphone and speaker.
+
+Devices are found by a name substring (stable across reboots, unlike indexes), opened at
+24 kHz when they accept it and otherwise at their native rate, and resampled in-process
+with soxr's streaming resampler. PortAudio callbacks run on PortAudio's thread: they only
+copy bytes and hand them to the event loop (capture) or pull a period from the thread-safe
+jitter buffer (playback). Input and output are separate streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyaudio
+import soxr
+
+from kiosk.audio.pcm import RATE, apply_gain
+from kiosk.audio.playback import PlaybackBuffer
+from kiosk.audio.ports import PlayingListener
+from kiosk.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+CANDIDATE_RATES = (24000, 48000, 16000, 44100, 32000, 22050, 8000)
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One PortAudio device as ``kiosk devices`` shows it."""
+
+    index: int
+    name: str
+    max_input_channels: int
+    max_output_channels: int
+    default_rate: int
+    input_rates: tuple[int, ...]
+    output_rates: tuple[int, ...]
+
+
+def list_devices(pa: Any) -> list[DeviceInfo]:
+    """All devices with the rates each accepts (of the common ones)."""
+    out = []
+    for i in range(pa.get_device_count()):
+        info = pa.get_device_info_by_index(i)
+        ins, outs = int(info["maxInputChannels"]), int(info["maxOutputChannels"])
+        out.append(
+            DeviceInfo(
+                i,
+                str(info["name"]),
+                ins,
+                outs,
+                int(info["defaultSampleRate"]),
+                tuple(r for r in CANDIDATE_RATES if ins and _supported(pa, r, i, ins, True)),
+                tuple(r for r in CANDIDATE_RATES if outs and _supported(pa, r, i, min(outs, 2), False)),
+            )
+        )
+    return out
+
+
+def _supported(pa: Any, rate: int, index: int, channels: int, is_input: bool) -> bool:
+    try:
+        if is_input:
+            return bool(
+                pa.is_format_supported(rate, input_device=index, input_channels=channels, input_format=pyaudio.paInt16)
+            )
+        return bool(
+            pa.is_format_supported(rate, output_device=index, output_channels=channels, output_format=pyaudio.paInt16)
+        )
+    except ValueError:
+        return False
+
+
+def find_device(pa: Any, name: str, index: int | None, is_input: bool) -> DeviceInfo:
+    """The device whose name contains ``name`` (case-insensitive), else ``index``, else the default."""
+    devices = [d for d in list_devices(pa) if (d.max_input_channels if is_input else d.max_output_channels) > 0]
+    kind = "microphone" if is_input else "speaker"
+    if name:
+        for d in devices:
+            if name.lower() in d.name.lower():
+                return d
+    if index is not None:
+        for d in devices:
+            if d.index == index:
+                return d
+    if not name and index is None:
+        try:
+            info = pa.get_default_input_device_info() if is_input else pa.get_default_output_device_info()
+        except OSError:
+            info = None
+        if info is not None:
+            for d in devices:
+                if d.index == int(info["index"]):
+                    return d
+    names = ", ".join(repr(d.name) for d in devices) or "none"
+    wanted = f"name containing {name!r}" if name else (f"index {index}" if index is not None else "a default")
+    raise DeviceError(f"no {kind} with {wanted} (available: {names})")
+
+
+def pick_rate(device: DeviceInfo, is_input: bool) -> int:
+    """24 kHz when the device takes it, else its default rate, else the first it accepts."""
+    rates = device.input_rates if is_input else device.output_rates
+    if RATE in rates:
+        return RATE
+    if device.default_rate in rates or not rates:
+        return device.default_rate
+    return rates[0]
+
+
+class PyAudioMicrophone:
+    """Capture from a PortAudio device into 24 kHz mono chunks of ``chunk_ms``."""
+
+    def __init__(
+        self,
+        pa: Any,
+        device: DeviceInfo,
+        *,
+        chunk_ms: int = 40,
+        channel: int = 0,
+        downmix: bool = False,
+        gain_db: float = 0.0,
+        queue_chunks: int = 50,
+    ) -> None:
+        self.chunk_ms = chunk_ms
+        self.device = device
+        self.rate = pick_rate(device, True)
+        self.channels = device.max_input_channels if downmix else min(device.max_input_channels, channel + 1)
+        if channel >= device.max_input_channels:
+            raise DeviceError(f"mic_channel {channel} but {device.name!r} has {device.max_input_channels} channels")
+        self._pa, self._channel, self._downmix, self._gain = pa, channel, downmix, gain_db
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=queue_chunks)
+        self._resampler = (
+            soxr.ResampleStream(self.rate, RATE, 1, dtype="int16", quality="QQ") if self.rate != RATE else None
+        )
+        self._chunk_bytes = chunk_ms * RATE // 1000 * 2
+        self._pending = bytearray()
+        self._stream: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.overflows = 0
+        self.callbacks = 0  # progress counter for the watchdog
+
+    async def start(self) -> None:
+        """Open the input stream."""
+        self._loop = asyncio.get_running_loop()
+        frames = max(1, self.rate * 10 // 1000)  # 10 ms periods keep capture latency low
+        try:
+            self._stream = self._pa.open(
+                format=pyaudio.paInt16,
+                channels=self.channels,
+                rate=self.rate,
+                input=True,
+                input_device_index=self.device.index,
+                frames_per_buffer=frames,
+                stream_callback=self._callback,
+            )
+        except (OSError, ValueError) as exc:
+            raise DeviceError(f"cannot open microphone {self.device.name!r} at {self.rate} Hz: {exc}") from None
+        log.info("microphone %r open at %d Hz, %d channel(s)", self.device.name, self.rate, self.channels)
+
+    def _callback(self, in_data: bytes | None, frame_count: int, time_info: Any, status: int) -> tuple[None, int]:
+        # PortAudio thread: hand the bytes over and return at once.
+        self.callbacks += 1
+        if in_data is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._on_frames, in_data)
+        return None, pyaudio.paContinue
+
+    def _on_frames(self, data: bytes) -> None:
+        x = np.frombuffer(data, dtype="<i2")
+        if self.channels > 1:
+            x = x.reshape(-1, self.channels)
+            x = x.mean(axis=1).astype("<i2") if self._downmix else np.ascontiguousarray(x[:, self._channel])
+        if self._resampler is not None:
+            x = self._resampler.resample_chunk(x)
+        self._pending += apply_gain(x.astype("<i2").tobytes(), self._gain)
+        while len(self._pending) >= self._chunk_bytes:
+            chunk = bytes(self._pending[: self._chunk_bytes])
+            del self._pending[: self._chunk_bytes]
+            if self._queue.full():
+                self._queue.get_nowait()  # drop the oldest: latency matters more than old audio
+                self.overflows += 1
+                if self.overflows in (1, 10, 100) or self.overflows % 1000 == 0:
+                    log.warning(
+                        "capture queue overflow (%d chunks dropped so far)",
+                        self.overflows,
+                        extra={"kiosk": {"event": "capture_overflow", "count": self.overflows}},
+                    )
+            self._queue.put_nowait(chunk)
+
+    async def read(self) -> bytes:
+        """The next 24 kHz chunk."""
+        return await self._queue.get()
+
+    async def close(self) -> None:
+        """Stop and close the stream."""
+        if self._stream is not None:
+            self._stream.stop_stream()
+            self._stream.close()
+            self._stream = None
+
+
+class PyAudioSpeaker:
+    """Play 24 kHz audio through a PortAudio device (resampled to its rate if needed)."""
+
+    def __init__(self, pa: Any, device: DeviceInfo, *, prebuffer_ms: int = 60, period_ms: int = 10) -> None:
+        self.device = device
+        self.rate = pick_rate(device, False)
+        self.buffer = PlaybackBuffer(prebuffer_ms, rate=self.rate)
+        self._pa = pa
+        self._frames = max(1, self.rate * period_ms // 1000)
+        self._stream: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: PlayingListener = lambda playing: None
+        self._playing = False
+        self._resampler = self._new_resampler()
+        self.latency_ms = 0.0
+        self.callbacks = 0
+
+    def _new_resampler(self) -> Any:
+        return soxr.ResampleStream(RATE, self.rate, 1, dtype="int16", quality="QQ") if self.rate != RATE else None
+
+    async def start(self, on_playing: PlayingListener) -> None:
+        """Open the output stream."""
+        self._loop = asyncio.get_running_loop()
+        self._listener = on_playing
+        try:
+            self._stream = self._pa.open(
+                format=pyaudio.paInt16,
+                channels=1,
+                rate=self.rate,
+                output=True,
+                output_device_index=self.device.index,
+                frames_per_buffer=self._frames,
+                stream_callback=self._callback,
+            )
+        except (OSError, ValueError) as exc:
+            raise DeviceError(f"cannot open speaker {self.device.name!r} at {self.rate} Hz: {exc}") from None
+        self.latency_ms = float(self._stream.get_output_latency()) * 1000
+        log.info("speaker %r open at %d Hz (latency %.0f ms)", self.device.name, self.rate, self.latency_ms)
+
+    def _callback(self, in_data: bytes | None, frame_count: int, time_info: Any, status: int) -> tuple[bytes, int]:
+        # PortAudio thread: take one period from the jitter buffer.
+        self.callbacks += 1
+        data, audible = self.buffer.read(frame_count * 2)
+        if audible != self._playing and self._loop is not None:
+            self._playing = audible
+            self._loop.call_soon_threadsafe(self._listener, audible)
+        return data, pyaudio.paContinue
+
+    def write(self, pcm: bytes, tag: str) -> None:
+        """Queue 24 kHz audio (resampled to the device rate here, on the loop)."""
+        if self._resampler is not None:
+            pcm = self._resampler.resample_chunk(np.frombuffer(pcm, dtype="<i2")).astype("<i2").tobytes()
+        self.buffer.write(pcm, tag)
+
+    def end_of_stream(self) -> None:
+        """Play out what is queued."""
+        self.buffer.end_of_stream()
+
+    def flush(self) -> dict[str, float]:
+        """Barge-in: drop queued audio; report what was heard (device latency subtracted)."""
+        self._resampler = self._new_resampler()
+        return {tag: max(0.0, ms - self.latency_ms) for tag, ms in self.buffer.flush().items()}
+
+    def played_ms(self, tag: str) -> float:
+        """What the visitor has heard of ``tag``: consumed by the device minus its latency."""
+        return max(0.0, self.buffer.played_ms(tag) - self.latency_ms)
+
+    def level_dbfs(self) -> float:
+        """Level of the last period played."""
+        return self.buffer.level_dbfs
+
+    def forget(self) -> None:
+        """Drop per-item counters."""
+        self.buffer.forget()
+
+    async def close(self) -> None:
+        """Stop and close the stream."""
+        if self._stream is not None:
+            self._stream.stop_stream()
+            self._stream.close()
+            self._stream = None

@@ -1,0 +1,151 @@
+"""The ``kiosk`` command.
+
+Exit codes: 0 success; 1 a check failed; 2 usage error; 69 (EX_UNAVAILABLE) a device or
+service is missing; 78 (EX_CONFIG) the configuration is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from kiosk import __version__
+from kiosk.config import LoadedConfig, load_settings, masked_dump
+from kiosk.errors import ConfigError, DeviceError, StoreError
+from kiosk.logs import setup_logging
+
+EX_UNAVAILABLE = 69
+EX_CONFIG = 78
+
+log = logging.getLogger("kiosk")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kiosk", description="Voice kiosk daemon for investor-loan visitors.")
+    p.add_argument("--version", action="version", version=f"kiosk {__version__}")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="config file (default /etc/kiosk/kiosk.toml, else the checkout's config/kiosk.toml)",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the kiosk on real devices")
+    run.add_argument("--no-gpio", action="store_true", help="no GPIO: Enter on the terminal is the button")
+    run.add_argument("--trace", type=Path, help="write a JSON-lines wire trace here")
+
+    demo = sub.add_parser("demo", help="run one visitor session offline against the simulator")
+    demo.add_argument("--scenario", default="happy_path", help="scenario name (default happy_path)")
+    demo.add_argument(
+        "--speed", type=float, default=4.0, help="audio pacing relative to real time (1 = real time; default 4)"
+    )
+    demo.add_argument("--workdir", type=Path, help="keep the database and audio here (default: a temp dir)")
+    demo.add_argument("--trace", type=Path, help="write a JSON-lines wire trace here")
+    demo.add_argument("--json", action="store_true", help="also print the checks as JSON")
+
+    cfg = sub.add_parser("config", help="check or show the configuration")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    cfg_sub.add_parser("check", help="validate; exit 78 with one line per problem when invalid")
+    cfg_sub.add_parser("show", help="print the effective settings, secrets masked")
+
+    sim = sub.add_parser("sim", help="the offline Realtime simulator")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+    serve = sim_sub.add_parser("serve", help="serve the simulator for any client")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--scenario", default="default")
+    return p
+
+
+def _load(args: argparse.Namespace) -> LoadedConfig:
+    return load_settings(args.config)
+
+
+def _config(args: argparse.Namespace) -> int:
+    try:
+        loaded = _load(args)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"config: {line}", file=sys.stderr)
+        return EX_CONFIG
+    if args.config_command == "check":
+        where = loaded.path or "(defaults only: no config file found)"
+        print(f"config OK: {where}")
+        return 0
+    print(json.dumps(masked_dump(loaded.settings), indent=2, default=str))
+    return 0
+
+
+def _sim_serve(args: argparse.Namespace) -> int:
+    from kiosk.sim.scenario import load_scenario
+    from kiosk.sim.server import SimOptions, SimServer
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ValueError as exc:
+        print(f"sim: {exc}", file=sys.stderr)
+        return 2
+
+    async def serve() -> None:
+        server = SimServer(SimOptions(scenario=scenario))
+        await server.start(args.host, args.port)
+        print(f"simulator: {server.url}?model=gpt-realtime (scenario {scenario.name}); Ctrl-C stops", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await server.close()
+
+    asyncio.run(serve())
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from kiosk.daemon import run_daemon
+
+    try:
+        loaded = _load(args)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"config: {line}", file=sys.stderr)
+        return EX_CONFIG
+    setup_logging(loaded.settings.log.level, redact_pii=loaded.settings.log.redact_pii)
+    try:
+        return run_daemon(loaded.settings, no_gpio=args.no_gpio, trace=args.trace)
+    except (DeviceError, StoreError) as exc:
+        log.error("%s", exc)
+        return EX_UNAVAILABLE
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``kiosk`` console script."""
+    args = _parser().parse_args(argv)
+    if args.command == "config":
+        return _config(args)
+    if args.command == "demo":
+        from kiosk import demo
+
+        setup_logging("WARNING")
+        try:
+            return demo.main(args.scenario, args.speed, args.workdir, args.config, args.trace, args.json)
+        except ConfigError as exc:
+            for line in exc.problems:
+                print(f"config: {line}", file=sys.stderr)
+            return EX_CONFIG
+    if args.command == "sim":
+        setup_logging("INFO")
+        return _sim_serve(args)
+    if args.command == "run":
+        return _run(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

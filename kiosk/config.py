@@ -1,0 +1,337 @@
+"""Settings: one TOML file, ``KIOSK_`` environment overrides, secrets from systemd credentials.
+
+Precedence, highest first: environment (``KIOSK_REALTIME__MODEL=...``), the TOML file,
+the defaults below. Secrets never live in the TOML file: they come from files in
+``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``) or from ``KIOSK_SECRETS__*``.
+
+Every component receives only its own frozen sub-model; nothing else reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from kiosk.errors import ConfigError
+
+SYSTEM_CONFIG = Path("/etc/kiosk/kiosk.toml")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_CONFIG = REPO_ROOT / "config" / "kiosk.toml"
+
+SECRET_NAMES = (
+    "openai_api_key",
+    "sync_token",
+    "sync_signing_secret",
+    "smtp_password",
+    "perplexity_api_key",
+)
+
+
+class _Section(BaseModel):
+    """Base of every settings section: immutable, and unknown keys are errors (typos)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BranchSettings(_Section):
+    """Who the kiosk speaks for; rendered into the assistant's instructions."""
+
+    lender_name: str = Field(
+        "Example Lending LLC", description="Lender's legal name, spoken in the consent disclosure."
+    )
+    nmls_id: str = Field("000000", description="Lender's NMLS id, for disclosures.")
+    branch_name: str = Field("Main branch", description="Branch or booth name.")
+    callback_phone: str = Field("+15555550100", description="Number the lender calls from; read in the consent script.")
+    booking_url: str = Field("https://example.com/book", description="Default link for scheduling a call.")
+
+
+class RealtimeSettings(_Section):
+    """OpenAI Realtime API connection and session parameters."""
+
+    url: str = Field("wss://api.openai.com/v1/realtime", description="WebSocket endpoint, without the query string.")
+    model: str = Field(
+        "gpt-realtime", description="Realtime model name; models are retired over time, so it is config."
+    )
+    voice: str = Field("marin", description="Assistant voice.")
+    instructions_file: Path = Field(
+        Path("instructions.md"), description="Assistant instructions (relative to the config file)."
+    )
+    transcription_model: str = Field(
+        "gpt-4o-mini-transcribe", description="Model transcribing the visitor (consent evidence)."
+    )
+    language: str = Field("en", description="Visitor language hint for transcription.")
+    vad_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Server VAD activation threshold.")
+    prefix_padding_ms: int = Field(300, ge=0, le=2000, description="Audio kept before detected speech.")
+    silence_duration_ms: int = Field(500, ge=100, le=5000, description="Silence that ends a visitor turn.")
+    interrupt_response: bool = Field(True, description="Server cancels the reply when the visitor starts speaking.")
+    idle_timeout_ms: int | None = Field(
+        15000, ge=5000, le=30000, description="Silence after a reply before the model checks in; unset to disable."
+    )
+    max_output_tokens: int = Field(1024, ge=1, le=4096, description="Cap per response (cost guard).")
+    connect_timeout_s: float = Field(10.0, gt=0, description="Time limit for the WebSocket handshake.")
+    ping_interval_s: float = Field(20.0, gt=0, description="Keepalive ping interval.")
+    backoff_base_s: float = Field(1.0, gt=0, description="First reconnect delay (full jitter).")
+    backoff_cap_s: float = Field(60.0, gt=0, description="Longest reconnect delay.")
+    stable_after_s: float = Field(60.0, gt=0, description="Connected this long resets the backoff.")
+    recycle_after_s: float = Field(
+        50 * 60.0, gt=0, le=3600, description="Recycle a connection before the 60-minute limit."
+    )
+
+
+class AudioSettings(_Section):
+    """Microphone and speaker."""
+
+    input_device: str = Field("", description="Substring of the microphone's name ('' = system default).")
+    output_device: str = Field("", description="Substring of the speaker's name ('' = system default).")
+    input_index: int | None = Field(None, ge=0, description="Fallback device index when no name matches.")
+    output_index: int | None = Field(None, ge=0, description="Fallback device index when no name matches.")
+    mic_channel: int = Field(
+        0, ge=0, description="Channel of a multi-channel array to use (0 = processed/AEC on ReSpeaker)."
+    )
+    downmix: bool = Field(False, description="Average all channels instead of picking mic_channel.")
+    input_gain_db: float = Field(0.0, ge=-20, le=30, description="Gain applied to the microphone signal.")
+    chunk_ms: int = Field(40, ge=20, le=40, description="Uplink chunk size per input_audio_buffer.append.")
+    prebuffer_ms: int = Field(60, ge=0, le=60, description="Playback jitter buffer filled before output starts.")
+    capture_queue_chunks: int = Field(50, ge=4, description="Capture queue bound; overflow is counted and logged.")
+
+
+class EchoSettings(_Section):
+    """How the kiosk avoids hearing itself."""
+
+    mode: Literal["hardware", "gate", "half_duplex"] = Field(
+        "gate",
+        description=(
+            "hardware: trust the array's AEC; gate: level gate while speaking; "
+            "half_duplex: mute the uplink while speaking."
+        ),
+    )
+    gate_margin_db: float = Field(0.0, description="Mic level must exceed the playback level by this much to pass.")
+    warmup_ms: int = Field(300, ge=0, description="No barge-in for this long after playback starts.")
+
+
+class VadSettings(_Section):
+    """Local webrtcvad for the 'visitor speaking' light only."""
+
+    aggressiveness: int = Field(2, ge=0, le=3, description="webrtcvad mode.")
+    frame_ms: Literal[10, 20, 30] = Field(30, description="webrtcvad frame length.")
+    hangover_ms: int = Field(300, ge=0, description="Light stays on this long after speech.")
+
+
+class PanelSettings(_Section):
+    """Button and lights (BCM pin numbers; see hardware/wiring.md)."""
+
+    button_pin: int = Field(17, ge=0, le=27, description="Button input, wired to GND.")
+    pull_up: bool = Field(True, description="Internal pull-up; pressed = low.")
+    bounce_s: float = Field(0.05, ge=0, le=1, description="Debounce time.")
+    hold_s: float = Field(3.0, gt=0, description="Long press: end the session and wipe it.")
+    lamp_pin: int | None = Field(18, ge=0, le=27, description="Button lamp (PWM).")
+    status_rgb_pins: tuple[int, int, int] | None = Field((23, 24, 25), description="Status RGB LED (red, green, blue).")
+
+
+class SessionSettings(_Section):
+    """Visitor session limits."""
+
+    max_session_s: float = Field(600.0, gt=0, description="Hard maximum visitor session length.")
+    connect_timeout_s: float = Field(10.0, gt=0, description="Give up connecting after this long and go offline.")
+    goodbye_s: float = Field(8.0, gt=0, description="Time allowed for a spoken goodbye before the session is cut.")
+
+
+class StoreSettings(_Section):
+    """Local SQLite database (leads, consent evidence, outbox)."""
+
+    path: Path = Field(Path("/var/lib/kiosk/kiosk.db"), description="Database file (relative to the config file).")
+
+
+class ToolSettings(_Section):
+    """The assistant's tools."""
+
+    timeout_s: float = Field(8.0, gt=0, le=60, description="Per-tool time limit.")
+    knowledge_dir: Path = Field(Path("knowledge"), description="Markdown knowledge base (relative to the config file).")
+    default_phone_region: str = Field(
+        "US", min_length=2, max_length=2, description="Region for phone numbers without +country."
+    )
+
+
+class SyncSettings(_Section):
+    """Lead upload to the lender's CRM."""
+
+    endpoint: str = Field("", description="HTTPS endpoint receiving lead batches ('' = sync disabled).")
+    interval_s: float = Field(60.0, gt=0, description="Outbox poll interval.")
+    timeout_s: float = Field(15.0, gt=0, description="HTTP time limit.")
+
+
+class LogSettings(_Section):
+    """Logging."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    redact_pii: bool = Field(True, description="Redact e-mail addresses and phone numbers from log text.")
+
+
+class Secrets(_Section):
+    """Secrets, from $CREDENTIALS_DIRECTORY files or KIOSK_SECRETS__* variables; never in TOML."""
+
+    openai_api_key: SecretStr | None = Field(None, description="OpenAI API key.")
+    sync_token: SecretStr | None = Field(None, description="Bearer token for the CRM endpoint.")
+    sync_signing_secret: SecretStr | None = Field(None, description="HMAC-SHA256 secret for lead batches.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    perplexity_api_key: SecretStr | None = Field(None, description="Perplexity API key (web search).")
+
+
+class Settings(BaseSettings):
+    """All settings of one kiosk."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KIOSK_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    kiosk_id: str = Field("kiosk-01", min_length=1, description="Identifies this kiosk in leads and logs.")
+    branch: BranchSettings = BranchSettings()
+    realtime: RealtimeSettings = RealtimeSettings()
+    audio: AudioSettings = AudioSettings()
+    echo: EchoSettings = EchoSettings()
+    vad: VadSettings = VadSettings()
+    panel: PanelSettings = PanelSettings()
+    session: SessionSettings = SessionSettings()
+    store: StoreSettings = StoreSettings()
+    tools: ToolSettings = ToolSettings()
+    sync: SyncSettings = SyncSettings()
+    log: LogSettings = LogSettings()
+    secrets: Secrets = Secrets()
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _no_blank_secrets(cls, value: Any) -> Any:
+        # An empty credential file means "not configured", not an empty key.
+        if isinstance(value, Mapping):
+            return {k: v for k, v in value.items() if not (isinstance(v, str) and not v.strip())}
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's contents arrive as init kwargs; the environment must beat them.
+        return (env_settings, init_settings)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """Settings plus where they came from."""
+
+    settings: Settings
+    path: Path | None
+
+
+def default_config_path() -> Path | None:
+    """/etc/kiosk/kiosk.toml, else the checkout's config/kiosk.toml, else None."""
+    for candidate in (SYSTEM_CONFIG, REPO_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_credentials(directory: Path | None) -> dict[str, str]:
+    if directory is None or not directory.is_dir():
+        return {}
+    found: dict[str, str] = {}
+    for name in SECRET_NAMES:
+        f = directory / name
+        if f.is_file():
+            found[name] = f.read_text(encoding="utf-8").strip()
+    return found
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Make relative paths in the file relative to the file, not to the working directory."""
+    for section, key in (("store", "path"), ("tools", "knowledge_dir"), ("realtime", "instructions_file")):
+        sub = data.get(section)
+        if isinstance(sub, dict) and isinstance(sub.get(key), str) and not Path(sub[key]).is_absolute():
+            sub[key] = str(base / sub[key])
+
+
+def load_settings(
+    path: Path | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+) -> LoadedConfig:
+    """Load and validate settings; raises ConfigError listing every problem.
+
+    This (with pydantic-settings' own environment source) is the only reader of the
+    environment. ``overrides`` (nested dicts) win over the file, e.g. the demo's temp paths.
+    """
+    path = path if path is not None else default_config_path()
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read config file: {exc.strerror or exc}"]) from None
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+        base = path.resolve().parent
+        if "secrets" in data:
+            raise ConfigError(
+                [
+                    "secrets: secrets do not belong in the config file; use systemd credentials "
+                    "($CREDENTIALS_DIRECTORY) or KIOSK_SECRETS__* variables"
+                ]
+            )
+    _resolve_paths(data, base)
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    for name, value in _read_credentials(Path(cred_dir) if cred_dir else None).items():
+        data.setdefault("secrets", {})[name] = value
+    for section, values in (overrides or {}).items():
+        if isinstance(values, Mapping) and isinstance(data.get(section), dict):
+            data[section] = {**data[section], **values}
+        else:
+            data[section] = values
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+    return LoadedConfig(settings=settings, path=path)
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    """One line per problem: ``field.path: what is wrong (got X)``, secrets masked."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting (misspelt, or in the wrong section?)"
+        got = err.get("input")
+        shown = ""
+        if loc.startswith("secrets") or any(s in loc for s in SECRET_NAMES):
+            shown = " (value hidden)"
+        elif err["type"] != "missing" and not isinstance(got, dict | list) and err["type"] != "extra_forbidden":
+            shown = f" (got {got!r})"
+        lines.append(f"{loc}: {msg}{shown}")
+    return lines
+
+
+def masked_dump(settings: Settings) -> dict[str, Any]:
+    """Effective settings as JSON-ready data, secrets shown only as set / unset."""
+    dumped: dict[str, Any] = settings.model_dump(mode="json")
+    dumped["secrets"] = {
+        name: ("<set>" if getattr(settings.secrets, name) is not None else "<unset>") for name in SECRET_NAMES
+    }
+    return dumped

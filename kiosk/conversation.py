@@ -1,0 +1,400 @@
+"""The kiosk state machine: pure, time passed in.
+
+``Conversation.handle(input, now)`` turns one input (button, session event, timer tick)
+into a list of commands (connect, greet, hang up, wipe, set lights, ...). It never
+touches a socket, a device or the clock, so every path is a table-driven test.
+
+States::
+
+    IDLE -> CONNECTING -> ACTIVE (LISTENING | VISITOR_SPEAKING | ASSISTANT_SPEAKING)
+         -> ENDING -> IDLE            plus OFFLINE and ERROR
+
+The lights are derived from the state (and the local VAD while listening); a ``Lights``
+command is emitted only when the derived pattern changes.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+
+class State(enum.Enum):
+    """What the kiosk is doing, as ops and the lights see it."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    LISTENING = "listening"
+    VISITOR_SPEAKING = "visitor_speaking"
+    ASSISTANT_SPEAKING = "assistant_speaking"
+    ENDING = "ending"
+    OFFLINE = "offline"
+    ERROR = "error"
+
+
+ACTIVE = frozenset({State.LISTENING, State.VISITOR_SPEAKING, State.ASSISTANT_SPEAKING})
+
+
+class Pattern(enum.Enum):
+    """Light patterns; the panel maps each to concrete LED behaviour."""
+
+    IDLE = "idle"  # slow breathe: press me
+    CONNECTING = "connecting"  # fast blink
+    LISTENING = "listening"  # solid
+    VISITOR_SPEAKING = "visitor_speaking"
+    ASSISTANT_SPEAKING = "assistant_speaking"  # pulse
+    OFFLINE = "offline"
+    ERROR = "error"  # fast blink
+
+
+class EndReason(enum.Enum):
+    """Why a visitor session ended (journald ``KIOSK_REASON``)."""
+
+    BUTTON = "button"
+    LONG_PRESS = "long_press"
+    MAX_LENGTH = "max_length"
+    GOODBYE = "goodbye"
+    CONNECT_TIMEOUT = "connect_timeout"
+    CONNECTION_LOST = "connection_lost"
+    OFFLINE = "offline"
+    FATAL = "fatal"
+    SHUTDOWN = "shutdown"
+
+
+# ---- inputs -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ButtonPressed:
+    """A short press of the big button."""
+
+
+@dataclass(frozen=True)
+class ButtonHeld:
+    """A long press: end now and wipe (privacy)."""
+
+
+@dataclass(frozen=True)
+class SessionReady:
+    """The Realtime session is configured (``session.updated``)."""
+
+
+@dataclass(frozen=True)
+class ConnectFailed:
+    """Connecting failed; ``fatal`` for a bad key or no quota."""
+
+    reason: str
+    fatal: bool = False
+
+
+@dataclass(frozen=True)
+class ConnectionLost:
+    """The connection dropped during a session; the connection layer is reconnecting."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReconnectFailed:
+    """The connection layer gave up reconnecting during a session."""
+
+    reason: str
+    fatal: bool = False
+
+
+@dataclass(frozen=True)
+class VisitorSpeech:
+    """Server VAD: the visitor started (True) or stopped (False) speaking."""
+
+    speaking: bool
+
+
+@dataclass(frozen=True)
+class AssistantAudio:
+    """The speaker started (True) or finished (False) playing the assistant."""
+
+    playing: bool
+
+
+@dataclass(frozen=True)
+class LocalVoice:
+    """The local webrtcvad heard voice (lights only, never turn-taking)."""
+
+    active: bool
+
+
+@dataclass(frozen=True)
+class NetworkRestored:
+    """A background connection attempt succeeded: the service is reachable again."""
+
+
+@dataclass(frozen=True)
+class Fatal:
+    """Something the kiosk cannot recover from by itself (bad API key, ...)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """The daemon is stopping."""
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Timers are checked on every input; a tick is an input that carries only time."""
+
+
+Input = (
+    ButtonPressed
+    | ButtonHeld
+    | SessionReady
+    | ConnectFailed
+    | ConnectionLost
+    | ReconnectFailed
+    | VisitorSpeech
+    | AssistantAudio
+    | LocalVoice
+    | NetworkRestored
+    | Fatal
+    | Shutdown
+    | Tick
+)
+
+# ---- commands -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Connect:
+    """Open (or take the warm) Realtime session for a new visitor."""
+
+    session_no: int
+
+
+@dataclass(frozen=True)
+class Greet:
+    """Ask the assistant to greet the visitor first."""
+
+
+@dataclass(frozen=True)
+class SayGoodbye:
+    """Ask the assistant for a short spoken goodbye (session limit reached)."""
+
+
+@dataclass(frozen=True)
+class StopPlayback:
+    """Silence the speaker now and drop queued audio."""
+
+
+@dataclass(frozen=True)
+class Hangup:
+    """Close the visitor's Realtime session."""
+
+    reason: EndReason
+    duration_s: float | None
+
+
+@dataclass(frozen=True)
+class Wipe:
+    """Forget the visitor: conversation, session-scoped lead ids and analyses."""
+
+
+@dataclass(frozen=True)
+class PlayOfflineMessage:
+    """Play the local prerecorded 'we are offline' message."""
+
+
+@dataclass(frozen=True)
+class Lights:
+    """Show a light pattern."""
+
+    pattern: Pattern
+
+
+Command = Connect | Greet | SayGoodbye | StopPlayback | Hangup | Wipe | PlayOfflineMessage | Lights
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Timer lengths, in seconds (from settings)."""
+
+    connect_timeout_s: float = 10.0
+    max_session_s: float = 600.0
+    goodbye_s: float = 8.0
+    offline_hold_s: float = 30.0
+
+
+@dataclass
+class Conversation:
+    """The state machine. Feed it inputs with ``handle``; it returns commands."""
+
+    timing: Timing = field(default_factory=Timing)
+    state: State = State.IDLE
+    session_no: int = 0
+    _session_started: float | None = None
+    _deadline: float | None = None
+    _reconnecting: bool = False
+    _voice: bool = False
+    _pattern: Pattern | None = None
+
+    def handle(self, inp: Input, now: float) -> list[Command]:
+        """Apply one input at monotonic time ``now``; return the commands to carry out."""
+        out: list[Command] = []
+        if self._deadline is not None and now >= self._deadline:
+            self._deadline = None
+            out += self._on_deadline(now)
+        if not isinstance(inp, Tick):
+            out += self._on_input(inp, now)
+        pattern = self.pattern()
+        if pattern != self._pattern:
+            self._pattern = pattern
+            out.append(Lights(pattern))
+        return out
+
+    def pattern(self) -> Pattern:
+        """The light pattern for the current state."""
+        if self.state is State.LISTENING and self._voice:
+            return Pattern.VISITOR_SPEAKING
+        return _PATTERNS[self.state]
+
+    @property
+    def next_deadline(self) -> float | None:
+        """When the next timer fires (for the adapter's tick scheduling)."""
+        return self._deadline
+
+    # -- internals -------------------------------------------------------------------
+
+    def _go(self, new: State, why: str) -> None:
+        if new is not self.state:
+            log.info(
+                "state %s -> %s (%s)",
+                self.state.value,
+                new.value,
+                why,
+                extra={"kiosk": {"event": "state", "state": new.value, "session": self.session_no}},
+            )
+            self.state = new
+        if new not in ACTIVE:
+            self._voice = False
+
+    def _duration(self, now: float) -> float | None:
+        return None if self._session_started is None else now - self._session_started
+
+    def _end(self, reason: EndReason, now: float, *, stop: bool = True) -> list[Command]:
+        out: list[Command] = [StopPlayback()] if stop else []
+        out += [Hangup(reason, self._duration(now)), Wipe()]
+        self._session_started = None
+        self._deadline = None
+        self._reconnecting = False
+        return out
+
+    def _on_deadline(self, now: float) -> list[Command]:
+        if self.state is State.CONNECTING:
+            reason = EndReason.CONNECTION_LOST if self._reconnecting else EndReason.CONNECT_TIMEOUT
+            out = self._end(reason, now)
+            self._go(State.OFFLINE, "connect timed out")
+            self._deadline = now + self.timing.offline_hold_s
+            return [*out, PlayOfflineMessage()]
+        if self.state in ACTIVE:
+            self._go(State.ENDING, "session length limit")
+            self._deadline = now + self.timing.goodbye_s
+            return [SayGoodbye()]
+        if self.state is State.ENDING:
+            out = self._end(EndReason.MAX_LENGTH, now)
+            self._go(State.IDLE, "goodbye time over")
+            return out
+        if self.state is State.OFFLINE:
+            self._go(State.IDLE, "offline hold over")
+        return []
+
+    def _on_input(self, inp: Input, now: float) -> list[Command]:  # noqa: PLR0915 - one table
+        s = self.state
+        match inp:
+            case Shutdown():
+                out = self._end(EndReason.SHUTDOWN, now) if s in ACTIVE or s in (State.CONNECTING, State.ENDING) else []
+                self._go(State.IDLE, "shutdown")
+                return out
+            case Fatal(reason=reason):
+                out = self._end(EndReason.FATAL, now) if s is not State.IDLE else []
+                self._go(State.ERROR, reason)
+                return out
+            case ButtonHeld() if s in ACTIVE or s in (State.CONNECTING, State.ENDING):
+                out = self._end(EndReason.LONG_PRESS, now)
+                self._go(State.IDLE, "long press")
+                return out
+            case ButtonPressed() if s in (State.IDLE, State.OFFLINE):
+                self.session_no += 1
+                self._session_started = now
+                self._deadline = now + self.timing.connect_timeout_s
+                self._go(State.CONNECTING, "button")
+                return [Connect(self.session_no)]
+            case ButtonPressed() if s is State.ERROR:
+                return [PlayOfflineMessage()]
+            case ButtonPressed() if s in ACTIVE or s in (State.CONNECTING, State.ENDING):
+                out = self._end(EndReason.BUTTON, now)
+                self._go(State.IDLE, "button")
+                return out
+            case SessionReady() if s is State.CONNECTING:
+                greet = not self._reconnecting
+                self._reconnecting = False
+                started = now if self._session_started is None else self._session_started
+                self._deadline = started + self.timing.max_session_s
+                self._go(State.LISTENING, "session ready" if greet else "reconnected")
+                return [Greet()] if greet else []
+            case ConnectFailed(reason=reason, fatal=fatal) if s is State.CONNECTING:
+                return self._offline_or_error(reason, fatal, EndReason.OFFLINE, now)
+            case ConnectionLost(reason=reason) if s in ACTIVE:
+                self._reconnecting = True
+                self._deadline = now + self.timing.connect_timeout_s
+                self._go(State.CONNECTING, f"connection lost: {reason}")
+                return [StopPlayback()]
+            case ConnectionLost() if s is State.ENDING:
+                out = self._end(EndReason.CONNECTION_LOST, now)
+                self._go(State.IDLE, "connection lost while ending")
+                return out
+            case ReconnectFailed(reason=reason, fatal=fatal) if s is State.CONNECTING or s in ACTIVE:
+                return self._offline_or_error(reason, fatal, EndReason.CONNECTION_LOST, now)
+            case VisitorSpeech(speaking=True) if s in ACTIVE:
+                self._go(State.VISITOR_SPEAKING, "speech started")
+            case VisitorSpeech(speaking=False) if s is State.VISITOR_SPEAKING:
+                self._go(State.LISTENING, "speech stopped")
+            case AssistantAudio(playing=True) if s in ACTIVE:
+                self._go(State.ASSISTANT_SPEAKING, "assistant audio")
+            case AssistantAudio(playing=False) if s is State.ASSISTANT_SPEAKING:
+                self._go(State.LISTENING, "assistant done")
+            case AssistantAudio(playing=False) if s is State.ENDING:
+                out = self._end(EndReason.MAX_LENGTH, now, stop=False)
+                self._go(State.IDLE, "goodbye spoken")
+                return out
+            case LocalVoice(active=active):
+                self._voice = active and s in ACTIVE
+            case NetworkRestored() if s is State.OFFLINE:
+                self._deadline = None
+                self._go(State.IDLE, "network restored")
+            case _:
+                pass
+        return []
+
+    def _offline_or_error(self, reason: str, fatal: bool, end: EndReason, now: float) -> list[Command]:
+        out = self._end(EndReason.FATAL if fatal else end, now)
+        if fatal:
+            self._go(State.ERROR, reason)
+            return out
+        self._go(State.OFFLINE, reason)
+        self._deadline = now + self.timing.offline_hold_s
+        return [*out, PlayOfflineMessage()]
+
+
+_PATTERNS = {
+    State.IDLE: Pattern.IDLE,
+    State.CONNECTING: Pattern.CONNECTING,
+    State.LISTENING: Pattern.LISTENING,
+    State.VISITOR_SPEAKING: Pattern.VISITOR_SPEAKING,
+    State.ASSISTANT_SPEAKING: Pattern.ASSISTANT_SPEAKING,
+    State.ENDING: Pattern.ASSISTANT_SPEAKING,
+    State.OFFLINE: Pattern.OFFLINE,
+    State.ERROR: Pattern.ERROR,
+}

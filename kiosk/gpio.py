@@ -1,0 +1,101 @@
+"""gpiozero adapters for the big button and the lights (pin factory injectable).
+
+A short press is reported on release (so a long press is never also a short one); a
+press held for ``hold_s`` is a long press. gpiozero calls back on its own thread: we
+only hand the event over (``sink`` is thread-safe).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gpiozero import PWMLED, RGBLED, Button
+
+from kiosk.config import PanelSettings
+from kiosk.conversation import ButtonHeld, ButtonPressed, Pattern
+from kiosk.panel import ButtonSink
+
+log = logging.getLogger(__name__)
+
+# (lamp behaviour, RGB colour, RGB behaviour) per pattern; behaviours: on, breathe, blink, pulse
+LOOKS: dict[Pattern, tuple[str, tuple[float, float, float], str]] = {
+    Pattern.IDLE: ("breathe", (0.0, 0.15, 0.0), "on"),
+    Pattern.CONNECTING: ("blink", (0.0, 0.0, 1.0), "blink"),
+    Pattern.LISTENING: ("on", (0.0, 1.0, 0.0), "on"),
+    Pattern.VISITOR_SPEAKING: ("on", (0.0, 1.0, 1.0), "on"),
+    Pattern.ASSISTANT_SPEAKING: ("pulse", (0.0, 0.0, 1.0), "pulse"),
+    Pattern.OFFLINE: ("off", (1.0, 0.5, 0.0), "breathe"),
+    Pattern.ERROR: ("off", (1.0, 0.0, 0.0), "blink"),
+}
+
+_TIMING = {"blink": (0.15, 0.15), "pulse": (0.4, 0.4), "breathe": (1.5, 1.5)}
+
+
+class GpioPanel:
+    """The button and the lights on GPIO pins."""
+
+    def __init__(self, settings: PanelSettings, sink: ButtonSink, pin_factory: Any = None) -> None:
+        self._sink = sink
+        self._held = False
+        self.button = Button(
+            settings.button_pin,
+            pull_up=settings.pull_up,
+            bounce_time=settings.bounce_s or None,
+            hold_time=settings.hold_s,
+            pin_factory=pin_factory,
+        )
+        self.button.when_held = self._on_held
+        self.button.when_released = self._on_released
+        self.lamp = PWMLED(settings.lamp_pin, pin_factory=pin_factory) if settings.lamp_pin is not None else None
+        r = settings.status_rgb_pins
+        self.status = RGBLED(*r, pin_factory=pin_factory) if r is not None else None
+        self.pattern: Pattern | None = None
+
+    def _on_held(self) -> None:
+        self._held = True
+        self._sink(ButtonHeld())
+
+    def _on_released(self) -> None:
+        if self._held:
+            self._held = False
+            return
+        self._sink(ButtonPressed())
+
+    def show(self, pattern: Pattern) -> None:
+        """Drive the LEDs for ``pattern``."""
+        self.pattern = pattern
+        lamp_look, colour, rgb_look = LOOKS[pattern]
+        if self.lamp is not None:
+            _drive(self.lamp, lamp_look, 1.0)
+        if self.status is not None:
+            _drive_rgb(self.status, rgb_look, colour)
+
+    def close(self) -> None:
+        """Lights off, pins released."""
+        for dev in (self.lamp, self.status, self.button):
+            if dev is not None:
+                dev.close()
+
+
+def _drive(led: Any, look: str, level: float) -> None:
+    if look == "on":
+        led.value = level
+    elif look == "off":
+        led.off()
+    elif look == "blink":
+        led.blink(*_TIMING["blink"])
+    else:
+        fade_in, fade_out = _TIMING[look]
+        led.pulse(fade_in_time=fade_in, fade_out_time=fade_out)
+
+
+def _drive_rgb(led: Any, look: str, colour: tuple[float, float, float]) -> None:
+    if look == "on":
+        led.color = colour
+    elif look == "blink":
+        on, off = _TIMING["blink"]
+        led.blink(on_time=on, off_time=off, on_color=colour)
+    else:
+        fade_in, fade_out = _TIMING[look]
+        led.pulse(fade_in_time=fade_in, fade_out_time=fade_out, on_color=colour)

@@ -1,0 +1,155 @@
+"""Simulator scenarios: data files saying what the assistant answers to each visitor turn.
+
+A scenario (JSON, in ``kiosk/sim/scenarios/``)::
+
+    {"name": "happy_path", "description": "...",
+     "greeting": {"say": "Hi! ...", "audio": "audio/a_greeting.wav"},
+     "turns": [
+       {"visitor": "what the visitor says", "visitor_audio": "audio/v_01.wav",
+        "tools": [{"name": "analyzeDeal", "arguments": {...}}],
+        "reply": {"say": "...", "audio": "audio/a_01.wav"}}],
+     "fallback": {"say": "Sorry, could you say that again?"},
+     "idle": {"say": "Are you still there?"},
+     "goodbye": {"say": "Thanks for stopping by. Goodbye!"},
+     "expect": {"lead_saved": true}}
+
+The visitor side (the demo's scripted visitor) reads the same file. Tool arguments may
+contain ``{{key}}``, replaced by the value of ``key`` in an earlier tool output (for
+example ``{{leadId}}`` from saveLead). Replies without ``audio`` are synthesized.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kiosk.audio.pcm import RATE, read_wav
+
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the assistant says: text, and audio (a WAV, or synthesized from the text)."""
+
+    say: str
+    audio: Path | None = None
+
+    def pcm(self) -> bytes:
+        """The reply's PCM16 24 kHz audio."""
+        return _wav(self.audio) if self.audio is not None else synthesize(self.say)
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A function call the assistant makes."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One visitor turn and the assistant's answer to it."""
+
+    visitor: str
+    visitor_audio: Path | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    reply: Reply | None = None
+    pause_ms: int = 400
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A whole scripted conversation."""
+
+    name: str
+    description: str = ""
+    greeting: Reply = Reply("Hi! I'm the kiosk assistant. How can I help you today?")
+    turns: tuple[Turn, ...] = ()
+    fallback: Reply = Reply("Sorry, I didn't catch that. Could you say it again?")
+    idle: Reply = Reply("Are you still there?")
+    goodbye: Reply = Reply("Thanks for stopping by. Goodbye!")
+    expect: dict[str, Any] = field(default_factory=dict)
+    visitor: dict[str, Any] = field(default_factory=dict)
+
+
+def _reply(data: Any, base: Path, default: Reply | None = None) -> Reply | None:
+    if data is None:
+        return default
+    if not isinstance(data, dict) or not isinstance(data.get("say"), str):
+        raise ValueError(f"a reply needs a 'say' string, got {data!r}")
+    audio = data.get("audio")
+    return Reply(data["say"], base / audio if isinstance(audio, str) else None)
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load a scenario by name (from the package) or by path; ValueError when malformed."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SCENARIO_DIR / f"{name_or_path}.json"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in SCENARIO_DIR.glob("*.json")))
+        raise ValueError(f"no scenario {name_or_path!r} (known: {known})")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    base = path.parent
+    defaults = Scenario(name=path.stem)
+    turns = []
+    for i, t in enumerate(data.get("turns", [])):
+        if not isinstance(t, dict) or not isinstance(t.get("visitor"), str):
+            raise ValueError(f"{path}: turn {i} needs a 'visitor' string")
+        tools = tuple(ToolSpec(str(c["name"]), dict(c.get("arguments", {}))) for c in t.get("tools", []))
+        va = t.get("visitor_audio")
+        turns.append(
+            Turn(
+                t["visitor"],
+                base / va if isinstance(va, str) else None,
+                tools,
+                _reply(t.get("reply"), base),
+                int(t.get("pause_ms", 400)),
+            )
+        )
+    return Scenario(
+        name=str(data.get("name", path.stem)),
+        description=str(data.get("description", "")),
+        greeting=_reply(data.get("greeting"), base, defaults.greeting) or defaults.greeting,
+        turns=tuple(turns),
+        fallback=_reply(data.get("fallback"), base, defaults.fallback) or defaults.fallback,
+        idle=_reply(data.get("idle"), base, defaults.idle) or defaults.idle,
+        goodbye=_reply(data.get("goodbye"), base, defaults.goodbye) or defaults.goodbye,
+        expect=dict(data.get("expect", {})),
+        visitor=dict(data.get("visitor", {})),
+    )
+
+
+def scenario_names() -> list[str]:
+    """Scenarios shipped with the package."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.json"))
+
+
+@cache
+def _wav(path: Path) -> bytes:
+    return read_wav(path, RATE)
+
+
+@cache
+def synthesize(text: str) -> bytes:
+    """Speech-like audio for ``text``: a voiced buzz with syllable-rate modulation.
+
+    About 60 ms per character, which is close to a real voice's pace, so timings and
+    truncation in tests resemble a real conversation.
+    """
+    seconds = min(12.0, max(0.4, 0.06 * len(text)))
+    t = np.arange(int(seconds * RATE), dtype=np.float64) / RATE
+    f0 = 140.0 + 20.0 * np.sin(2 * math.pi * 0.7 * t)
+    phase = 2 * math.pi * np.cumsum(f0) / RATE
+    voice = sum(np.sin(k * phase) / k for k in range(1, 6))
+    syllables = 0.55 + 0.45 * np.sin(2 * math.pi * 4.0 * t) ** 2
+    signal = 0.25 * voice * syllables / 1.5
+    return (np.clip(signal, -1, 1) * 32767).astype("<i2").tobytes()

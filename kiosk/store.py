@@ -1,0 +1,231 @@
+"""The local SQLite store: leads, consent evidence, scores, the outbox, session usage.
+
+* Schema migrations by ``PRAGMA user_version``: append to ``MIGRATIONS``, never edit one.
+* WAL, so the sync task reads while a save writes; ``synchronous=FULL`` so a lead that
+  was reported saved survives a power cut.
+* A lead, its consent evidence and its outbox row are written in one transaction: a
+  crash mid-save leaves all or nothing.
+* The file is created with mode 0600: it holds personal data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from kiosk.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: leads, consent evidence, scores, outbox
+    """
+    CREATE TABLE leads (
+        id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        kiosk_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        name TEXT,
+        email TEXT,
+        phone TEXT,
+        product_type TEXT NOT NULL,
+        analysis_json TEXT,
+        purged_at TEXT
+    );
+    CREATE TABLE consent (
+        lead_id TEXT PRIMARY KEY REFERENCES leads(id),
+        disclosure_text TEXT NOT NULL,
+        disclosure_version TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        given_at TEXT NOT NULL,
+        kiosk_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        visitor_words TEXT NOT NULL
+    );
+    CREATE TABLE scores (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        lead_id TEXT NOT NULL REFERENCES leads(id),
+        created_at TEXT NOT NULL,
+        total INTEGER NOT NULL,
+        disposition TEXT NOT NULL,
+        points_json TEXT NOT NULL,
+        reasons_json TEXT NOT NULL,
+        rubric_version TEXT NOT NULL
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error TEXT,
+        sent_at TEXT,
+        payload_json TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox(state, next_attempt_at);
+    CREATE UNIQUE INDEX outbox_once ON outbox(kind, ref);
+    """,
+)
+
+
+def utc_now() -> str:
+    """Current UTC time, ISO 8601 with seconds (evidence timestamps, not durations)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class LeadRecord:
+    """What saveLead stores."""
+
+    name: str
+    email: str
+    phone: str
+    product_type: str
+    session_id: str
+    kiosk_id: str
+    analysis: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ConsentEvidence:
+    """Proof of the visitor's consent (TCPA): what was disclosed, when, and their words."""
+
+    disclosure_text: str
+    disclosure_version: str
+    channel: str
+    visitor_words: str
+
+
+class Store:
+    """The kiosk's database. One instance per process; not shared across threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                # Create it 0600 before SQLite does, so no moment exists with wider modes.
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=5000")
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from None
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        for n, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                for stmt in (s.strip() for s in script.split(";")):
+                    if stmt:
+                        self.conn.execute(stmt)
+                self.conn.execute(f"PRAGMA user_version={n}")
+            log.info("database migrated to schema %d", n)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; StoreError for SQLite failures."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"database busy or unavailable: {exc}") from None
+        try:
+            yield self.conn
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"database write failed: {exc}") from None
+            raise
+
+    @property
+    def schema_version(self) -> int:
+        """The applied migration count."""
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def save_lead(self, lead: LeadRecord, consent: ConsentEvidence) -> str:
+        """Store a lead with its consent evidence and outbox row, atomically; returns its id."""
+        lead_id = str(uuid.uuid4())
+        now = utc_now()
+        with self.transaction():
+            self._table("leads").insert(
+                {
+                    "id": lead_id,
+                    "created_at": now,
+                    "kiosk_id": lead.kiosk_id,
+                    "session_id": lead.session_id,
+                    "name": lead.name,
+                    "email": lead.email,
+                    "phone": lead.phone,
+                    "product_type": lead.product_type,
+                    "analysis_json": json.dumps(lead.analysis) if lead.analysis is not None else None,
+                }
+            )
+            self._table("consent").insert(
+                {
+                    "lead_id": lead_id,
+                    "disclosure_text": consent.disclosure_text,
+                    "disclosure_version": consent.disclosure_version,
+                    "channel": consent.channel,
+                    "given_at": now,
+                    "kiosk_id": lead.kiosk_id,
+                    "session_id": lead.session_id,
+                    "visitor_words": consent.visitor_words,
+                }
+            )
+            self.enqueue("lead", lead_id)
+        return lead_id
+
+    def enqueue(self, kind: str, ref: str, payload: dict[str, Any] | None = None) -> None:
+        """Add an outbox row (inside the caller's transaction when there is one)."""
+        self._table("outbox").insert(
+            {
+                "kind": kind,
+                "ref": ref,
+                "created_at": utc_now(),
+                "state": "pending",
+                "payload_json": json.dumps(payload) if payload is not None else None,
+            },
+            ignore=True,
+        )
+
+    def _table(self, name: str) -> sqlite_utils.db.Table:
+        return self.db.table(name)
+
+    def lead(self, lead_id: str) -> dict[str, Any] | None:
+        """One lead row, or None."""
+        rows = list(self.db.query("SELECT * FROM leads WHERE id = ?", [lead_id]))
+        return rows[0] if rows else None
+
+    def consent(self, lead_id: str) -> dict[str, Any] | None:
+        """The consent evidence of a lead, or None."""
+        rows = list(self.db.query("SELECT * FROM consent WHERE lead_id = ?", [lead_id]))
+        return rows[0] if rows else None
+
+    def count(self, table: str, where: str = "1=1", params: tuple[Any, ...] = ()) -> int:
+        """Row count of a table (status lines, tests)."""
+        if table not in ("leads", "consent", "scores", "outbox"):
+            raise ValueError(f"unknown table {table}")
+        return int(self.conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()[0])
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()

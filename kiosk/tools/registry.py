@@ -1,0 +1,162 @@
+"""Tool schemas and dispatch: every failure becomes an output the model can act on.
+
+A tool is a pydantic argument model plus a function. The JSON Schema the model sees is
+generated from the argument model (inlined, without pydantic's titles), so the schema and
+the validation can never disagree. ``ToolRegistry.call`` never raises and never hangs:
+bad JSON, a schema violation, a time-out or an exception all come back as
+``{"error": "...", "fix": "..."}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from kiosk.config import BranchSettings
+from kiosk.errors import StoreError, ToolError
+from kiosk.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ToolContext:
+    """What a tool may touch: the store and this visitor session's scope, nothing more."""
+
+    store: Store
+    kiosk_id: str
+    branch: BranchSettings
+    phone_region: str = "US"
+    session_id: str = ""
+    transcript: list[tuple[str, str]] = field(default_factory=list)
+    latest_analysis: dict[str, Any] | None = None
+    lead_ids: set[str] = field(default_factory=set)
+
+    def new_session(self, session_id: str) -> None:
+        """Start a visitor session with an empty scope."""
+        self.wipe()
+        self.session_id = session_id
+
+    def wipe(self) -> None:
+        """Forget everything session-scoped (end of a visitor session)."""
+        self.session_id = ""
+        self.transcript = []
+        self.latest_analysis = None
+        self.lead_ids = set()
+
+
+ToolFunc = Callable[[Any, ToolContext], dict[str, Any] | Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One tool: its contract name, a description for the model, its argument model."""
+
+    name: str
+    description: str
+    args: type[BaseModel]
+    func: ToolFunc
+    blocking: bool = True  # synchronous code (SQLite, maths) runs in a worker thread
+
+    def schema(self) -> dict[str, Any]:
+        """The ``tools`` entry of a session.update."""
+        return {
+            "type": "function",
+            "name": self.name,
+            "description": self.description,
+            "parameters": clean_schema(self.args.model_json_schema(by_alias=True)),
+        }
+
+
+def clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Inline ``$ref``s and drop pydantic's ``title`` keys: the shape models handle best."""
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return walk(defs[node["$ref"].split("/")[-1]])
+            return {k: walk(v) for k, v in node.items() if k not in ("title", "$defs")}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    out: dict[str, Any] = walk(schema)
+    return out
+
+
+def error_output(error: str, fix: str) -> str:
+    """The JSON a tool returns on failure."""
+    return json.dumps({"error": error, "fix": fix})
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "arguments"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+class ToolRegistry:
+    """The tools by name, with a per-call time limit."""
+
+    def __init__(self, tools: list[Tool], timeout_s: float = 8.0) -> None:
+        self.tools = {t.name: t for t in tools}
+        self.timeout_s = timeout_s
+
+    def schemas(self) -> list[dict[str, Any]]:
+        """The ``tools`` array for session.update."""
+        return [t.schema() for t in self.tools.values()]
+
+    async def call(self, name: str, arguments: str, ctx: ToolContext) -> str:
+        """Run one call; always returns the JSON string to send as the output."""
+        tool = self.tools.get(name)
+        if tool is None:
+            return error_output(f"unknown tool {name!r}", f"use one of: {', '.join(self.tools)}")
+        try:
+            raw = json.loads(arguments or "{}")
+        except (json.JSONDecodeError, TypeError) as exc:
+            return error_output(f"arguments are not valid JSON ({exc})", "send the arguments as one JSON object")
+        if not isinstance(raw, dict):
+            return error_output("arguments must be a JSON object", "send the arguments as one JSON object")
+        try:
+            args = tool.args.model_validate(raw)
+        except ValidationError as exc:
+            return error_output(
+                f"invalid arguments: {_describe(exc)}",
+                "correct those fields (see the tool's parameters) and call again",
+            )
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                if tool.blocking:
+                    result = await asyncio.to_thread(tool.func, args, ctx)
+                else:
+                    result = tool.func(args, ctx)
+                if isinstance(result, Awaitable):
+                    result = await result
+        except TimeoutError:
+            log.warning(
+                "tool %s timed out after %.1f s",
+                name,
+                self.timeout_s,
+                extra={"kiosk": {"event": "tool_timeout", "tool": name}},
+            )
+            return error_output(f"{name} took too long", "tell the visitor it is unavailable right now")
+        except ToolError as exc:
+            return error_output(str(exc), exc.fix or "ask the visitor and try again")
+        except StoreError as exc:
+            log.error("tool %s: storage failed: %s", name, exc, extra={"kiosk": {"event": "tool_error", "tool": name}})
+            return error_output(
+                "the kiosk could not store that right now", "apologise and offer to have someone follow up another way"
+            )
+        except Exception:
+            log.exception("tool %s failed", name, extra={"kiosk": {"event": "tool_error", "tool": name}})
+            return error_output(f"{name} failed unexpectedly", "do not retry; continue without it")
+        return json.dumps(result)

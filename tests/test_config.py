@@ -1,0 +1,128 @@
+"""Settings: file, environment, credentials, errors a technician can act on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from kiosk.config import REPO_CONFIG, load_settings, masked_dump
+from kiosk.errors import ConfigError
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kiosk", *args], capture_output=True, text=True, check=False,
+                          timeout=60, env=env)
+
+
+def test_repo_config_is_valid_and_complete() -> None:
+    loaded = load_settings(REPO_CONFIG)
+    s = loaded.settings
+    assert s.realtime.model == "gpt-realtime"
+    assert s.panel.button_pin == 17
+    # Relative paths are resolved against the config file, not the working directory.
+    assert s.realtime.instructions_file == REPO_CONFIG.parent / "instructions.md"
+    assert s.tools.knowledge_dir == REPO_CONFIG.parent / "knowledge"
+
+
+def test_every_setting_is_documented_in_the_shipped_file() -> None:
+    text = REPO_CONFIG.read_text()
+    s = load_settings(REPO_CONFIG).settings
+    for section, model in s:
+        if section == "secrets" or not isinstance(model, BaseModel):
+            continue
+        for field in type(model).model_fields:
+            assert field in text, f"[{section}] {field} is missing from config/kiosk.toml"
+
+
+def test_environment_overrides_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KIOSK_REALTIME__MODEL", "gpt-realtime-mini")
+    monkeypatch.setenv("KIOSK_AUDIO__CHUNK_MS", "20")
+    s = load_settings(REPO_CONFIG).settings
+    assert s.realtime.model == "gpt-realtime-mini"
+    assert s.audio.chunk_ms == 20
+    assert s.realtime.voice == "marin"  # the rest of the section still comes from the file
+
+
+def test_secrets_from_credentials_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "openai_api_key").write_text("sk-test-123\n")
+    (tmp_path / "sync_token").write_text("")  # empty means unset
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    s = load_settings(REPO_CONFIG).settings
+    assert s.secrets.openai_api_key is not None
+    assert s.secrets.openai_api_key.get_secret_value() == "sk-test-123"
+    assert s.secrets.sync_token is None
+    dumped = json.dumps(masked_dump(s))
+    assert "sk-test-123" not in dumped
+    assert masked_dump(s)["secrets"]["openai_api_key"] == "<set>"
+
+
+def test_secrets_in_the_file_are_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "k.toml"
+    cfg.write_text('[secrets]\nopenai_api_key = "sk-oops"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    assert "sk-oops" not in str(err.value)
+    assert err.value.problems[0].startswith("secrets:")
+
+
+def test_every_problem_is_reported_with_its_path(tmp_path: Path) -> None:
+    cfg = tmp_path / "k.toml"
+    cfg.write_text('[audio]\nchunk_ms = 5\nprebuffer_ms = "lots"\n[realtime]\nmodle = "x"\n[echo]\nmode = "loud"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    problems = err.value.problems
+    assert len(problems) == 4
+    joined = "\n".join(problems)
+    assert "audio.chunk_ms: Input should be greater than or equal to 20 (got 5)" in joined
+    assert "audio.prebuffer_ms:" in joined
+    assert "realtime.modle: unknown setting" in joined
+    assert "echo.mode:" in joined
+
+
+def test_config_check_cli_broken_file_exits_78_without_traceback(tmp_path: Path) -> None:
+    cfg = tmp_path / "k.toml"
+    cfg.write_text('[audio]\nchunk_ms = 5\n[panel]\nbutton_pin = 99\n')
+    r = run_cli("--config", str(cfg), "config", "check")
+    assert r.returncode == 78
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("config: audio.chunk_ms:")
+    assert lines[1].startswith("config: panel.button_pin:")
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_config_check_cli_not_toml(tmp_path: Path) -> None:
+    cfg = tmp_path / "k.toml"
+    cfg.write_text("[audio\nchunk_ms = \n")
+    r = run_cli("--config", str(cfg), "config", "check")
+    assert r.returncode == 78
+    assert "not valid TOML" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_config_check_cli_missing_file(tmp_path: Path) -> None:
+    r = run_cli("--config", str(tmp_path / "nope.toml"), "config", "check")
+    assert r.returncode == 78
+    assert "cannot read config file" in r.stderr
+
+
+def test_config_check_and_show_cli_ok(tmp_path: Path) -> None:
+    import os
+
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "openai_api_key").write_text("sk-very-secret")
+    env = {**os.environ, "CREDENTIALS_DIRECTORY": str(creds)}
+    r = run_cli("--config", str(REPO_CONFIG), "config", "check", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "config OK" in r.stdout
+    r = run_cli("--config", str(REPO_CONFIG), "config", "show", env=env)
+    assert r.returncode == 0
+    shown = json.loads(r.stdout)
+    assert shown["secrets"]["openai_api_key"] == "<set>"
+    assert "sk-very-secret" not in r.stdout

@@ -1,0 +1,47 @@
+"""The SQLite store: file mode, journal mode, migrations, atomic saves."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from kiosk.errors import StoreError
+from kiosk.store import MIGRATIONS, ConsentEvidence, LeadRecord, Store
+
+LEAD = LeadRecord(name="Jane Doe", email="jane@example.com", phone="+14155550132", product_type="dscr",
+                  session_id="s1", kiosk_id="k1", analysis={"dscr": 1.2})
+CONSENT = ConsentEvidence(disclosure_text="disclosure", disclosure_version="abc", channel="kiosk_voice",
+                          visitor_words="Yes, I agree.")
+
+
+def test_new_database_is_private_wal_and_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "kiosk.db"
+    store = Store(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store.schema_version == len(MIGRATIONS)
+    store.close()
+    # Re-opening applies nothing twice.
+    again = Store(path)
+    assert again.schema_version == len(MIGRATIONS)
+    again.close()
+
+
+def test_save_lead_writes_lead_consent_and_outbox_together(tmp_path: Path) -> None:
+    store = Store(tmp_path / "k.db")
+    lead_id = store.save_lead(LEAD, CONSENT)
+    assert store.lead(lead_id)["email"] == "jane@example.com"  # type: ignore[index]
+    assert store.consent(lead_id)["visitor_words"] == "Yes, I agree."  # type: ignore[index]
+    assert store.count("outbox", "kind = 'lead' AND ref = ?", (lead_id,)) == 1
+
+
+def test_failed_save_leaves_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "k.db")
+    bad = ConsentEvidence(disclosure_text=None, disclosure_version="v", channel="c", visitor_words="w")  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="database write failed"):
+        store.save_lead(LEAD, bad)
+    assert store.count("leads") == 0
+    assert store.count("outbox") == 0
