@@ -13,6 +13,7 @@ from kiosk.app import Kiosk, Parts, default_tools, load_instructions
 from kiosk.config import Settings
 from kiosk.panel import KeyboardButton, Lights, LogLights
 from kiosk.realtime.connection import TraceWriter
+from kiosk.service import Notifier
 from kiosk.store import Store
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,14 @@ async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
         kiosk = Kiosk(parts)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
+        notifier = Notifier()
+
+        def on_signal() -> None:
+            notifier.stopping()
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         if no_gpio:
             KeyboardButton(kiosk.submit).attach(loop)
             print("kiosk: press Enter to start or end a session, 'h' + Enter for a long press", flush=True)
@@ -70,7 +77,11 @@ async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
             panel = GpioPanel(settings.panel, kiosk.submit_threadsafe)
             parts.lights = panel
         log.info("kiosk %s starting", settings.kiosk_id, extra={"kiosk": {"event": "start"}})
-        await kiosk.run(stop, ready=lambda: log.info("kiosk ready", extra={"kiosk": {"event": "ready"}}))
+        def ready() -> None:
+            log.info("kiosk ready", extra={"kiosk": {"event": "ready"}})
+            notifier.ready("idle")
+
+        await kiosk.run(stop, ready=ready)
         if kiosk.state is cv.State.ERROR:
             return 1
         return 0

@@ -82,7 +82,7 @@ class JournalHandler(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__()
-        from systemd import journal  # type: ignore[attr-defined]  # only meaningful with a journal socket
+        from systemd import journal  # only meaningful with a journal socket
 
         self._send = journal.send
 

@@ -96,8 +96,13 @@ def find_device(pa: Any, name: str, index: int | None, is_input: bool) -> Device
                 if d.index == int(info["index"]):
                     return d
     names = ", ".join(repr(d.name) for d in devices) or "none"
-    wanted = f"name containing {name!r}" if name else (f"index {index}" if index is not None else "a default")
-    raise DeviceError(f"no {kind} with {wanted} (available: {names})")
+    if name:
+        wanted = f"whose name contains {name!r}"
+    elif index is not None:
+        wanted = f"at index {index}"
+    else:
+        wanted = "(no system default)"
+    raise DeviceError(f"no {kind} {wanted}; available: {names}")
 
 
 def pick_rate(device: DeviceInfo, is_input: bool) -> int:
