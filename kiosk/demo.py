@@ -78,6 +78,7 @@ class DemoResult:
     store_path: Path
     speaker_wav: Path
     trace_path: Path | None
+    sim: SimServer
 
     @property
     def ok(self) -> bool:
@@ -120,13 +121,14 @@ async def run_demo(
     out: TextIO = sys.stdout,
     config: Path | None = None,
     trace: Path | None = None,
+    record: bool = False,
 ) -> DemoResult:
-    """Run one scenario end to end; returns the checks."""
+    """Run one scenario end to end; returns the checks (``record`` keeps every server event)."""
     scenario = load_scenario(scenario_name)
     workdir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before anything runs
     store_path = workdir / "kiosk.db"
     speaker_wav = workdir / "assistant.wav"
-    sim = SimServer(SimOptions(scenario=scenario))
+    sim = SimServer(SimOptions(scenario=scenario, record_sent=record))
     await sim.start()
     loaded = load_settings(
         config,
@@ -177,7 +179,7 @@ async def run_demo(
     checks = _checks(scenario, store, obs, sim, error)
     store.close()
     _summary(out, checks, store_path, speaker_wav)
-    return DemoResult(checks, store_path, speaker_wav, trace)
+    return DemoResult(checks, store_path, speaker_wav, trace, sim)
 
 
 def _checks(

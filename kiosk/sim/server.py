@@ -54,6 +54,7 @@ class SimOptions:
     scenario: Scenario
     stream_speed: float = 8.0  # how much faster than real time replies stream
     faults: Faults = field(default_factory=Faults)
+    record_sent: bool = False  # keep every emitted server event (conformance tests)
 
 
 _ids = itertools.count(1)
@@ -71,6 +72,7 @@ class SimSession:
         self.opts = opts
         self.scenario = opts.scenario
         self.received: list[dict[str, Any]] = []
+        self.sent: list[dict[str, Any]] = []
         self.session: dict[str, Any] = {
             "type": "realtime",
             "model": model,
@@ -98,6 +100,8 @@ class SimSession:
     async def emit(self, event: dict[str, Any]) -> None:
         """Send one server event (with a fresh event id)."""
         event.setdefault("event_id", _id("event"))
+        if self.opts.record_sent:
+            self.sent.append(event)
         await self.ws.send(json.dumps(event))
 
     async def error(
@@ -169,7 +173,7 @@ class SimSession:
 
     def session_view(self) -> dict[str, Any]:
         """The session object as the server reports it."""
-        return {"object": "realtime.session", "id": "sess_sim", **self.session}
+        return dict(self.session)
 
     async def on_session_update(self, e: dict[str, Any]) -> None:
         """Merge the update (one level deep for nested objects) and confirm it."""
