@@ -12,7 +12,6 @@ reader and a single sender, so client events leave in the order the core queued 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -20,15 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from pydantic import SecretStr
+
 from kiosk import conversation as cv
 from kiosk.audio.echo import EchoPolicy
 from kiosk.audio.ports import Microphone, Speaker
-from kiosk.config import Settings
-from kiosk.errors import FatalRealtimeError, RealtimeError
+from kiosk.config import RealtimeSettings, Settings
+from kiosk.link import VisitorLink
 from kiosk.logs import event
 from kiosk.panel import Lights
 from kiosk.realtime import session as rs
-from kiosk.realtime.connection import RealtimeConnection, Reconnector, TraceWriter
+from kiosk.realtime.connection import TraceWriter
 from kiosk.store import Store
 from kiosk.tools import deals, leads
 from kiosk.tools.registry import ToolContext, ToolRegistry
@@ -147,10 +148,50 @@ class Kiosk:
         self.config = session_config(s, parts.instructions, parts.tools)
         self._inputs: asyncio.Queue[cv.Input] = asyncio.Queue()
         self._link: VisitorLink | None = None
-        self._changed = asyncio.Event()
+        self._changed = asyncio.Condition()
         self._tg: asyncio.TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sessions_started = 0
+        self._mic_s = 0.0  # seconds of audio captured since start
+
+    # -- what a VisitorLink needs (kiosk.link.Host) -------------------------------
+
+    @property
+    def settings_realtime(self) -> RealtimeSettings:
+        """Realtime connection settings."""
+        return self.p.settings.realtime
+
+    @property
+    def api_key(self) -> SecretStr | None:
+        """The OpenAI API key."""
+        return self.p.settings.secrets.openai_api_key
+
+    @property
+    def speaker(self) -> Speaker:
+        """The speaker port."""
+        return self.p.speaker
+
+    @property
+    def tools(self) -> ToolRegistry:
+        """The tool registry."""
+        return self.p.tools
+
+    @property
+    def trace(self) -> TraceWriter | None:
+        """The wire trace, if any."""
+        return self.p.trace
+
+    def transcript(self, role: str, text: str) -> None:
+        """Forward a transcript line to the observer."""
+        self.p.observer.transcript(role, text)
+
+    def tool_ran(self, name: str, arguments: str, output: str) -> None:
+        """Forward a tool run to the observer."""
+        self.p.observer.tool(name, arguments, output)
+
+    def is_quiet(self) -> bool:
+        """Nobody speaks: listening, with the speaker idle."""
+        return self.machine.state is cv.State.LISTENING
 
     # -- inputs from anywhere -------------------------------------------------------
 
@@ -170,10 +211,13 @@ class Kiosk:
 
     async def wait_state(self, states: set[cv.State], *, limit_s: float) -> None:
         """Wait (at most ``limit_s``) until the state is one of ``states``."""
-        async with asyncio.timeout(limit_s):
-            while self.machine.state not in states:
-                self._changed.clear()
-                await self._changed.wait()
+        async with asyncio.timeout(limit_s), self._changed:
+            await self._changed.wait_for(lambda: self.machine.state in states)
+
+    async def state_changed(self) -> None:
+        """Return after the next input has been handled."""
+        async with self._changed:
+            await self._changed.wait()
 
     # -- main ---------------------------------------------------------------------
 
@@ -213,11 +257,12 @@ class Kiosk:
             except TimeoutError:
                 inp = cv.Tick()
             self._execute(self.machine.handle(inp, self._loop.time()))
-            self._changed.set()
+            async with self._changed:
+                self._changed.notify_all()
 
     def _on_playing(self, playing: bool) -> None:
         assert self._loop is not None
-        self.echo.playback(playing, self._loop.time())
+        self.echo.playback(playing, self._mic_s)
         self.submit(cv.AssistantAudio(playing))
         self.p.observer.playing(playing)
 
@@ -226,12 +271,14 @@ class Kiosk:
         mic, speaker = self.p.mic, self.p.speaker
         while True:
             chunk = await mic.read()
+            self._mic_s += mic.chunk_ms / 1000
             link = self._link
             if link is None or not link.ready:
                 continue
-            now = self._loop.time()
-            self.echo.reference(speaker.level_dbfs(), now)
-            link.send_audio(self.echo.filter(chunk, now))
+            # The echo policy runs on captured-audio time: echo tails and warm-ups are
+            # lengths of audio, and so they stay right when the audio clock is scaled.
+            self.echo.reference(speaker.level_dbfs(), self._mic_s)
+            link.send_audio(self.echo.filter(chunk, self._mic_s))
 
     # -- commands -----------------------------------------------------------------
 
@@ -298,169 +345,6 @@ class Kiosk:
             self.p.speaker.write(audio, "offline")
             self.p.speaker.end_of_stream()
         log.warning("Realtime unavailable: offline message played", extra=event("offline"))
-
-
-class VisitorLink:
-    """One visitor's Realtime session: connect, configure, read, send, run tools, reconnect."""
-
-    def __init__(self, kiosk: Kiosk, session_id: str) -> None:
-        self.k = kiosk
-        self.session_id = session_id
-        self.task: asyncio.Task[None]
-        self.core: rs.RealtimeSession | None = None
-        self.ready = False
-        self._kick = asyncio.Event()
-        self._children: set[asyncio.Task[None]] = set()
-        self.usage = rs.Usage()
-
-    def send_audio(self, pcm: bytes) -> None:
-        """Queue visitor audio (only once the session is ready)."""
-        if self.core is not None and self.ready:
-            self.core.append_audio(pcm)
-            self._kick.set()
-
-    def request_response(self, instructions: str) -> None:
-        """Ask the assistant to speak (greeting, goodbye)."""
-        if self.core is not None:
-            self.core.request_response(instructions)
-            self._kick.set()
-
-    async def run(self) -> None:
-        """Connect and serve until cancelled (hangup) or hopeless; never takes the daemon down."""
-        try:
-            await self._run()
-        except Exception:
-            log.exception("visitor session failed", extra=event("session_error", session=self.session_id))
-            self.k.submit(cv.ReconnectFailed("internal error") if self.ready else cv.ConnectFailed("internal error"))
-
-    async def _run(self) -> None:
-        s = self.k.p.settings.realtime
-        loop = asyncio.get_running_loop()
-        recon = Reconnector(s.backoff_base_s, s.backoff_cap_s, s.stable_after_s)
-        previous: rs.RealtimeSession | None = None
-        while True:
-            try:
-                conn = await RealtimeConnection.open(
-                    s.url,
-                    s.model,
-                    self.k.p.settings.secrets.openai_api_key,
-                    connect_timeout=s.connect_timeout_s,
-                    ping_interval=s.ping_interval_s,
-                    trace=self.k.p.trace,
-                )
-            except FatalRealtimeError as exc:
-                self.k.submit(
-                    cv.ConnectFailed(str(exc), fatal=True)
-                    if previous is None
-                    else cv.ReconnectFailed(str(exc), fatal=True)
-                )
-                return
-            except RealtimeError as exc:
-                if previous is None:
-                    log.warning("connect failed: %s", exc, extra=event("connect_failed"))
-                    self.k.submit(cv.ConnectFailed(str(exc)))
-                    return
-                delay = recon.next_delay(loop.time())
-                log.info("reconnect failed (%s); next try in %.1f s", exc, delay, extra=event("reconnect_wait"))
-                await asyncio.sleep(delay)
-                continue
-            recon.connected(loop.time())
-            core = rs.RealtimeSession(self.k.config, id_prefix=f"k{self.session_id[:6]}")
-            if previous is None:
-                core.start()
-            else:
-                previous.replay_into(core)
-                log.info("reconnected; conversation replayed", extra=event("reconnected", session=self.session_id))
-            self.core = core
-            try:
-                await self._serve(conn, core)
-            except FatalRealtimeError as exc:
-                self.k.submit(cv.Fatal(str(exc)))
-                return
-            except RealtimeError as exc:
-                log.warning(
-                    "Realtime connection lost: %s", exc, extra=event("connection_lost", session=self.session_id)
-                )
-                self.ready = False
-                self.k.submit(cv.ConnectionLost(str(exc)))
-                previous = core
-                await asyncio.sleep(recon.next_delay(loop.time()))
-            finally:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-
-    async def _serve(self, conn: RealtimeConnection, core: rs.RealtimeSession) -> None:
-        """Read and send until the connection fails; tool runs die with the connection."""
-        sender = asyncio.create_task(self._sender(conn, core))
-        reader = asyncio.create_task(self._reader(conn, core))
-        try:
-            done, _ = await asyncio.wait({sender, reader}, return_when=asyncio.FIRST_COMPLETED)
-            for t in done:
-                t.result()
-        finally:
-            tasks = [sender, reader, *self._children]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self._children.clear()
-
-    async def _sender(self, conn: RealtimeConnection, core: rs.RealtimeSession) -> None:
-        self._kick.set()
-        while True:
-            await self._kick.wait()
-            self._kick.clear()
-            for e in core.drain():
-                await conn.send(e)
-
-    async def _reader(self, conn: RealtimeConnection, core: rs.RealtimeSession) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            frame = await conn.recv()
-            for eff in core.receive(frame, loop.time()):
-                self._effect(eff, core)
-            self._kick.set()
-
-    def _effect(self, eff: rs.Effect, core: rs.RealtimeSession) -> None:
-        k = self.k
-        match eff:
-            case rs.Ready():
-                self.ready = True
-                k.submit(cv.SessionReady())
-            case rs.PlayAudio(item_id=item, pcm=pcm):
-                k.p.speaker.write(pcm, item)
-            case rs.FlushPlayback():
-                core.playback_flushed(k.p.speaker.flush())
-            case rs.VisitorSpeaking(speaking=speaking):
-                k.submit(cv.VisitorSpeech(speaking))
-            case rs.Transcript(role=role, text=text):
-                k.ctx.transcript.append((role, text))
-                k.p.observer.transcript(role, text)
-            case rs.RunTools(calls=calls):
-                self._children.add(asyncio.create_task(self._run_tools(calls, core)))
-            case rs.ResponseFinished(status=status, usage=usage):
-                self.usage = self.usage + usage
-                k.p.speaker.end_of_stream()
-                log.debug("response %s %s", eff.response_id, status)
-            case rs.IdleTimeout():
-                log.info("visitor silent; assistant checks in", extra=event("idle_timeout", session=self.session_id))
-            case rs.Recycle(reason=reason):
-                raise RealtimeError(f"session must be recycled: {reason}")
-            case rs.FatalError(code=code, message=message):
-                raise FatalRealtimeError(f"{code}: {message}")
-
-    async def _run_tools(self, calls: tuple[rs.ToolCall, ...], core: rs.RealtimeSession) -> None:
-        results = []
-        for call in calls:
-            output = await self.k.p.tools.call(call.name, call.arguments, self.k.ctx)
-            self.k.p.observer.tool(call.name, call.arguments, output)
-            log.info(
-                "tool %s ran",
-                call.name,
-                extra=event("tool", tool=call.name, session=self.session_id, ok='"error"' not in output[:12]),
-            )
-            results.append((call.call_id, output))
-        core.tool_results(results)
-        self._kick.set()
 
 
 def read_offline_audio(path: Path | None) -> bytes | None:

@@ -77,6 +77,7 @@ async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
             panel = GpioPanel(settings.panel, kiosk.submit_threadsafe)
             parts.lights = panel
         log.info("kiosk %s starting", settings.kiosk_id, extra={"kiosk": {"event": "start"}})
+
         def ready() -> None:
             log.info("kiosk ready", extra={"kiosk": {"event": "ready"}})
             notifier.ready("idle")

@@ -12,62 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from kiosk import conversation as cv
-from kiosk.app import Kiosk, Parts, default_tools, load_instructions, read_offline_audio
-from kiosk.audio.files import ScriptedMicrophone, WavSpeaker
 from kiosk.audio.pcm import read_wav
-from kiosk.config import load_settings
-from kiosk.panel import RecordingLights
-from kiosk.realtime.connection import TraceWriter
-from kiosk.sim.scenario import Scenario, load_scenario
-from kiosk.sim.server import SimOptions, SimServer
+from kiosk.rig import Rig
+from kiosk.sim.scenario import load_scenario
+from kiosk.sim.server import SimServer
 from kiosk.store import Store
-
-log = logging.getLogger(__name__)
-
-TURN_TIMEOUT_S = 30.0
-
-
-@dataclass
-class DemoObserver:
-    """Prints the conversation as it happens and keeps what the checks need."""
-
-    out: TextIO
-    lines: list[tuple[str, str]] = field(default_factory=list)
-    tools: list[tuple[str, str]] = field(default_factory=list)
-    ended: list[cv.EndReason] = field(default_factory=list)
-    assistant_lines: asyncio.Event = field(default_factory=asyncio.Event)
-    playback_done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def transcript(self, role: str, text: str) -> None:
-        """Print and remember a line."""
-        self.lines.append((role, text))
-        who = "Assistant" if role == "assistant" else "Visitor  "
-        print(f"  {who}: {text}", file=self.out, flush=True)
-        if role == "assistant":
-            self.assistant_lines.set()
-
-    def tool(self, name: str, arguments: str, output: str) -> None:
-        """Print a tool call briefly."""
-        self.tools.append((name, output))
-        verdict = "error" if '"error"' in output else "ok"
-        print(f"  [tool {name}: {verdict}]", file=self.out, flush=True)
-
-    def session_ended(self, reason: cv.EndReason, duration_s: float | None) -> None:
-        """Remember why."""
-        self.ended.append(reason)
-
-    def playing(self, playing: bool) -> None:
-        """The speaker went audible or quiet."""
-        if not playing:
-            self.playback_done.set()
 
 
 @dataclass
@@ -86,31 +42,17 @@ class DemoResult:
         return all(ok for _, ok in self.checks)
 
 
-async def _assistant_turn(obs: DemoObserver) -> None:
-    """Wait until the assistant has said something and finished playing it."""
-    async with asyncio.timeout(TURN_TIMEOUT_S):
-        await obs.assistant_lines.wait()
-        obs.assistant_lines.clear()
-        # The transcript is complete before playback is (replies stream faster than real
-        # time): wait for the speaker to go quiet after it.
-        obs.playback_done.clear()
-        await obs.playback_done.wait()
-
-
-async def _visitor(kiosk: Kiosk, mic: ScriptedMicrophone, scenario: Scenario, obs: DemoObserver, speed: float) -> None:
-    kiosk.submit(cv.ButtonPressed())
-    await kiosk.wait_state({cv.State.LISTENING, cv.State.ASSISTANT_SPEAKING}, limit_s=15)
-    await _assistant_turn(obs)
-    for turn in scenario.turns:
-        await asyncio.sleep(turn.pause_ms / 1000 / speed)
+async def _visit(rig: Rig) -> None:
+    """The scripted visitor: press, listen, speak each turn, press to finish."""
+    await rig.press(until={cv.State.LISTENING, cv.State.ASSISTANT_SPEAKING})
+    await rig.assistant_turn()
+    for turn in rig.scenario.turns:
+        await rig.pause(turn.pause_ms)
         if turn.visitor_audio is None:
-            raise ValueError(f"scenario {scenario.name}: turn {turn.visitor!r} has no visitor_audio")
-        done = mic.say(read_wav(turn.visitor_audio))
-        async with asyncio.timeout(TURN_TIMEOUT_S):
-            await done.wait()
-        await _assistant_turn(obs)
-    kiosk.submit(cv.ButtonPressed())  # the visitor presses the button to finish
-    await kiosk.wait_state({cv.State.IDLE}, limit_s=10)
+            raise ValueError(f"scenario {rig.scenario.name}: turn {turn.visitor!r} has no visitor_audio")
+        await rig.say(read_wav(turn.visitor_audio))
+        await rig.assistant_turn()
+    await rig.press(until={cv.State.IDLE}, limit_s=10)
 
 
 async def run_demo(
@@ -125,71 +67,28 @@ async def run_demo(
 ) -> DemoResult:
     """Run one scenario end to end; returns the checks (``record`` keeps every server event)."""
     scenario = load_scenario(scenario_name)
-    workdir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before anything runs
-    store_path = workdir / "kiosk.db"
-    speaker_wav = workdir / "assistant.wav"
-    sim = SimServer(SimOptions(scenario=scenario, record_sent=record))
-    await sim.start()
-    loaded = load_settings(
-        config,
-        overrides={
-            "realtime": {"url": sim.url},
-            "store": {"path": str(store_path)},
-            "secrets": {"openai_api_key": "sim-key"},
-        },
-    )
-    settings = loaded.settings
-    store = Store(settings.store.path)
-    tools = default_tools(settings.tools.timeout_s)
-    mic = ScriptedMicrophone(settings.audio.chunk_ms, speed=speed)
-    speaker = WavSpeaker(speaker_wav, settings.audio.prebuffer_ms, speed=speed)
-    lights = RecordingLights()
-    obs = DemoObserver(out)
-    tracer = TraceWriter(trace) if trace else None
-    parts = Parts(
-        settings=settings,
-        store=store,
-        tools=tools,
-        mic=mic,
-        speaker=speaker,
-        lights=lights,
-        instructions=load_instructions(settings),
-        trace=tracer,
-        observer=obs,
-        offline_audio=read_offline_audio(None),
-    )
-    kiosk = Kiosk(parts)
+    rig = Rig(scenario, workdir, speed=speed, out=out, config=config, trace=trace, record=record)
     print(f"Scenario {scenario.name}: {scenario.description}", file=out, flush=True)
-    stop = asyncio.Event()
     error: BaseException | None = None
-    try:
-        async with asyncio.TaskGroup() as tg:
-            runner = tg.create_task(kiosk.run(stop))
-            try:
-                await _visitor(kiosk, mic, scenario, obs, speed)
-            except (TimeoutError, ValueError) as exc:
-                error = exc
-            finally:
-                stop.set()
-            await runner
-    finally:
-        await sim.close()
-        if tracer is not None:
-            tracer.close()
-    checks = _checks(scenario, store, obs, sim, error)
-    store.close()
-    _summary(out, checks, store_path, speaker_wav)
-    return DemoResult(checks, store_path, speaker_wav, trace, sim)
+    async with rig.running():
+        try:
+            await _visit(rig)
+        except (TimeoutError, ValueError) as exc:
+            error = exc
+    checks = _checks(rig, error)
+    rig.store.close()
+    _summary(out, checks, rig.store_path, rig.speaker_wav)
+    return DemoResult(checks, rig.store_path, rig.speaker_wav, trace, rig.sim)
 
 
-def _checks(
-    scenario: Scenario, store: Store, obs: DemoObserver, sim: SimServer, error: BaseException | None
-) -> list[tuple[str, bool]]:
+def _checks(rig: Rig, error: BaseException | None) -> list[tuple[str, bool]]:
+    store: Store = rig.store
+    lines = rig.rec.lines
     checks: list[tuple[str, bool]] = [
         ("visitor got through every scripted turn" + (f" ({error!r})" if error else ""), error is None),
-        ("assistant greeted first", bool(obs.lines) and obs.lines[0][0] == "assistant"),
+        ("assistant greeted first", bool(lines) and lines[0][0] == "assistant"),
     ]
-    expect = scenario.expect
+    expect = rig.scenario.expect
     leads = store.count("leads")
     if "lead_saved" in expect:
         want = bool(expect["lead_saved"])
@@ -203,10 +102,10 @@ def _checks(
                     consent == leads and outbox == leads,
                 )
             )
-    errors = [e for s in sim.sessions for e in s.received if "raw" in e]
-    checks.append((f"every client event accepted by the simulator ({len(errors)} rejected)", not errors))
+    rejected = [e for s in rig.sim.sessions for e in s.received if "raw" in e]
+    checks.append((f"every client event accepted by the simulator ({len(rejected)} rejected)", not rejected))
     if "end_reason" in expect:
-        got = obs.ended[-1].value if obs.ended else None
+        got = rig.rec.ended[-1].value if rig.rec.ended else None
         checks.append((f"session ended by {got} (expected {expect['end_reason']})", got == expect["end_reason"]))
     return checks
 

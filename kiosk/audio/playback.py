@@ -81,8 +81,10 @@ class PlaybackBuffer:
         with self._lock:
             if self._fade:
                 data, self._fade = self._fade[:n], self._fade[n:]
+                self.level_dbfs = rms_dbfs(data)
                 return data + bytes(n - len(data)), True
             if not self._started:
+                self.level_dbfs = -120.0
                 return bytes(n), False
             out = bytearray()
             while len(out) < n and self._segments:

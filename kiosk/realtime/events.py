@@ -328,12 +328,12 @@ def function_call_output(event_id: str, call_id: str, output: str) -> Event:
     }
 
 
-def user_text(event_id: str, text: str) -> Event:
-    """``conversation.item.create`` of a user text message (used to replay a transcript)."""
+def system_text(event_id: str, text: str) -> Event:
+    """``conversation.item.create`` of a system message (context replayed into a new session)."""
     return {
         "type": "conversation.item.create",
         "event_id": event_id,
-        "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
+        "item": {"type": "message", "role": "system", "content": [{"type": "input_text", "text": text}]},
     }
 
 

@@ -267,6 +267,7 @@ class RealtimeSession:
         self._sent_types: OrderedDict[str, str] = OrderedDict()
         self.usage = Usage()
         self.transcript: list[tuple[str, str]] = []
+        self.statuses: OrderedDict[str, str] = OrderedDict()  # final status per response id
 
     # -- outgoing -------------------------------------------------------------------
 
@@ -424,6 +425,9 @@ class RealtimeSession:
         usage = Usage.from_response(r.get("usage"))
         self.usage = self.usage + usage
         resp = self._responses.pop(rid, _Response())
+        self.statuses[rid] = status
+        while len(self.statuses) > 64:
+            self.statuses.popitem(last=False)
         if self.active_response in (rid, "<requested>"):
             self.active_response = None
         out: list[Effect] = [ResponseFinished(rid, status, reason, usage)]
@@ -448,7 +452,8 @@ class RealtimeSession:
                 self._want_response = True
             return []
         if code in FATAL_CODES:
-            log.error("Realtime refused the kiosk: %s", code, extra={"kiosk": fields})
+            # Logged once, at ERROR, by whoever acts on the effect (the connection owner).
+            log.debug("fatal Realtime error %s", code)
             return [FatalError(code, err.message)]
         if code in RECYCLE_CODES:
             log.info("Realtime session expired; recycling", extra={"kiosk": fields})
@@ -465,6 +470,11 @@ class RealtimeSession:
 
     # -- recycle --------------------------------------------------------------------
 
+    @property
+    def quiet(self) -> bool:
+        """No response is active and no tool output is awaited: a safe moment to recycle."""
+        return self.active_response is None and not self._awaiting and not self._want_response
+
     def condensed_transcript(self, max_chars: int = 2000) -> str:
         """The conversation so far as plain lines, newest kept when it is too long."""
         lines = [f"{role}: {text}" for role, text in self.transcript]
@@ -476,5 +486,5 @@ class RealtimeSession:
         fresh.start()
         summary = self.condensed_transcript()
         if summary:
-            fresh._send(ev.user_text(fresh._eid(), "(Context: the conversation so far, for continuity.)\n" + summary))
+            fresh._send(ev.system_text(fresh._eid(), "The conversation so far (continue it):\n" + summary))
         fresh.transcript = list(self.transcript)

@@ -43,8 +43,10 @@ class Faults:
     reject_key: bool = False  # answer with an invalid_api_key error, then close
     reject_with_close_3000: bool = False  # close with code 3000 instead
     expire_after_s: float | None = None  # session_expired error + close after this long
-    drop_after_deltas: int | None = None  # close abruptly after this many audio deltas
+    drop_after_deltas: int | None = None  # close abruptly after this many audio deltas (once)
     think_ms: int = 0  # fixed "thinking" delay before each response streams
+    http_status: int | None = None  # refuse the handshake with this HTTP status
+    inject_frames: list[str] = field(default_factory=list)  # raw frames sent after session.updated (once)
 
 
 @dataclass
@@ -94,6 +96,8 @@ class SimSession:
         self.deltas_sent = 0
         self.last_item: str | None = None
         self.closed = asyncio.Event()
+        self.configured = asyncio.Event()  # the first session.update was handled
+        self._expiring: asyncio.Task[None] | None = None
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -130,7 +134,9 @@ class SimSession:
         await self.emit({"type": "session.created", "session": self.session_view()})
         expiry = None
         if faults.expire_after_s is not None:
+            # One expiry per fault setting, so the replacement connection lives on.
             expiry = asyncio.get_running_loop().call_later(faults.expire_after_s, self._expire)
+            faults.expire_after_s = None
         try:
             async for frame in self.ws:
                 await self.handle(frame)
@@ -149,7 +155,11 @@ class SimSession:
                 await self.error("session_expired", "Your session hit the maximum duration of 60 minutes.")
                 await self.ws.close(1000, "session expired")
 
-        asyncio.get_running_loop().create_task(go())
+        self._expiring = asyncio.get_running_loop().create_task(go())
+
+    def expire(self) -> None:
+        """Expire this session now (``session_expired`` error, then close)."""
+        self._expire()
 
     async def handle(self, frame: str | bytes) -> None:
         """Handle one client frame."""
@@ -185,6 +195,10 @@ class SimSession:
             int(td.get("silence_duration_ms", 500)),
         )
         await self.emit({"type": "session.updated", "session": self.session_view()})
+        self.configured.set()
+        frames, self.opts.faults.inject_frames = self.opts.faults.inject_frames, []
+        for raw in frames:
+            await self.ws.send(raw)
 
     async def on_input_audio_buffer_append(self, e: dict[str, Any]) -> None:
         """Run VAD over the audio; start, stop, commit and answer turns."""
@@ -588,6 +602,7 @@ class SimServer:
     def __init__(self, opts: SimOptions) -> None:
         self.opts = opts
         self.sessions: list[SimSession] = []
+        self._new_session = asyncio.Condition()
         self._server: Server | None = None
         self.port = 0
         self.auth_headers: list[str | None] = []
@@ -605,13 +620,15 @@ class SimServer:
         log.info("Realtime simulator listening on %s (scenario %s)", self.url, self.opts.scenario.name)
 
     def _check_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        self.auth_headers.append(request.headers.get("Authorization"))
+        if self.opts.faults.http_status is not None:
+            return conn.respond(self.opts.faults.http_status, "refused by fault injection\n")
         parts = urlsplit(request.path)
         if parts.path.rstrip("/") != "/v1/realtime":
             return conn.respond(404, "Not Found\n")
         if not parse_qs(parts.query).get("model"):
             return conn.respond(400, "missing model\n")
         auth = request.headers.get("Authorization")
-        self.auth_headers.append(auth)
         if not auth or not auth.startswith("Bearer ") or len(auth) <= len("Bearer "):
             return conn.respond(401, "missing bearer token\n")
         return None
@@ -621,7 +638,15 @@ class SimServer:
         model = parse_qs(urlsplit(ws.request.path).query)["model"][0]
         session = SimSession(ws, self.opts, model)
         self.sessions.append(session)
+        async with self._new_session:
+            self._new_session.notify_all()
         await session.run()
+
+    async def wait_for_session(self, n: int, *, limit_s: float) -> SimSession:
+        """Wait (at most ``limit_s``) until ``n`` connections were made; return the n-th."""
+        async with asyncio.timeout(limit_s), self._new_session:
+            await self._new_session.wait_for(lambda: len(self.sessions) >= n)
+        return self.sessions[n - 1]
 
     async def close(self) -> None:
         """Stop listening and close every connection."""

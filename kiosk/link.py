@@ -1,0 +1,278 @@
+"""One visitor's Realtime link: connect, configure, read, send, run tools, reconnect, recycle.
+
+The link owns the connection lifecycle of one visitor session and routes the session
+core's effects to the host (the kiosk). Policy in one place:
+
+* the first connect failing is reported at once (the visitor hears the offline message
+  instead of waiting); a drop mid-session is retried with exponential backoff and full
+  jitter until the state machine's reconnect deadline gives up;
+* fatal refusals (bad key, no quota, close code 3000) are logged once at ERROR and never
+  retried;
+* ``session_expired`` and the proactive recycle (before the service's 60-minute limit, at
+  a quiet moment) open a fresh connection and replay the instructions, tools and a
+  condensed transcript, without the visitor noticing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Protocol
+
+from pydantic import SecretStr
+
+from kiosk import conversation as cv
+from kiosk.audio.ports import Speaker
+from kiosk.config import RealtimeSettings
+from kiosk.errors import FatalRealtimeError, RealtimeError
+from kiosk.logs import event
+from kiosk.realtime import session as rs
+from kiosk.realtime.connection import RealtimeConnection, Reconnector, TraceWriter
+from kiosk.tools.registry import ToolContext, ToolRegistry
+
+log = logging.getLogger(__name__)
+
+
+class _RecycleNow(Exception):
+    """Internal: replace the connection now (expired, or old and quiet)."""
+
+
+class Host(Protocol):
+    """What a link needs from the kiosk."""
+
+    config: rs.SessionConfig
+    ctx: ToolContext
+
+    @property
+    def settings_realtime(self) -> RealtimeSettings:
+        """Connection settings."""
+
+    @property
+    def api_key(self) -> SecretStr | None:
+        """The OpenAI API key."""
+
+    @property
+    def speaker(self) -> Speaker:
+        """Where assistant audio goes."""
+
+    @property
+    def tools(self) -> ToolRegistry:
+        """The tools."""
+
+    @property
+    def trace(self) -> TraceWriter | None:
+        """The wire trace, if any."""
+
+    def submit(self, inp: cv.Input) -> None:
+        """Queue an input for the state machine."""
+
+    def transcript(self, role: str, text: str) -> None:
+        """A finished transcript line."""
+
+    def tool_ran(self, name: str, arguments: str, output: str) -> None:
+        """A tool call finished."""
+
+    def is_quiet(self) -> bool:
+        """Nobody is speaking (a moment to recycle the connection)."""
+
+    async def state_changed(self) -> None:
+        """Return at the next state change."""
+
+
+class VisitorLink:
+    """The Realtime side of one visitor session; ``run`` is its task."""
+
+    def __init__(self, host: Host, session_id: str) -> None:
+        self.h = host
+        self.session_id = session_id
+        self.task: asyncio.Task[None]
+        self.core: rs.RealtimeSession | None = None
+        self.ready = False
+        self.usage = rs.Usage()
+        self.recycles = 0
+        self.reconnects = 0
+        self._kick = asyncio.Event()
+        self._children: set[asyncio.Task[None]] = set()
+
+    def send_audio(self, pcm: bytes) -> None:
+        """Queue visitor audio (dropped until the session is ready)."""
+        if self.core is not None and self.ready:
+            self.core.append_audio(pcm)
+            self._kick.set()
+
+    def request_response(self, instructions: str) -> None:
+        """Ask the assistant to speak (greeting, goodbye)."""
+        if self.core is not None:
+            self.core.request_response(instructions)
+            self._kick.set()
+
+    async def run(self) -> None:
+        """Connect and serve until cancelled (hangup) or hopeless; never takes the daemon down."""
+        try:
+            await self._run()
+        except FatalRealtimeError as exc:
+            log.error(
+                "Realtime refused the kiosk: %s (no retry until restarted)",
+                exc,
+                extra=event("realtime_fatal", session=self.session_id),
+            )
+            self.h.submit(cv.Fatal(str(exc)))
+        except Exception:
+            log.exception("visitor session failed", extra=event("session_error", session=self.session_id))
+            self.h.submit(cv.ReconnectFailed("internal error") if self.ready else cv.ConnectFailed("internal error"))
+
+    async def _open(self) -> RealtimeConnection:
+        s = self.h.settings_realtime
+        return await RealtimeConnection.open(
+            s.url,
+            s.model,
+            self.h.api_key,
+            connect_timeout=s.connect_timeout_s,
+            ping_interval=s.ping_interval_s,
+            trace=self.h.trace,
+        )
+
+    async def _run(self) -> None:
+        s = self.h.settings_realtime
+        loop = asyncio.get_running_loop()
+        recon = Reconnector(s.backoff_base_s, s.backoff_cap_s, s.stable_after_s)
+        previous: rs.RealtimeSession | None = None
+        while True:
+            try:
+                conn = await self._open()
+            except RealtimeError as exc:
+                if isinstance(exc, FatalRealtimeError):
+                    raise
+                if previous is None:
+                    log.warning("connect failed: %s", exc, extra=event("connect_failed", session=self.session_id))
+                    self.h.submit(cv.ConnectFailed(str(exc)))
+                    return
+                delay = recon.next_delay(loop.time())
+                log.info(
+                    "reconnect failed (%s); next try in %.1f s",
+                    exc,
+                    delay,
+                    extra=event("reconnect_wait", session=self.session_id),
+                )
+                await asyncio.sleep(delay)
+                continue
+            recon.connected(loop.time())
+            core = rs.RealtimeSession(self.h.config, id_prefix=f"k{self.session_id[:6]}")
+            if previous is None:
+                core.start()
+            else:
+                previous.replay_into(core)
+            self.core = core
+            try:
+                await self._serve(conn, core, loop.time())
+            except _RecycleNow:
+                self.recycles += 1
+                log.info(
+                    "Realtime connection recycled; conversation replayed",
+                    extra=event("recycled", session=self.session_id),
+                )
+                self.ready = False
+                previous = core
+            except FatalRealtimeError:
+                raise
+            except RealtimeError as exc:
+                self.reconnects += 1
+                log.warning(
+                    "Realtime connection lost: %s", exc, extra=event("connection_lost", session=self.session_id)
+                )
+                self.ready = False
+                self.h.submit(cv.ConnectionLost(str(exc)))
+                previous = core
+                await asyncio.sleep(recon.next_delay(loop.time()))
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+
+    async def _serve(self, conn: RealtimeConnection, core: rs.RealtimeSession, opened: float) -> None:
+        """Read and send until the connection fails or must be recycled."""
+        sender = asyncio.create_task(self._sender(conn, core))
+        reader = asyncio.create_task(self._reader(conn, core))
+        recycler = asyncio.create_task(self._recycle_when_due(core, opened))
+        tasks = (reader, recycler, sender)  # in the order their outcome matters
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if sender in done and reader not in done:
+                # A failed send only says the socket closed; the frames still buffered for
+                # the reader may say why (an invalid_api_key error), so let it finish them.
+                await asyncio.wait({reader}, timeout=2.0)
+            for t in tasks:
+                if t.done():
+                    t.result()
+        finally:
+            # Tool runs belong to this connection: their outputs could not be delivered.
+            pending = [*tasks, *self._children]
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            self._children.clear()
+
+    async def _recycle_when_due(self, core: rs.RealtimeSession, opened: float) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, opened + self.h.settings_realtime.recycle_after_s - loop.time()))
+        while not (core.quiet and self.h.is_quiet()):
+            await self.h.state_changed()
+        raise _RecycleNow
+
+    async def _sender(self, conn: RealtimeConnection, core: rs.RealtimeSession) -> None:
+        self._kick.set()
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            for e in core.drain():
+                await conn.send(e)
+
+    async def _reader(self, conn: RealtimeConnection, core: rs.RealtimeSession) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            frame = await conn.recv()
+            for eff in core.receive(frame, loop.time()):
+                self._effect(eff, core)
+            self._kick.set()
+
+    def _effect(self, eff: rs.Effect, core: rs.RealtimeSession) -> None:
+        h = self.h
+        match eff:
+            case rs.Ready():
+                self.ready = True
+                h.submit(cv.SessionReady())
+            case rs.PlayAudio(item_id=item, pcm=pcm):
+                h.speaker.write(pcm, item)
+            case rs.FlushPlayback():
+                core.playback_flushed(h.speaker.flush())
+            case rs.VisitorSpeaking(speaking=speaking):
+                h.submit(cv.VisitorSpeech(speaking))
+            case rs.Transcript(role=role, text=text):
+                h.ctx.transcript.append((role, text))
+                h.transcript(role, text)
+            case rs.RunTools(calls=calls):
+                self._children.add(asyncio.create_task(self._run_tools(calls, core)))
+            case rs.ResponseFinished(status=status, usage=usage):
+                self.usage = self.usage + usage
+                h.speaker.end_of_stream()
+                log.debug("response %s %s", eff.response_id, status)
+            case rs.IdleTimeout():
+                log.info("visitor silent; assistant checks in", extra=event("idle_timeout", session=self.session_id))
+            case rs.Recycle():
+                raise _RecycleNow
+            case rs.FatalError(code=code, message=message):
+                raise FatalRealtimeError(f"{code}: {message}")
+
+    async def _run_tools(self, calls: tuple[rs.ToolCall, ...], core: rs.RealtimeSession) -> None:
+        results = []
+        for call in calls:
+            output = await self.h.tools.call(call.name, call.arguments, self.h.ctx)
+            self.h.tool_ran(call.name, call.arguments, output)
+            log.info(
+                "tool %s ran",
+                call.name,
+                extra=event("tool", tool=call.name, session=self.session_id, ok=not output.startswith('{"error"')),
+            )
+            results.append((call.call_id, output))
+        core.tool_results(results)
+        self._kick.set()

@@ -1,0 +1,173 @@
+"""A complete kiosk on the simulator, with file-backed audio: the demo's and the tests' rig.
+
+Everything is real except the devices and the service: the kiosk's own code, a real
+WebSocket server on loopback, a real SQLite file. ``speed`` > 1 runs audio faster than
+real time (the simulator's VAD works on audio time, so the conversation is the same).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from kiosk import conversation as cv
+from kiosk.app import Kiosk, Parts, default_tools, load_instructions
+from kiosk.audio.files import ScriptedMicrophone, WavSpeaker
+from kiosk.config import Settings, load_settings
+from kiosk.panel import RecordingLights
+from kiosk.realtime.connection import TraceWriter
+from kiosk.sim.scenario import Scenario
+from kiosk.sim.server import Faults, SimOptions, SimServer
+from kiosk.store import Store
+
+TURN_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Recorder:
+    """Observes the kiosk: prints the conversation (optionally) and keeps what checks need."""
+
+    out: TextIO | None = None
+    lines: list[tuple[str, str]] = field(default_factory=list)
+    tools: list[tuple[str, str, str]] = field(default_factory=list)
+    ended: list[cv.EndReason] = field(default_factory=list)
+    assistant_lines: asyncio.Event = field(default_factory=asyncio.Event)
+    playback_done: asyncio.Event = field(default_factory=asyncio.Event)
+    playback_started: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def transcript(self, role: str, text: str) -> None:
+        """Print and remember a line."""
+        self.lines.append((role, text))
+        if self.out is not None:
+            who = "Assistant" if role == "assistant" else "Visitor  "
+            print(f"  {who}: {text}", file=self.out, flush=True)
+        if role == "assistant":
+            self.assistant_lines.set()
+
+    def tool(self, name: str, arguments: str, output: str) -> None:
+        """Remember (and print briefly) a tool call."""
+        self.tools.append((name, arguments, output))
+        if self.out is not None:
+            verdict = "error" if output.startswith('{"error"') else "ok"
+            print(f"  [tool {name}: {verdict}]", file=self.out, flush=True)
+
+    def session_ended(self, reason: cv.EndReason, duration_s: float | None) -> None:
+        """Remember why."""
+        self.ended.append(reason)
+
+    def playing(self, playing: bool) -> None:
+        """The speaker went audible or quiet."""
+        (self.playback_started if playing else self.playback_done).set()
+
+
+class Rig:
+    """Simulator + kiosk + scripted visitor audio."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        workdir: Path,
+        *,
+        speed: float = 4.0,
+        out: TextIO | None = None,
+        config: Path | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        faults: Faults | None = None,
+        trace: Path | None = None,
+        record: bool = False,
+    ) -> None:
+        self.scenario = scenario
+        self.workdir = workdir
+        self.speed = speed
+        self.sim = SimServer(SimOptions(scenario=scenario, record_sent=record, faults=faults or Faults()))
+        self._config = config
+        self._overrides = dict(overrides or {})
+        self.trace_path = trace
+        self.rec = Recorder(out)
+        self.lights = RecordingLights()
+        self.store_path = workdir / "kiosk.db"
+        self.speaker_wav = workdir / "assistant.wav"
+        self.kiosk: Kiosk
+        self.settings: Settings
+        self.store: Store
+        self.mic: ScriptedMicrophone
+        self.speaker: WavSpeaker
+
+    def _settings(self) -> Settings:
+        base: dict[str, Any] = {
+            "realtime": {"url": self.sim.url},
+            "store": {"path": str(self.store_path)},
+            "secrets": {"openai_api_key": "sim-key"},
+        }
+        for section, values in self._overrides.items():
+            base[section] = {**base.get(section, {}), **values}
+        return load_settings(self._config, overrides=base).settings
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Rig]:
+        """Start the simulator and the kiosk; stop both on exit."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        await self.sim.start()
+        tracer = TraceWriter(self.trace_path) if self.trace_path else None
+        try:
+            self.settings = self._settings()
+            self.store = Store(self.settings.store.path)
+            self.mic = ScriptedMicrophone(self.settings.audio.chunk_ms, speed=self.speed)
+            self.speaker = WavSpeaker(self.speaker_wav, self.settings.audio.prebuffer_ms, speed=self.speed)
+            self.kiosk = Kiosk(
+                Parts(
+                    settings=self.settings,
+                    store=self.store,
+                    tools=default_tools(self.settings.tools.timeout_s),
+                    mic=self.mic,
+                    speaker=self.speaker,
+                    lights=self.lights,
+                    instructions=load_instructions(self.settings),
+                    trace=tracer,
+                    observer=self.rec,
+                )
+            )
+            stop = asyncio.Event()
+            async with asyncio.TaskGroup() as tg:
+                runner = tg.create_task(self.kiosk.run(stop))
+                try:
+                    yield self
+                finally:
+                    stop.set()
+                await runner
+        finally:
+            await self.sim.close()
+            if tracer is not None:
+                tracer.close()
+
+    # -- the visitor's actions -------------------------------------------------------
+
+    async def press(self, until: set[cv.State] | None = None, limit_s: float = 15.0) -> None:
+        """Press the button; optionally wait for one of ``until``."""
+        self.kiosk.submit(cv.ButtonPressed())
+        if until:
+            await self.kiosk.wait_state(until, limit_s=limit_s)
+
+    async def say(self, pcm: bytes) -> None:
+        """Speak ``pcm`` into the microphone and wait until all of it was captured."""
+        done = self.mic.say(pcm)
+        async with asyncio.timeout(TURN_TIMEOUT_S):
+            await done.wait()
+
+    async def pause(self, ms: float) -> None:
+        """Stay silent for ``ms`` of audio time."""
+        await asyncio.sleep(ms / 1000 / self.speed)
+
+    async def assistant_turn(self) -> None:
+        """Wait until the assistant has said something and finished playing it."""
+        async with asyncio.timeout(TURN_TIMEOUT_S):
+            await self.rec.assistant_lines.wait()
+            self.rec.assistant_lines.clear()
+            # Replies stream faster than real time, so the transcript is complete before
+            # playback is: wait for the speaker to go quiet after it.
+            self.rec.playback_done.clear()
+            await self.rec.playback_done.wait()
