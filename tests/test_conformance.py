@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,27 @@ async def test_official_client_full_turn_with_function_call() -> None:
         assert expected in seen
     errors = [e for e in sim.sessions[0].sent if e["type"] == "error"]
     assert errors == []
+
+
+async def test_sim_serve_cli_answers_any_client() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kiosk", "sim", "serve", "--port", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            line = (await proc.stdout.readline()).decode()
+        url = line.split()[1].split("?")[0]  # "simulator: ws://127.0.0.1:PORT/v1/realtime?model=..."
+        base = url.replace("ws://", "http://").removesuffix("/realtime")
+        client = AsyncOpenAI(base_url=base, api_key="test")
+        async with client.realtime.connect(model="gpt-realtime") as conn:
+            await conn.session.update(session={"type": "realtime"})
+            await conn.response.create()
+            async with asyncio.timeout(10):
+                async for event in conn:
+                    if event.type == "response.done":
+                        break
+        assert event.response.status == "completed"
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)
