@@ -24,6 +24,7 @@ from pydantic import SecretStr
 from kiosk import conversation as cv
 from kiosk.audio.echo import EchoPolicy
 from kiosk.audio.ports import Microphone, Speaker
+from kiosk.audio.vad import LedVad
 from kiosk.config import RealtimeSettings, Settings
 from kiosk.link import VisitorLink
 from kiosk.logs import event
@@ -142,6 +143,7 @@ class Kiosk:
             )
         )
         self.echo = EchoPolicy(s.echo.mode, s.echo.gate_margin_db, s.echo.warmup_ms / 1000)
+        self.vad = LedVad(s.vad.aggressiveness, s.vad.frame_ms, s.vad.hangover_ms)
         self.ctx = ToolContext(
             store=parts.store, kiosk_id=s.kiosk_id, branch=s.branch, phone_region=s.tools.default_phone_region
         )
@@ -273,12 +275,21 @@ class Kiosk:
             chunk = await mic.read()
             self._mic_s += mic.chunk_ms / 1000
             link = self._link
-            if link is None or not link.ready:
+            if link is None:
+                if self.vad.active:
+                    self.vad.reset()
                 continue
             # The echo policy runs on captured-audio time: echo tails and warm-ups are
             # lengths of audio, and so they stay right when the audio clock is scaled.
             self.echo.reference(speaker.level_dbfs(), self._mic_s)
-            link.send_audio(self.echo.filter(chunk, self._mic_s))
+            out = self.echo.filter(chunk, self._mic_s)
+            # The local VAD only lights the 'visitor speaking' LED (on what passed the echo
+            # policy, so the assistant's own voice does not light it); the server decides turns.
+            voice = self.vad.feed(out)
+            if voice is not None:
+                self.submit(cv.LocalVoice(voice))
+            if link.ready:
+                link.send_audio(out)
 
     # -- commands -----------------------------------------------------------------
 

@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--trace", type=Path, help="write a JSON-lines wire trace here")
     demo.add_argument("--json", action="store_true", help="also print the checks as JSON")
 
+    sub.add_parser("devices", help="list audio devices with their channels and accepted rates")
+
     cfg = sub.add_parser("config", help="check or show the configuration")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
     cfg_sub.add_parser("check", help="validate; exit 78 with one line per problem when invalid")
@@ -68,12 +70,7 @@ def _load(args: argparse.Namespace) -> LoadedConfig:
 
 
 def _config(args: argparse.Namespace) -> int:
-    try:
-        loaded = _load(args)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(f"config: {line}", file=sys.stderr)
-        return EX_CONFIG
+    loaded = _load(args)
     if args.config_command == "check":
         where = loaded.path or "(defaults only: no config file found)"
         print(f"config OK: {where}")
@@ -107,15 +104,22 @@ def _sim_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _devices(args: argparse.Namespace) -> int:
+    from kiosk.audio.devices import describe, new_pyaudio
+
+    loaded = _load(args)
+    pa = new_pyaudio()
+    try:
+        print(describe(pa, loaded.settings.audio))
+    finally:
+        pa.terminate()
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from kiosk.daemon import run_daemon
 
-    try:
-        loaded = _load(args)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(f"config: {line}", file=sys.stderr)
-        return EX_CONFIG
+    loaded = _load(args)
     setup_logging(loaded.settings.log.level, redact_pii=loaded.settings.log.redact_pii)
     try:
         return run_daemon(loaded.settings, no_gpio=args.no_gpio, trace=args.trace)
@@ -127,23 +131,30 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``kiosk`` console script."""
     args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        # Any command that loads the configuration reports a broken one the same way.
+        for line in exc.problems:
+            print(f"config: {line}", file=sys.stderr)
+        return EX_CONFIG
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "config":
         return _config(args)
     if args.command == "demo":
         from kiosk import demo
 
         setup_logging("WARNING")
-        try:
-            return demo.main(args.scenario, args.speed, args.workdir, args.config, args.trace, args.json)
-        except ConfigError as exc:
-            for line in exc.problems:
-                print(f"config: {line}", file=sys.stderr)
-            return EX_CONFIG
+        return demo.main(args.scenario, args.speed, args.workdir, args.config, args.trace, args.json)
     if args.command == "sim":
         setup_logging("INFO")
         return _sim_serve(args)
     if args.command == "run":
         return _run(args)
+    if args.command == "devices":
+        return _devices(args)
     return 2
 
 

@@ -98,8 +98,20 @@ class AudioSettings(_Section):
     downmix: bool = Field(False, description="Average all channels instead of picking mic_channel.")
     input_gain_db: float = Field(0.0, ge=-20, le=30, description="Gain applied to the microphone signal.")
     chunk_ms: int = Field(40, ge=20, le=40, description="Uplink chunk size per input_audio_buffer.append.")
-    prebuffer_ms: int = Field(60, ge=0, le=60, description="Playback jitter buffer filled before output starts.")
+    prebuffer_ms: int = Field(
+        60, ge=0, le=500, description="Playback starts once this much audio is queued and this long has passed."
+    )
     capture_queue_chunks: int = Field(50, ge=4, description="Capture queue bound; overflow is counted and logged.")
+    input_rate: int = Field(
+        0, ge=0, le=192000, description="Open the microphone at this rate (0 = 24 kHz if accepted, else native)."
+    )
+    output_rate: int = Field(
+        0, ge=0, le=192000, description="Open the speaker at this rate (0 = 24 kHz if accepted, else native)."
+    )
+    period_ms: int = Field(10, ge=5, le=40, description="Device period (PortAudio frames per buffer) in milliseconds.")
+    device_retry_s: float = Field(
+        2.0, gt=0, le=60, description="While a device is missing, look for it again this often."
+    )
 
 
 class EchoSettings(_Section):

@@ -25,28 +25,59 @@ def run_daemon(settings: Settings, *, no_gpio: bool, trace: Path | None) -> int:
 
 
 async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
-    import pyaudio
+    from kiosk.audio.devices import wait_for_devices
+    from kiosk.audio.pyaudio_io import PyAudioMicrophone, PyAudioSpeaker
 
-    from kiosk.audio.pyaudio_io import PyAudioMicrophone, PyAudioSpeaker, find_device
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    notifier = Notifier()
+
+    def on_signal() -> None:
+        notifier.stopping()
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
 
     store = Store(settings.store.path)
     tools = default_tools(settings.tools.timeout_s)
-    pa: Any = pyaudio.PyAudio()
+    lights: Lights = LogLights()
+    panel: Any = None
+    if not no_gpio:
+        from kiosk.gpio import GpioPanel
+
+        # Lights work from the start; presses before the kiosk exists (while waiting for
+        # audio devices) are ignored, and the button is attached to the kiosk below.
+        panel = GpioPanel(settings.panel, lambda inp: None)
+        lights = panel
+    log.info("kiosk %s starting", settings.kiosk_id, extra={"kiosk": {"event": "start"}})
+
+    def missing(message: str) -> None:
+        lights.show(cv.Pattern.ERROR)
+        notifier.status(f"waiting for audio device: {message}")
+
     a = settings.audio
+    devices = await wait_for_devices(a, stop, on_missing=missing)
+    if devices is None:
+        store.close()
+        lights.close()
+        return 0
+    pa = devices.pa
     try:
         mic = PyAudioMicrophone(
             pa,
-            find_device(pa, a.input_device, a.input_index, True),
+            devices.mic,
             chunk_ms=a.chunk_ms,
             channel=a.mic_channel,
             downmix=a.downmix,
             gain_db=a.input_gain_db,
             queue_chunks=a.capture_queue_chunks,
+            rate=a.input_rate,
+            period_ms=a.period_ms,
         )
         speaker = PyAudioSpeaker(
-            pa, find_device(pa, a.output_device, a.output_index, False), prebuffer_ms=a.prebuffer_ms
+            pa, devices.speaker, prebuffer_ms=a.prebuffer_ms, period_ms=a.period_ms, rate=a.output_rate
         )
-        lights: Lights = LogLights()
         parts = Parts(
             settings=settings,
             store=store,
@@ -58,25 +89,11 @@ async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
             trace=TraceWriter(trace) if trace else None,
         )
         kiosk = Kiosk(parts)
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        notifier = Notifier()
-
-        def on_signal() -> None:
-            notifier.stopping()
-            stop.set()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
-        if no_gpio:
+        if panel is not None:
+            panel.attach(kiosk.submit_threadsafe)
+        else:
             KeyboardButton(kiosk.submit).attach(loop)
             print("kiosk: press Enter to start or end a session, 'h' + Enter for a long press", flush=True)
-        else:
-            from kiosk.gpio import GpioPanel
-
-            panel = GpioPanel(settings.panel, kiosk.submit_threadsafe)
-            parts.lights = panel
-        log.info("kiosk %s starting", settings.kiosk_id, extra={"kiosk": {"event": "start"}})
 
         def ready() -> None:
             log.info("kiosk ready", extra={"kiosk": {"event": "ready"}})

@@ -52,6 +52,10 @@ class GpioPanel:
         self.status = RGBLED(*r, pin_factory=pin_factory) if r is not None else None
         self.pattern: Pattern | None = None
 
+    def attach(self, sink: ButtonSink) -> None:
+        """Send button events to ``sink`` from now on (the kiosk is built after the lights)."""
+        self._sink = sink
+
     def _on_held(self) -> None:
         self._held = True
         self._sink(ButtonHeld())

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from kiosk import conversation as cv
 from kiosk.app import Kiosk, Parts, default_tools, load_instructions
 from kiosk.audio.files import ScriptedMicrophone, WavSpeaker
+from kiosk.audio.room import Room, RoomMicrophone
 from kiosk.config import Settings, load_settings
 from kiosk.panel import RecordingLights
 from kiosk.realtime.connection import TraceWriter
@@ -79,8 +80,10 @@ class Rig:
         faults: Faults | None = None,
         trace: Path | None = None,
         record: bool = False,
+        room: Room | None = None,
     ) -> None:
         self.scenario = scenario
+        self.room = room  # with a room, the speaker's sound leaks into the microphone
         self.workdir = workdir
         self.speed = speed
         self.sim = SimServer(SimOptions(scenario=scenario, record_sent=record, faults=faults or Faults()))
@@ -116,8 +119,13 @@ class Rig:
         try:
             self.settings = self._settings()
             self.store = Store(self.settings.store.path)
-            self.mic = ScriptedMicrophone(self.settings.audio.chunk_ms, speed=self.speed)
-            self.speaker = WavSpeaker(self.speaker_wav, self.settings.audio.prebuffer_ms, speed=self.speed)
+            chunk_ms, prebuffer_ms = self.settings.audio.chunk_ms, self.settings.audio.prebuffer_ms
+            if self.room is None:
+                self.mic = ScriptedMicrophone(chunk_ms, speed=self.speed)
+                self.speaker = WavSpeaker(self.speaker_wav, prebuffer_ms, speed=self.speed)
+            else:
+                self.mic = RoomMicrophone(self.room, chunk_ms, speed=self.speed)
+                self.speaker = WavSpeaker(self.speaker_wav, prebuffer_ms, speed=self.speed, tap=self.room.tap)
             self.kiosk = Kiosk(
                 Parts(
                     settings=self.settings,

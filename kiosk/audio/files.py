@@ -4,18 +4,32 @@
 (WAV files) into the stream when told to, like a visitor speaking. ``WavSpeaker`` pulls
 periods from the shared jitter buffer at a real-time pace and writes them to a WAV file.
 ``speed`` > 1 runs both faster than real time (same audio, less waiting).
+
+``FileMicrophone`` and ``RawSpeaker`` behave like devices: a thread of their own reads or
+writes a WAV/raw file or a FIFO period by period, exactly where PortAudio's thread would,
+and hands over through the same capture conditioning and jitter buffer. On a regular file
+they pace themselves; on a FIFO the process at the other end sets the pace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import stat
+import threading
+import time
+import wave
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
+from kiosk.audio.capture import CaptureChunker
 from kiosk.audio.pcm import RATE, ms_to_bytes, write_wav
 from kiosk.audio.playback import PlaybackBuffer
 from kiosk.audio.ports import PlayingListener
+from kiosk.errors import DeviceError
 
 
 class ScriptedMicrophone:
@@ -67,44 +81,11 @@ class ScriptedMicrophone:
         """Nothing to release."""
 
 
-class WavSpeaker:
-    """A speaker that plays into a WAV file at a (scaled) real-time pace."""
+class BufferedSpeaker:
+    """The speaker port's buffer operations for file speakers (no device latency: what
+    was consumed was played)."""
 
-    def __init__(
-        self,
-        path: Path | None,
-        prebuffer_ms: int = 60,
-        period_ms: int = 20,
-        speed: float = 1.0,
-        keep_silence: bool = False,
-    ) -> None:
-        self.path = path
-        self.buffer = PlaybackBuffer(prebuffer_ms)
-        self._n = ms_to_bytes(period_ms)
-        self._period = period_ms / 1000.0 / speed
-        self._keep_silence = keep_silence
-        self._out = bytearray()
-        self._task: asyncio.Task[None] | None = None
-        self._listener: PlayingListener = lambda playing: None
-        self._playing = False
-
-    async def start(self, on_playing: PlayingListener) -> None:
-        """Start the pacing task."""
-        self._listener = on_playing
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="wav-speaker")
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        nxt = loop.time()
-        while True:
-            data, audible = self.buffer.read(self._n)
-            if audible or self._keep_silence:
-                self._out += data
-            if audible != self._playing:
-                self._playing = audible
-                self._listener(audible)
-            nxt += self._period
-            await asyncio.sleep(max(0.0, nxt - loop.time()))
+    buffer: PlaybackBuffer
 
     def write(self, pcm: bytes, tag: str) -> None:
         """Queue audio."""
@@ -130,6 +111,50 @@ class WavSpeaker:
         """Drop per-item counters."""
         self.buffer.forget()
 
+
+class WavSpeaker(BufferedSpeaker):
+    """A speaker that plays into a WAV file at a (scaled) real-time pace."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        prebuffer_ms: int = 60,
+        period_ms: int = 20,
+        speed: float = 1.0,
+        keep_silence: bool = False,
+        tap: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self.path = path
+        self._tap = tap  # sees every period, silence included (a simulated room's echo path)
+        self.buffer = PlaybackBuffer(prebuffer_ms)
+        self._n = ms_to_bytes(period_ms)
+        self._period = period_ms / 1000.0 / speed
+        self._keep_silence = keep_silence
+        self._out = bytearray()
+        self._task: asyncio.Task[None] | None = None
+        self._listener: PlayingListener = lambda playing: None
+        self._playing = False
+
+    async def start(self, on_playing: PlayingListener) -> None:
+        """Start the pacing task."""
+        self._listener = on_playing
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="wav-speaker")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        nxt = loop.time()
+        while True:
+            data, audible = self.buffer.read(self._n)
+            if audible or self._keep_silence:
+                self._out += data
+            if self._tap is not None:
+                self._tap(data)
+            if audible != self._playing:
+                self._playing = audible
+                self._listener(audible)
+            nxt += self._period
+            await asyncio.sleep(max(0.0, nxt - loop.time()))
+
     @property
     def audio(self) -> bytes:
         """Everything played so far."""
@@ -144,3 +169,164 @@ class WavSpeaker:
             self._task = None
         if self.path is not None:
             write_wav(self.path, bytes(self._out), RATE)
+
+
+def is_fifo(path: Path) -> bool:
+    """True when ``path`` is a named pipe."""
+    try:
+        return stat.S_ISFIFO(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+class FileMicrophone:
+    """A microphone reading a WAV file, a raw PCM16 file or a FIFO, period by period.
+
+    Raw input is PCM16 mono at ``rate``. A WAV file gives its own rate and channels. After
+    the end of the input the microphone hears silence, like a quiet room.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        chunk_ms: int = 40,
+        rate: int = RATE,
+        period_ms: int = 10,
+        speed: float = 1.0,
+        queue_chunks: int = 50,
+    ) -> None:
+        self.path, self.chunk_ms = path, chunk_ms
+        self._rate, self._period_ms, self._speed, self._queue_chunks = rate, period_ms, speed, queue_chunks
+        self.chunker: CaptureChunker | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.callbacks = 0  # periods delivered (progress counter, like a device's)
+
+    async def start(self) -> None:
+        """Open the input (a FIFO waits for its writer) and start the reader thread."""
+        loop = asyncio.get_running_loop()
+        try:
+            src, rate, channels = await asyncio.to_thread(self._open)
+        except (OSError, wave.Error, EOFError) as exc:
+            raise DeviceError(f"cannot read microphone file {self.path}: {exc}") from None
+        self.chunker = CaptureChunker(rate, channels, chunk_ms=self.chunk_ms, queue_chunks=self._queue_chunks)
+        paced = not is_fifo(self.path)
+        self._thread = threading.Thread(
+            target=self._run, args=(loop, src, rate, channels, paced), name="file-mic", daemon=True
+        )
+        self._thread.start()
+
+    def _open(self) -> tuple[BinaryIO | wave.Wave_read, int, int]:
+        if self.path.suffix.lower() == ".wav" and not is_fifo(self.path):
+            w = wave.open(str(self.path), "rb")  # noqa: SIM115 - closed by the reader thread
+            if w.getsampwidth() != 2:
+                w.close()
+                raise wave.Error("only 16-bit PCM WAV files are supported")
+            return w, w.getframerate(), w.getnchannels()
+        return open(self.path, "rb", buffering=0), self._rate, 1
+
+    def _run(
+        self, loop: asyncio.AbstractEventLoop, src: BinaryIO | wave.Wave_read, rate: int, channels: int, paced: bool
+    ) -> None:
+        frames = max(1, rate * self._period_ms // 1000)
+        n = frames * 2 * channels
+        period_s = self._period_ms / 1000 / self._speed
+        next_at = time.monotonic()
+        eof = False
+        assert self.chunker is not None
+        try:
+            while not self._stop.is_set():
+                data = b""
+                if not eof:
+                    data = src.readframes(frames) if isinstance(src, wave.Wave_read) else _read_full(src, n)
+                    eof = len(data) < n
+                data += bytes(n - len(data))
+                self.callbacks += 1
+                loop.call_soon_threadsafe(self.chunker.feed, data)
+                if paced or eof:
+                    next_at += period_s
+                    self._stop.wait(max(0.0, next_at - time.monotonic()))
+        except RuntimeError:
+            pass  # the loop closed under us: the kiosk is shutting down
+        finally:
+            src.close()
+
+    async def read(self) -> bytes:
+        """The next 24 kHz chunk."""
+        if self.chunker is None:
+            raise DeviceError("microphone not started")
+        return await self.chunker.queue.get()
+
+    async def close(self) -> None:
+        """Stop the reader thread."""
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 2.0)
+
+
+def _read_full(src: BinaryIO, n: int) -> bytes:
+    # A FIFO returns what the writer has put in so far; keep reading to a whole period.
+    out = b""
+    while len(out) < n:
+        got = src.read(n - len(out))
+        if not got:
+            break
+        out += got
+    return out
+
+
+class RawSpeaker(BufferedSpeaker):
+    """A speaker writing PCM16 mono 24 kHz to a raw file or a FIFO from a thread of its own.
+
+    On a regular file the thread paces itself in (scaled) real time; on a FIFO the reader
+    at the other end does, as a sound card would. Silence is written while idle, so the
+    output is a continuous timeline.
+    """
+
+    def __init__(self, path: Path, *, prebuffer_ms: int = 60, period_ms: int = 10, speed: float = 1.0) -> None:
+        self.path = path
+        self.buffer = PlaybackBuffer(prebuffer_ms)
+        self._n = ms_to_bytes(period_ms)
+        self._period_s = period_ms / 1000 / speed
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._listener: PlayingListener = lambda playing: None
+        self.callbacks = 0
+
+    async def start(self, on_playing: PlayingListener) -> None:
+        """Open the output (a FIFO waits for its reader) and start the writer thread."""
+        self._listener = on_playing
+        loop = asyncio.get_running_loop()
+        try:
+            fd = await asyncio.to_thread(os.open, self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as exc:
+            raise DeviceError(f"cannot write speaker file {self.path}: {exc}") from None
+        self._thread = threading.Thread(target=self._run, args=(loop, fd), name="raw-speaker", daemon=True)
+        self._thread.start()
+
+    def _run(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        paced = not is_fifo(self.path)
+        next_at = time.monotonic()
+        playing = False
+        try:
+            while not self._stop.is_set():
+                data, audible = self.buffer.read(self._n)
+                self.callbacks += 1
+                if audible != playing:
+                    playing = audible
+                    loop.call_soon_threadsafe(self._listener, audible)
+                os.write(fd, data)
+                if paced:
+                    next_at += self._period_s
+                    self._stop.wait(max(0.0, next_at - time.monotonic()))
+        except (OSError, RuntimeError):
+            pass  # reader gone or loop closed: shutting down
+        finally:
+            os.close(fd)
+
+    async def close(self) -> None:
+        """Stop the writer thread."""
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 2.0)

@@ -6,6 +6,13 @@ starts (so a late delta does not cause a gap), fills underruns with silence (cou
 keeps per-item counts of what was actually handed to the device (the basis of
 truncation), and on flush fades out over at most 10 ms so the cut does not click.
 
+The prebuffer is both an amount and a time: playback starts once ``prebuffer_ms`` of audio
+is queued *and* ``prebuffer_ms`` has passed since the first of it arrived. The Realtime
+API (and the simulator) deliver a reply faster than real time, so waiting that long costs
+no more latency than a real-time amount-based prebuffer would, yet it lets a burst build
+up: the first deltas of a reply are the ones network jitter hurts, before any cushion
+exists. ``end_of_stream`` starts playback at once whatever is queued.
+
 It is thread-safe: ``write``/``flush`` come from the event loop, ``read`` from the
 device callback; a plain lock is held only for list and counter updates.
 """
@@ -13,7 +20,9 @@ device callback; a plain lock is held only for list and counter updates.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kiosk.audio.pcm import RATE, fade_out, rms_dbfs
@@ -40,8 +49,11 @@ class PlaybackStats:
 class PlaybackBuffer:
     """Tagged PCM16 mono jitter buffer (24 kHz unless the device needs another rate)."""
 
-    def __init__(self, prebuffer_ms: int = 60, rate: int = RATE) -> None:
+    def __init__(self, prebuffer_ms: int = 60, rate: int = RATE, clock: Callable[[], float] = time.monotonic) -> None:
         self._bpms = rate * 2 / 1000  # bytes per millisecond at this rate
+        self._clock = clock
+        self._prebuffer_s = prebuffer_ms / 1000
+        self._first_at: float | None = None  # arrival of the oldest audio waiting to start
         self._lock = threading.Lock()
         self._segments: deque[_Segment] = deque()
         self._queued = 0
@@ -52,6 +64,7 @@ class PlaybackBuffer:
         self._played: dict[str, int] = {}
         self._played_total = 0
         self.underruns = 0
+        self.last_tag = ""
         self.level_dbfs = -120.0  # of the last period handed to the device (echo reference)
 
     def write(self, pcm: bytes, tag: str) -> None:
@@ -60,17 +73,16 @@ class PlaybackBuffer:
             return
         with self._lock:
             self._segments.append(_Segment(tag, pcm))
+            self.last_tag = tag
             self._queued += len(pcm)
             self._ending = False
-            if not self._started and self._queued >= self._prebuffer:
-                self._started = True
+            if not self._started and self._first_at is None:
+                self._first_at = self._clock()
 
     def end_of_stream(self) -> None:
         """No more audio is coming for now: play out what is queued, even below prebuffer."""
         with self._lock:
             self._ending = True
-            if self._queued:
-                self._started = True
 
     def read(self, n: int) -> tuple[bytes, bool]:
         """Take ``n`` bytes for the device; returns (data, audible).
@@ -83,9 +95,10 @@ class PlaybackBuffer:
                 data, self._fade = self._fade[:n], self._fade[n:]
                 self.level_dbfs = rms_dbfs(data)
                 return data + bytes(n - len(data)), True
-            if not self._started:
+            if not self._started and not self._ready_to_start():
                 self.level_dbfs = -120.0
                 return bytes(n), False
+            self._started = True
             out = bytearray()
             while len(out) < n and self._segments:
                 seg = self._segments[0]
@@ -99,11 +112,20 @@ class PlaybackBuffer:
             self._played_total += len(out)
             self.level_dbfs = rms_dbfs(bytes(out)) if out else -120.0
             if len(out) < n:
-                if not self._ending and out:
+                if not self._ending:
+                    # Started and not told the reply is complete: the audio came late.
                     self.underruns += 1
                 # Dry: back to prebuffering so the next burst starts cleanly.
                 self._started = False
+                self._first_at = None
             return bytes(out) + bytes(n - len(out)), bool(out)
+
+    def _ready_to_start(self) -> bool:
+        if not self._queued or self._first_at is None:
+            return False
+        if self._ending:
+            return True
+        return self._queued >= self._prebuffer and self._clock() - self._first_at >= self._prebuffer_s
 
     def flush(self) -> dict[str, float]:
         """Drop queued audio now, fading the next <=10 ms out.
@@ -124,6 +146,7 @@ class PlaybackBuffer:
             self._segments.clear()
             self._queued = 0
             self._started = False
+            self._first_at = None
             self._played_total += len(fade)
             self._fade = fade_out(bytes(fade)) if fade else b""
             return {tag: self._played.get(tag, 0) / self._bpms for tag in cut}

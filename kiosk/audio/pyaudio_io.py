@@ -14,13 +14,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pyaudio
-import soxr
 
-from kiosk.audio.pcm import RATE, apply_gain
+from kiosk.audio.capture import CaptureChunker
+from kiosk.audio.pcm import RATE
 from kiosk.audio.playback import PlaybackBuffer
 from kiosk.audio.ports import PlayingListener
+from kiosk.audio.resample import Resampler
 from kiosk.errors import DeviceError
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,10 @@ def find_device(pa: Any, name: str, index: int | None, is_input: bool) -> Device
     raise DeviceError(f"no {kind} {wanted}; available: {names}")
 
 
-def pick_rate(device: DeviceInfo, is_input: bool) -> int:
-    """24 kHz when the device takes it, else its default rate, else the first it accepts."""
+def pick_rate(device: DeviceInfo, is_input: bool, forced: int = 0) -> int:
+    """``forced`` if set, else 24 kHz when the device takes it, else its default rate."""
+    if forced:
+        return forced
     rates = device.input_rates if is_input else device.output_rates
     if RATE in rates:
         return RATE
@@ -128,29 +130,38 @@ class PyAudioMicrophone:
         downmix: bool = False,
         gain_db: float = 0.0,
         queue_chunks: int = 50,
+        rate: int = 0,
+        period_ms: int = 10,
     ) -> None:
-        self.chunk_ms = chunk_ms
-        self.device = device
-        self.rate = pick_rate(device, True)
-        self.channels = device.max_input_channels if downmix else min(device.max_input_channels, channel + 1)
         if channel >= device.max_input_channels:
             raise DeviceError(f"mic_channel {channel} but {device.name!r} has {device.max_input_channels} channels")
-        self._pa, self._channel, self._downmix, self._gain = pa, channel, downmix, gain_db
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=queue_chunks)
-        self._resampler = (
-            soxr.ResampleStream(self.rate, RATE, 1, dtype="int16", quality="QQ") if self.rate != RATE else None
+        self.chunk_ms = chunk_ms
+        self.device = device
+        self.rate = pick_rate(device, True, rate)
+        self.channels = device.max_input_channels if downmix else channel + 1
+        self.chunker = CaptureChunker(
+            self.rate,
+            self.channels,
+            chunk_ms=chunk_ms,
+            channel=channel,
+            downmix=downmix,
+            gain_db=gain_db,
+            queue_chunks=queue_chunks,
         )
-        self._chunk_bytes = chunk_ms * RATE // 1000 * 2
-        self._pending = bytearray()
+        self._pa = pa
+        self._frames = max(1, self.rate * period_ms // 1000)
         self._stream: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.overflows = 0
         self.callbacks = 0  # progress counter for the watchdog
+
+    @property
+    def overflows(self) -> int:
+        """Chunks dropped because the consumer fell behind."""
+        return self.chunker.overflows
 
     async def start(self) -> None:
         """Open the input stream."""
         self._loop = asyncio.get_running_loop()
-        frames = max(1, self.rate * 10 // 1000)  # 10 ms periods keep capture latency low
         try:
             self._stream = self._pa.open(
                 format=pyaudio.paInt16,
@@ -158,73 +169,66 @@ class PyAudioMicrophone:
                 rate=self.rate,
                 input=True,
                 input_device_index=self.device.index,
-                frames_per_buffer=frames,
+                frames_per_buffer=self._frames,
                 stream_callback=self._callback,
             )
         except (OSError, ValueError) as exc:
             raise DeviceError(f"cannot open microphone {self.device.name!r} at {self.rate} Hz: {exc}") from None
-        log.info("microphone %r open at %d Hz, %d channel(s)", self.device.name, self.rate, self.channels)
+        log.info(
+            "microphone %r open at %d Hz, %d channel(s)",
+            self.device.name,
+            self.rate,
+            self.channels,
+            extra={"kiosk": {"event": "mic_open", "device": self.device.name, "rate": self.rate}},
+        )
 
     def _callback(self, in_data: bytes | None, frame_count: int, time_info: Any, status: int) -> tuple[None, int]:
-        # PortAudio thread: hand the bytes over and return at once.
+        # PortAudio thread: hand the bytes to the loop and return at once.
         self.callbacks += 1
         if in_data is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._on_frames, in_data)
+            self._loop.call_soon_threadsafe(self.chunker.feed, in_data)
         return None, pyaudio.paContinue
-
-    def _on_frames(self, data: bytes) -> None:
-        x = np.frombuffer(data, dtype="<i2")
-        if self.channels > 1:
-            x = x.reshape(-1, self.channels)
-            x = x.mean(axis=1).astype("<i2") if self._downmix else np.ascontiguousarray(x[:, self._channel])
-        if self._resampler is not None:
-            x = self._resampler.resample_chunk(x)
-        self._pending += apply_gain(x.astype("<i2").tobytes(), self._gain)
-        while len(self._pending) >= self._chunk_bytes:
-            chunk = bytes(self._pending[: self._chunk_bytes])
-            del self._pending[: self._chunk_bytes]
-            if self._queue.full():
-                self._queue.get_nowait()  # drop the oldest: latency matters more than old audio
-                self.overflows += 1
-                if self.overflows in (1, 10, 100) or self.overflows % 1000 == 0:
-                    log.warning(
-                        "capture queue overflow (%d chunks dropped so far)",
-                        self.overflows,
-                        extra={"kiosk": {"event": "capture_overflow", "count": self.overflows}},
-                    )
-            self._queue.put_nowait(chunk)
 
     async def read(self) -> bytes:
         """The next 24 kHz chunk."""
-        return await self._queue.get()
+        return await self.chunker.queue.get()
 
     async def close(self) -> None:
         """Stop and close the stream."""
         if self._stream is not None:
-            self._stream.stop_stream()
-            self._stream.close()
-            self._stream = None
+            stream, self._stream = self._stream, None
+            await asyncio.to_thread(_stop, stream)
+
+
+def _stop(stream: Any) -> None:
+    # Off the loop: stopping waits for PortAudio's thread, which may be inside a callback
+    # that is waiting for the loop.
+    try:
+        stream.stop_stream()
+        stream.close()
+    except OSError as exc:  # a device unplugged mid-stream
+        log.warning("closing an audio stream failed: %s", exc)
 
 
 class PyAudioSpeaker:
     """Play 24 kHz audio through a PortAudio device (resampled to its rate if needed)."""
 
-    def __init__(self, pa: Any, device: DeviceInfo, *, prebuffer_ms: int = 60, period_ms: int = 10) -> None:
+    def __init__(
+        self, pa: Any, device: DeviceInfo, *, prebuffer_ms: int = 60, period_ms: int = 10, rate: int = 0
+    ) -> None:
         self.device = device
-        self.rate = pick_rate(device, False)
+        self.rate = pick_rate(device, False, rate)
         self.buffer = PlaybackBuffer(prebuffer_ms, rate=self.rate)
+        self.period_ms = period_ms
         self._pa = pa
         self._frames = max(1, self.rate * period_ms // 1000)
         self._stream: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: PlayingListener = lambda playing: None
         self._playing = False
-        self._resampler = self._new_resampler()
+        self._resample = Resampler(RATE, self.rate)
         self.latency_ms = 0.0
-        self.callbacks = 0
-
-    def _new_resampler(self) -> Any:
-        return soxr.ResampleStream(RATE, self.rate, 1, dtype="int16", quality="QQ") if self.rate != RATE else None
+        self.callbacks = 0  # progress counter for the watchdog
 
     async def start(self, on_playing: PlayingListener) -> None:
         """Open the output stream."""
@@ -242,12 +246,25 @@ class PyAudioSpeaker:
             )
         except (OSError, ValueError) as exc:
             raise DeviceError(f"cannot open speaker {self.device.name!r} at {self.rate} Hz: {exc}") from None
+        # What the device holds between consuming a frame and sounding it: subtracted from
+        # consumption to get what the visitor has heard.
         self.latency_ms = float(self._stream.get_output_latency()) * 1000
-        log.info("speaker %r open at %d Hz (latency %.0f ms)", self.device.name, self.rate, self.latency_ms)
+        log.info(
+            "speaker %r open at %d Hz (latency %.0f ms)",
+            self.device.name,
+            self.rate,
+            self.latency_ms,
+            extra={"kiosk": {"event": "speaker_open", "device": self.device.name, "rate": self.rate}},
+        )
 
     def _callback(self, in_data: bytes | None, frame_count: int, time_info: Any, status: int) -> tuple[bytes, int]:
         # PortAudio thread: take one period from the jitter buffer.
         self.callbacks += 1
+        # Where the host API knows when this buffer reaches the DAC (real ALSA hardware),
+        # that is the latency; otherwise keep PortAudio's reported stream latency.
+        ahead = float(time_info.get("output_buffer_dac_time", 0.0)) - float(time_info.get("current_time", 0.0))
+        if 0.0 < ahead < 1.0:
+            self.latency_ms = ahead * 1000
         data, audible = self.buffer.read(frame_count * 2)
         if audible != self._playing and self._loop is not None:
             self._playing = audible
@@ -256,17 +273,18 @@ class PyAudioSpeaker:
 
     def write(self, pcm: bytes, tag: str) -> None:
         """Queue 24 kHz audio (resampled to the device rate here, on the loop)."""
-        if self._resampler is not None:
-            pcm = self._resampler.resample_chunk(np.frombuffer(pcm, dtype="<i2")).astype("<i2").tobytes()
-        self.buffer.write(pcm, tag)
+        self.buffer.write(self._resample(pcm), tag)
 
     def end_of_stream(self) -> None:
-        """Play out what is queued."""
+        """Play out what is queued, including the resampler's tail."""
+        tail = self._resample.drain()
+        if tail:
+            self.buffer.write(tail, self.buffer.last_tag or "tail")
         self.buffer.end_of_stream()
 
     def flush(self) -> dict[str, float]:
         """Barge-in: drop queued audio; report what was heard (device latency subtracted)."""
-        self._resampler = self._new_resampler()
+        self._resample.reset()
         return {tag: max(0.0, ms - self.latency_ms) for tag, ms in self.buffer.flush().items()}
 
     def played_ms(self, tag: str) -> float:
@@ -284,6 +302,5 @@ class PyAudioSpeaker:
     async def close(self) -> None:
         """Stop and close the stream."""
         if self._stream is not None:
-            self._stream.stop_stream()
-            self._stream.close()
-            self._stream = None
+            stream, self._stream = self._stream, None
+            await asyncio.to_thread(_stop, stream)

@@ -1,0 +1,159 @@
+"""A virtual sound card for tests: real PortAudio on ALSA devices defined by the test.
+
+``ALSA_CONFIG_PATH`` points at a config of our own (it replaces the system's, so nothing
+else is probed): the capture device reads a FIFO the harness feeds, the playback device
+writes a FIFO the harness drains. Both FIFOs are opened O_RDWR before PortAudio starts
+(PortAudio opens and closes devices while probing) and the harness paces them in real
+time, so the devices behave like a clocked sound card. The playback FIFO is shrunk to one
+page, and what sits in it counts as having left the device: the pipe is the test's cable
+to the loudspeaker, the reader its membrane clock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+F_SETPIPE_SZ = 1031
+FIONREAD = 0x541B
+
+CONFIG = """
+pcm.!default {{ type asym; playback.pcm "vplay"; capture.pcm "vcap" }}
+pcm.vplay {{ type file; slave.pcm {{ type null }}; file "{spk}"; format "raw"; perm 0644 }}
+pcm.vcap {{ type file; slave.pcm {{ type null }}; file "/dev/null"; infile "{mic}"; format "raw" }}
+"""
+
+
+class VirtualCard:
+    """The harness's ends of the two FIFOs, paced at ``mic_rate`` / ``spk_rate`` (mono PCM16)."""
+
+    def __init__(self, root: Path, mic_rate: int, spk_rate: int, *, mic_channels: int = 1) -> None:
+        self.root = root
+        self.mic_path, self.spk_path = root / "mic.fifo", root / "spk.fifo"
+        self.config = root / "asound.conf"
+        self.mic_rate, self.spk_rate, self.mic_channels = mic_rate, spk_rate, mic_channels
+        self._mic_audio = bytearray()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.out = bytearray()  # everything the speaker FIFO delivered
+        self._threads: list[threading.Thread] = []
+        self._mic_fd = self._spk_fd = -1
+
+    def write_config(self, *, with_mic: bool = True) -> None:
+        """The ALSA config (and the FIFOs; without ``with_mic`` the microphone is missing)."""
+        for p in (self.mic_path, self.spk_path):
+            if p.exists():
+                p.unlink()
+        if with_mic:
+            os.mkfifo(self.mic_path)
+        os.mkfifo(self.spk_path)
+        self.config.write_text(CONFIG.format(mic=self.mic_path, spk=self.spk_path))
+
+    def add_mic(self) -> None:
+        """Plug the microphone in (its FIFO appears)."""
+        os.mkfifo(self.mic_path)
+        self._mic_fd = os.open(self.mic_path, os.O_RDWR)
+
+    def open(self) -> None:
+        """Open the harness ends (before PortAudio initialises) and start pacing."""
+        if self.mic_path.exists():
+            self._mic_fd = os.open(self.mic_path, os.O_RDWR)
+        self._spk_fd = os.open(self.spk_path, os.O_RDWR)
+        fcntl.fcntl(self._spk_fd, F_SETPIPE_SZ, 4096)
+        for target in (self._feed, self._drain):
+            t = threading.Thread(target=target, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def close(self) -> None:
+        """Stop the pacing threads and close our ends."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(2.0)
+        for fd in (self._mic_fd, self._spk_fd):
+            if fd >= 0:
+                os.close(fd)
+
+    def speak(self, pcm: bytes) -> None:
+        """Queue audio (device rate, interleaved channels) for the microphone."""
+        with self._lock:
+            self._mic_audio += pcm
+
+    def _feed(self) -> None:
+        # 10 ms periods in real time; silence when nothing is queued (a quiet room).
+        n = self.mic_rate // 100 * 2 * self.mic_channels
+        t = time.monotonic()
+        while not self._stop.is_set():
+            if self._mic_fd >= 0:
+                with self._lock:
+                    data = bytes(self._mic_audio[:n])
+                    del self._mic_audio[:n]
+                os.write(self._mic_fd, data + bytes(n - len(data)))
+            t += 0.01
+            self._stop.wait(max(0.0, t - time.monotonic()))
+
+    def _drain(self) -> None:
+        n = self.spk_rate // 100 * 2
+        t = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                data = os.read(self._spk_fd, n)
+            except OSError:
+                return
+            with self._lock:
+                self.out += data
+            t += len(data) / (self.spk_rate * 2)
+            self._stop.wait(max(0.0, t - time.monotonic()))
+
+    def left_device(self) -> int:
+        """Samples that have left the playback device so far (read, plus in the pipe)."""
+        buf = bytearray(4)
+        with self._lock:
+            fcntl.ioctl(self._spk_fd, FIONREAD, buf)
+            return (len(self.out) + int.from_bytes(buf, "little")) // 2
+
+    def output(self) -> np.ndarray:
+        """Everything the speaker produced so far, as int16 samples."""
+        with self._lock:
+            return np.frombuffer(bytes(self.out[: len(self.out) // 2 * 2]), dtype="<i2").copy()
+
+
+@contextmanager
+def virtual_card(root: Path, mic_rate: int, spk_rate: int, *, mic_channels: int = 1) -> Iterator[VirtualCard]:
+    """A running virtual card with ALSA_CONFIG_PATH set for this process."""
+    card = VirtualCard(root, mic_rate, spk_rate, mic_channels=mic_channels)
+    card.write_config()
+    card.open()
+    old = os.environ.get("ALSA_CONFIG_PATH")
+    os.environ["ALSA_CONFIG_PATH"] = str(card.config)
+    try:
+        yield card
+    finally:
+        if old is None:
+            os.environ.pop("ALSA_CONFIG_PATH", None)
+        else:
+            os.environ["ALSA_CONFIG_PATH"] = old
+        card.close()
+
+
+def tone(freq: float, seconds: float, rate: int, amplitude: float = 0.3) -> np.ndarray:
+    """A sine tone as int16."""
+    t = np.arange(int(seconds * rate)) / rate
+    return (np.sin(2 * np.pi * freq * t) * amplitude * 32767).astype("<i2")
+
+
+def frequency(x: np.ndarray, rate: int) -> float:
+    """Dominant frequency, with parabolic interpolation of the FFT peak (Hann window)."""
+    w = x.astype(np.float64) * np.hanning(len(x))
+    spec = np.abs(np.fft.rfft(w))
+    k = int(np.argmax(spec[1:])) + 1
+    a, b, c = np.log(spec[k - 1 : k + 2] + 1e-12)
+    offset = 0.5 * (a - c) / (a - 2 * b + c)
+    return float((k + offset) * rate / len(x))
