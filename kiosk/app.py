@@ -32,7 +32,7 @@ from kiosk.panel import Lights
 from kiosk.realtime import session as rs
 from kiosk.realtime.connection import TraceWriter
 from kiosk.store import Store
-from kiosk.tools import deals, leads
+from kiosk.tools import catalog
 from kiosk.tools.registry import ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -73,9 +73,12 @@ class NullObserver:
         """Ignore."""
 
 
-def default_tools(timeout_s: float) -> ToolRegistry:
-    """The assistant's tools."""
-    return ToolRegistry([deals.TOOL, leads.TOOL], timeout_s=timeout_s)
+def default_tools(timeout_s: float, settings: Settings | None = None) -> ToolRegistry:
+    """The assistant's six tools; pass ``settings`` for the configured knowledge base, rubric and web search.
+
+    Without settings the checkout's knowledge base and lending.toml are used and web search is off.
+    """
+    return ToolRegistry(catalog.build_tools(settings), timeout_s=timeout_s)
 
 
 def load_instructions(settings: Settings) -> str:

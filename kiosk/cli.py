@@ -14,10 +14,11 @@ import signal
 import sys
 from pathlib import Path
 
-from kiosk import __version__
+from kiosk import __version__, toolcmd
 from kiosk.config import LoadedConfig, load_settings, masked_dump
 from kiosk.errors import ConfigError, DeviceError, StoreError
 from kiosk.logs import setup_logging
+from kiosk.tools.lending import load_lending
 
 EX_UNAVAILABLE = 69
 EX_CONFIG = 78
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--scenario", default="default")
+    toolcmd.register(sub)
     return p
 
 
@@ -71,6 +73,7 @@ def _load(args: argparse.Namespace) -> LoadedConfig:
 
 def _config(args: argparse.Namespace) -> int:
     loaded = _load(args)
+    load_lending(loaded.settings.tools.lending_file)  # part of the configuration: checked too
     if args.config_command == "check":
         where = loaded.path or "(defaults only: no config file found)"
         print(f"config OK: {where}")
@@ -155,6 +158,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run(args)
     if args.command == "devices":
         return _devices(args)
+    if args.command in toolcmd.COMMANDS:
+        setup_logging("WARNING")
+        return toolcmd.main(args)
     return 2
 
 

@@ -169,6 +169,16 @@ class ToolSettings(_Section):
     default_phone_region: str = Field(
         "US", min_length=2, max_length=2, description="Region for phone numbers without +country."
     )
+    lending_file: Path = Field(
+        Path("lending.toml"),
+        description="Scoring rubric, rate sheet, booking links and follow-up e-mail (relative to the config file).",
+    )
+    search_base_url: str = Field(
+        "https://api.perplexity.ai", description="Perplexity API base URL (chat completions at /chat/completions)."
+    )
+    search_model: str = Field("sonar", description="Perplexity model for perplexitySearch.")
+    search_timeout_s: float = Field(6.0, gt=0, le=60, description="HTTP time limit of one web search.")
+    search_max_chars: int = Field(450, ge=80, le=4000, description="Web answers are trimmed to this many characters.")
 
 
 class SyncSettings(_Section):
@@ -270,7 +280,13 @@ def _read_credentials(directory: Path | None) -> dict[str, str]:
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     """Make relative paths in the file relative to the file, not to the working directory."""
-    for section, key in (("store", "path"), ("tools", "knowledge_dir"), ("realtime", "instructions_file")):
+    paths = (
+        ("store", "path"),
+        ("tools", "knowledge_dir"),
+        ("tools", "lending_file"),
+        ("realtime", "instructions_file"),
+    )
+    for section, key in paths:
         sub = data.get(section)
         if isinstance(sub, dict) and isinstance(sub.get(key), str) and not Path(sub[key]).is_absolute():
             sub[key] = str(base / sub[key])

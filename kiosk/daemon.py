@@ -40,7 +40,7 @@ async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
         loop.add_signal_handler(sig, on_signal)
 
     store = Store(settings.store.path)
-    tools = default_tools(settings.tools.timeout_s)
+    tools = default_tools(settings.tools.timeout_s, settings)
     lights: Lights = LogLights()
     panel: Any = None
     if not no_gpio:

@@ -130,7 +130,7 @@ class Rig:
                 Parts(
                     settings=self.settings,
                     store=self.store,
-                    tools=default_tools(self.settings.tools.timeout_s),
+                    tools=default_tools(self.settings.tools.timeout_s, self.settings),
                     mic=self.mic,
                     speaker=self.speaker,
                     lights=self.lights,

@@ -78,6 +78,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_pending ON outbox(state, next_attempt_at);
     CREATE UNIQUE INDEX outbox_once ON outbox(kind, ref);
     """,
+    # 2: the deal facts a lead was scored on (timeline, occupancy, ARV...), session lookups
+    """
+    ALTER TABLE leads ADD COLUMN details_json TEXT;
+    CREATE INDEX leads_session ON leads(session_id);
+    CREATE INDEX scores_lead ON scores(lead_id, id);
+    """,
 )
 
 
@@ -97,6 +103,18 @@ class LeadRecord:
     session_id: str
     kiosk_id: str
     analysis: dict[str, Any] | None
+    details: dict[str, Any] | None = None  # optional deal facts the visitor gave (scoring inputs)
+
+
+@dataclass(frozen=True)
+class ScoreRecord:
+    """An explainable score: points per factor, reason codes, the rubric version that produced it."""
+
+    total: int
+    disposition: str
+    points: dict[str, int]
+    reasons: list[str]
+    rubric_version: str
 
 
 @dataclass(frozen=True)
@@ -161,8 +179,8 @@ class Store:
         """The applied migration count."""
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
-    def save_lead(self, lead: LeadRecord, consent: ConsentEvidence) -> str:
-        """Store a lead with its consent evidence and outbox row, atomically; returns its id."""
+    def save_lead(self, lead: LeadRecord, consent: ConsentEvidence, score: ScoreRecord | None = None) -> str:
+        """Store a lead with its consent evidence, outbox row and (optional) score, atomically; returns its id."""
         lead_id = str(uuid.uuid4())
         now = utc_now()
         with self.transaction():
@@ -177,6 +195,7 @@ class Store:
                     "phone": lead.phone,
                     "product_type": lead.product_type,
                     "analysis_json": json.dumps(lead.analysis) if lead.analysis is not None else None,
+                    "details_json": json.dumps(lead.details) if lead.details is not None else None,
                 }
             )
             self._table("consent").insert(
@@ -191,8 +210,40 @@ class Store:
                     "visitor_words": consent.visitor_words,
                 }
             )
+            if score is not None:
+                self._insert_score(lead_id, score, now)
             self.enqueue("lead", lead_id)
         return lead_id
+
+    def save_score(self, lead_id: str, score: ScoreRecord, analysis: dict[str, Any] | None = None) -> None:
+        """Add a score to a lead (and, when given, the analysis it was computed on), atomically."""
+        with self.transaction() as conn:
+            if analysis is not None:
+                conn.execute("UPDATE leads SET analysis_json = ? WHERE id = ?", (json.dumps(analysis), lead_id))
+            self._insert_score(lead_id, score, utc_now())
+
+    def _insert_score(self, lead_id: str, score: ScoreRecord, now: str) -> None:
+        self._table("scores").insert(
+            {
+                "lead_id": lead_id,
+                "created_at": now,
+                "total": score.total,
+                "disposition": score.disposition,
+                "points_json": json.dumps(score.points),
+                "reasons_json": json.dumps(score.reasons),
+                "rubric_version": score.rubric_version,
+            }
+        )
+
+    def latest_score(self, lead_id: str) -> dict[str, Any] | None:
+        """The newest score row of a lead, or None."""
+        rows = list(self.db.query("SELECT * FROM scores WHERE lead_id = ? ORDER BY id DESC LIMIT 1", [lead_id]))
+        return rows[0] if rows else None
+
+    def session_lead_ids(self, session_id: str) -> list[str]:
+        """Ids of the leads saved in one visitor session (the CLI resumes a session with these)."""
+        rows = self.conn.execute("SELECT id FROM leads WHERE session_id = ? ORDER BY created_at", (session_id,))
+        return [str(r[0]) for r in rows]
 
     def enqueue(self, kind: str, ref: str, payload: dict[str, Any] | None = None) -> None:
         """Add an outbox row (inside the caller's transaction when there is one)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy_financial as npf
 import pytest
 
+from kiosk.errors import ToolError
 from kiosk.tools.deals import AnalyzeDealArgs, analyze, monthly_payment
 
 CASES = [
@@ -15,6 +16,11 @@ CASES = [
     (1_200_000, 35, 9.99, 25),
     (300_000, 20, 0.0, 30),
     (500_000, 10, 12.0, 10),
+    (220_000, 20, 0.0, 15),  # 0 % over 15 years
+    (350_000, 100, 7.25, 30),  # 100 % down: no loan, no payment
+    (275_000, 0, 6.5, 15),  # nothing down, 15 years
+    (90_000, 25, 29.5, 40),  # the extremes the contract allows
+    (150_000, 20, 1.0, 1),
 ]
 
 
@@ -56,3 +62,18 @@ def test_fractional_rate_is_read_as_percent_and_said_so() -> None:
     assert a["monthlyPrincipalAndInterest"] == b["monthlyPrincipalAndInterest"]
     assert any("interestRate" in s for s in a["assumptions"])
     assert b["assumptions"] == []
+
+
+def test_no_loan_means_no_dscr_through_the_tool_too() -> None:
+    out = analyze(AnalyzeDealArgs(purchasePrice=350_000, downPaymentPercent=100, interestRate=7.25,
+                                  loanTermYears=15, monthlyRent=2500))
+    assert out["dscr"] is None
+    assert out["loanAmount"] == 0
+    assert "no loan" in out["summary"].lower()
+    assert out["monthlyPITIA"] == pytest.approx(350_000 * 1.2 / 1200 + 150, abs=0.01)
+
+
+def test_a_fraction_that_would_mean_an_absurd_rate_is_refused() -> None:
+    with pytest.raises(ToolError, match="not a plausible rate"):
+        analyze(AnalyzeDealArgs(purchasePrice=400_000, downPaymentPercent=25, interestRate=0.5,
+                                loanTermYears=30, monthlyRent=3200))

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kiosk.errors import ToolError
 from kiosk.tools.registry import Tool, ToolContext
 
 
@@ -54,6 +55,12 @@ def analyze(a: AnalyzeDealArgs) -> dict[str, Any]:
     """Compute the deal; pure."""
     assumptions: list[str] = []
     rate = _pct(a.interestRate, "interestRate", assumptions)
+    if rate > 30:
+        # 0.5 read as a fraction is 50 %: no investor loan costs that, so ask instead of guessing.
+        raise ToolError(
+            f"interestRate {a.interestRate} read as {rate:g} % is not a plausible rate",
+            "send the annual rate in percent, e.g. 7.5 for 7.5 %",
+        )
     down_pct = _pct(a.downPaymentPercent, "downPaymentPercent", assumptions)
     vacancy = _pct(a.vacancyRate, "vacancyRate", assumptions)
     price, rent = a.purchasePrice, a.monthlyRent
@@ -91,7 +98,7 @@ def analyze(a: AnalyzeDealArgs) -> dict[str, Any]:
 def _summary(
     price: float, down_pct: float, rate: float, rent: float, pitia: float, dscr: float | None, cash_flow: float
 ) -> str:
-    flow = f"about ${abs(cash_flow):,.0f} a month {'positive' if cash_flow >= 0 else 'negative'} cash flow"
+    flow = f"{'positive' if cash_flow >= 0 else 'negative'} cash flow of about ${abs(cash_flow):,.0f} a month"
     head = (
         f"For a ${price:,.0f} purchase with {down_pct:g}% down at {rate:g}%, the estimated payment "
         f"with taxes and insurance is about ${pitia:,.0f} a month"

@@ -9,20 +9,26 @@ kiosk and the session. Contact details are validated and normalized (E.164 phone
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from typing import Any, Literal
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from kiosk.config import BranchSettings
 from kiosk.errors import ToolError
 from kiosk.store import ConsentEvidence, LeadRecord
+from kiosk.tools.lending import LendingConfig
 from kiosk.tools.registry import Tool, ToolContext
+from kiosk.tools.scoring import explain, facts_from, score
 
 ProductType = Literal["dscr", "hard_money", "fix_flip", "portfolio"]
+Timeline = Literal["under_30_days", "30_to_90_days", "over_90_days", "just_looking", "unknown"]
+DETAIL_FIELDS = ("timeline", "occupancy", "purchasePrice", "afterRepairValue", "rehabBudget", "propertyCount")
 
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
+log = logging.getLogger(__name__)
 WORDS_KEPT = 4  # visitor utterances kept as evidence around the consent
 
 
@@ -35,7 +41,17 @@ class LeadDraft(BaseModel):
     email: str = Field(max_length=254, description="E-mail address, as read back and confirmed.")
     phone: str = Field(max_length=40, description="Phone number, as read back and confirmed.")
     productType: ProductType = Field(description="Loan product of interest.")
-    consentGiven: bool = Field(description="True only after the visitor said yes to the consent disclosure.")
+    # Strict: "yes", 1 or "true" from a confused model are not consent; only JSON true is.
+    consentGiven: StrictBool = Field(description="True only after the visitor said yes to the consent disclosure.")
+    # Optional deal facts the score uses (extra optional fields keep the contract intact).
+    timeline: Timeline | None = Field(None, description="When the visitor wants to close, if they said.")
+    occupancy: Literal["investment", "owner_occupied"] | None = Field(
+        None, description="investment unless the visitor or family will live in the property."
+    )
+    purchasePrice: float | None = Field(None, gt=0, le=1e9, description="Purchase price, if no analyzeDeal was run.")
+    afterRepairValue: float | None = Field(None, gt=0, le=1e9, description="Flips: value after renovation.")
+    rehabBudget: float | None = Field(None, ge=0, le=1e9, description="Flips: renovation budget in dollars.")
+    propertyCount: int | None = Field(None, ge=1, le=10000, description="Portfolio: number of properties.")
 
 
 class SaveLeadArgs(BaseModel):
@@ -86,8 +102,8 @@ def normalize_phone(raw: str, region: str) -> str:
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
-def save_lead(args: SaveLeadArgs, ctx: ToolContext) -> dict[str, Any]:
-    """The tool. Refuses without consent; stores lead + consent + outbox atomically."""
+def save_lead(args: SaveLeadArgs, ctx: ToolContext, cfg: LendingConfig) -> dict[str, Any]:
+    """The tool. Refuses without consent; stores lead + consent + score + outbox atomically."""
     d = args.leadDraft
     if d.consentGiven is not True:
         raise ToolError(
@@ -97,19 +113,28 @@ def save_lead(args: SaveLeadArgs, ctx: ToolContext) -> dict[str, Any]:
         )
     if not ctx.session_id:
         raise ToolError("not saved: no visitor session is active", "do not retry")
+    name = d.name.strip()
+    if not name:
+        raise ToolError("not saved: the name is empty", "ask the visitor for their name")
     email = normalize_email(d.email)
     phone = normalize_phone(d.phone, ctx.phone_region)
+    details = {k: v for k, v in d.model_dump(include=set(DETAIL_FIELDS)).items() if v is not None}
+    # Scoring in code right here makes "scoreLead follows saveLead" deterministic, and the
+    # score lands in the same transaction as the lead.
+    facts = facts_from(d.productType, details, ctx.latest_analysis, contact_fields=3, phone_consent=True)
+    scored = score(facts, cfg.rubric)
     text = disclosure_text(ctx.branch)
     words = [t for role, t in ctx.transcript if role == "visitor"][-WORDS_KEPT:]
     lead_id = ctx.store.save_lead(
         LeadRecord(
-            name=d.name.strip(),
+            name=name,
             email=email,
             phone=phone,
             product_type=d.productType,
             session_id=ctx.session_id,
             kiosk_id=ctx.kiosk_id,
             analysis=ctx.latest_analysis,
+            details=details or None,
         ),
         ConsentEvidence(
             disclosure_text=text,
@@ -117,23 +142,33 @@ def save_lead(args: SaveLeadArgs, ctx: ToolContext) -> dict[str, Any]:
             channel="kiosk_voice",
             visitor_words="\n".join(words),
         ),
+        scored.record,
     )
     ctx.lead_ids.add(lead_id)
+    log.info(
+        "lead saved",
+        extra={"kiosk": {"event": "lead_saved", "lead_id": lead_id, "product": d.productType,
+                         "score": scored.record.total, "disposition": scored.record.disposition}},
+    )
     return {
         "leadId": lead_id,
         "saved": True,
         "email": email,
         "phone": phone,
         "attachedAnalysis": ctx.latest_analysis is not None,
+        "score": explain(lead_id, scored, cfg, d.productType, facts.dscr),
     }
 
 
-TOOL = Tool(
-    name="saveLead",
-    description=(
-        "Save the visitor as a lead. Only after reading the consent disclosure and hearing a clear "
-        "yes; e-mail and phone read back and confirmed first."
-    ),
-    args=SaveLeadArgs,
-    func=save_lead,
-)
+def make_tool(cfg: LendingConfig) -> Tool:
+    """The saveLead tool, scoring with the configured rubric."""
+
+    return Tool(
+        name="saveLead",
+        description=(
+            "Save the visitor as a lead. Only after reading the consent disclosure and hearing a clear "
+            "yes; e-mail and phone read back and confirmed first. Returns the lead id and its score."
+        ),
+        args=SaveLeadArgs,
+        func=lambda args, ctx: save_lead(args, ctx, cfg),
+    )

@@ -82,6 +82,9 @@ def clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
         if isinstance(node, dict):
             if "$ref" in node:
                 return walk(defs[node["$ref"].split("/")[-1]])
+            optional = _optional_type(node)
+            if optional is not None:
+                return walk(optional)
             return {k: walk(v) for k, v in node.items() if k not in ("title", "$defs")}
         if isinstance(node, list):
             return [walk(v) for v in node]
@@ -89,6 +92,17 @@ def clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
     out: dict[str, Any] = walk(schema)
     return out
+
+
+def _optional_type(node: dict[str, Any]) -> dict[str, Any] | None:
+    """``X | None = None`` as plain ``X`` (omitting the field means None): simpler for the model."""
+    options = node.get("anyOf")
+    if not isinstance(options, list) or len(options) != 2 or "default" not in node or node["default"] is not None:
+        return None
+    kept = [o for o in options if o != {"type": "null"}]
+    if len(kept) != 1:
+        return None
+    return {**{k: v for k, v in node.items() if k not in ("anyOf", "default")}, **kept[0]}
 
 
 def error_output(error: str, fix: str) -> str:
@@ -122,7 +136,7 @@ class ToolRegistry:
             return error_output(f"unknown tool {name!r}", f"use one of: {', '.join(self.tools)}")
         try:
             raw = json.loads(arguments or "{}")
-        except (json.JSONDecodeError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
             return error_output(f"arguments are not valid JSON ({exc})", "send the arguments as one JSON object")
         if not isinstance(raw, dict):
             return error_output("arguments must be a JSON object", "send the arguments as one JSON object")
@@ -159,4 +173,8 @@ class ToolRegistry:
         except Exception:
             log.exception("tool %s failed", name, extra={"kiosk": {"event": "tool_error", "tool": name}})
             return error_output(f"{name} failed unexpectedly", "do not retry; continue without it")
-        return json.dumps(result)
+        try:
+            return json.dumps(result, allow_nan=False)
+        except (TypeError, ValueError):
+            log.exception("tool %s returned no JSON", name, extra={"kiosk": {"event": "tool_error", "tool": name}})
+            return error_output(f"{name} failed unexpectedly", "do not retry; continue without it")

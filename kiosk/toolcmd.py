@@ -1,0 +1,110 @@
+"""``kiosk tools schema|call`` and ``kiosk kb build|search``: the tools from a technician's shell."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kiosk.config import Settings, load_settings
+from kiosk.errors import ConfigError, StoreError
+from kiosk.store import Store
+from kiosk.tools import catalog
+from kiosk.tools.knowledge import KnowledgeBase
+from kiosk.tools.registry import ToolContext
+
+EX_USAGE = 2
+EX_UNAVAILABLE = 69
+EX_CONFIG = 78
+COMMANDS = ("tools", "kb")
+
+
+def register(sub: Any) -> None:
+    """Add the ``tools`` and ``kb`` sub-commands to the ``kiosk`` parser."""
+    tools = sub.add_parser("tools", help="the assistant's tools")
+    tsub = tools.add_subparsers(dest="tools_command", required=True)
+    tsub.add_parser("schema", help="print the tools array the model sees")
+    call = tsub.add_parser("call", help="run one tool against the configured store; print its output")
+    call.add_argument("name", help="tool name, e.g. analyzeDeal")
+    call.add_argument("--args", default="{}", help="arguments as one JSON object (default {})")
+    call.add_argument(
+        "--session", default=None, help="visitor session id to act in (its saved leads are in scope); default: new"
+    )
+
+    kb = sub.add_parser("kb", help="the knowledge base")
+    ksub = kb.add_subparsers(dest="kb_command", required=True)
+    ksub.add_parser("build", help="(re)build the search index from the markdown files")
+    search = ksub.add_parser("search", help="search the knowledge base as the assistant would")
+    search.add_argument("query")
+    search.add_argument("--top-k", type=int, default=3)
+    search.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``kiosk tools ...`` or ``kiosk kb ...``; returns the exit status."""
+    try:
+        settings = load_settings(args.config).settings
+        if args.command == "kb":
+            return _kb(args, settings)
+        return _tools(args, settings)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"config: {line}", file=sys.stderr)
+        return EX_CONFIG
+    except (StoreError, OSError, sqlite3.Error) as exc:
+        print(f"unavailable: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+
+
+def _tools(args: argparse.Namespace, settings: Settings) -> int:
+    registry = catalog.build_registry(settings)
+    if args.tools_command == "schema":
+        print(json.dumps(registry.schemas(), indent=2))
+        return 0
+    if args.name not in registry.tools:
+        print(f"unknown tool {args.name!r}; tools: {', '.join(registry.tools)}", file=sys.stderr)
+        return EX_USAGE
+    store = Store(settings.store.path)
+    try:
+        ctx = ToolContext(
+            store=store, kiosk_id=settings.kiosk_id, branch=settings.branch,
+            phone_region=settings.tools.default_phone_region,
+        )
+        ctx.new_session(args.session or f"cli-{uuid.uuid4()}")
+        if args.session:
+            ctx.lead_ids = set(store.session_lead_ids(args.session))
+        print(asyncio.run(registry.call(args.name, args.args, ctx)))
+    finally:
+        store.close()
+    return 0
+
+
+def _kb(args: argparse.Namespace, settings: Settings) -> int:
+    source = settings.tools.knowledge_dir
+    if not source.is_dir():
+        print(f"config: tools.knowledge_dir: {source} is not a directory", file=sys.stderr)
+        return EX_CONFIG
+    if args.kb_command == "build":
+        path = catalog.index_path(settings)
+        kb = KnowledgeBase.open_or_build(source, path, force=True)
+        files = len(list(Path(source).glob("*.md")))
+        print(f"indexed {len(kb)} chunks from {files} files into {path}")
+        kb.close()
+        return 0
+    kb = catalog.open_knowledge(settings)
+    hits = kb.search(args.query, args.top_k)
+    kb.close()
+    if args.json:
+        print(json.dumps([h.__dict__ for h in hits], indent=2))
+        return 0
+    if not hits:
+        print("no results")
+    for n, h in enumerate(hits, 1):
+        print(f"{n}. {h.title} — {h.doc_title} ({h.source}) score {h.score:.2f}")
+        print(f"   {h.text[:160]}{'…' if len(h.text) > 160 else ''}")
+    return 0

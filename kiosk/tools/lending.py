@@ -1,0 +1,156 @@
+"""The lender's business rules as configuration: rubric, rate sheet, booking links, follow-up.
+
+Everything a lender tunes lives in ``lending.toml`` (see ``config/lending.toml``), never in
+code: points per factor, the bands that award them, disposition thresholds, indicative
+rates and max LTV per product, booking links per product and branch, and the follow-up
+e-mail. The file is validated once at start; a mistake is a ConfigError naming the field.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from kiosk.config import format_validation_error
+from kiosk.errors import ConfigError
+
+PRODUCTS = ("dscr", "hard_money", "fix_flip", "portfolio")
+FACTORS = ("product_fit", "deal_strength", "leverage", "timeline", "contact")
+TIMELINES = ("under_30_days", "30_to_90_days", "over_90_days", "just_looking", "unknown")
+
+Flag = Literal["none", "soft", "hard"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Band(_Frozen):
+    """Points for a value in ``[min, max)``; an open end is unbounded."""
+
+    min: float | None = None
+    max: float | None = None
+    points: int = Field(ge=0)
+    reason: str = Field(min_length=1)
+    flag: Flag = "none"
+
+    def holds(self, value: float) -> bool:
+        """True when ``value`` falls in this band."""
+        return (self.min is None or value >= self.min) and (self.max is None or value < self.max)
+
+
+class ProductFit(_Frozen):
+    """Product-fit points when the product's key facts are missing, and portfolio size."""
+
+    partial: int = Field(ge=0)
+    portfolio_min_properties: int = Field(ge=1)
+
+
+class Missing(_Frozen):
+    """Points given when the numbers a factor needs are unknown."""
+
+    deal_strength: int = Field(ge=0)
+    leverage: int = Field(ge=0)
+
+
+class Rubric(_Frozen):
+    """The explainable scoring rubric."""
+
+    version: str = Field(min_length=1)
+    qualified_min: int = Field(ge=0, le=100)
+    nurture_min: int = Field(ge=0, le=100)
+    points: dict[str, int]
+    product_fit: ProductFit
+    missing: Missing
+    dscr_bands: list[Band] = Field(min_length=1)
+    flip_bands: list[Band] = Field(min_length=1)
+    leverage_bands: list[Band] = Field(min_length=1)
+    timeline: dict[str, int]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Rubric:
+        if set(self.points) != set(FACTORS):
+            raise ValueError(f"rubric.points must name exactly {', '.join(FACTORS)}")
+        if set(self.timeline) != set(TIMELINES):
+            raise ValueError(f"rubric.timeline must name exactly {', '.join(TIMELINES)}")
+        checks = [
+            ("deal_strength", [b.points for b in self.dscr_bands + self.flip_bands] + [self.missing.deal_strength]),
+            ("leverage", [b.points for b in self.leverage_bands] + [self.missing.leverage]),
+            ("timeline", list(self.timeline.values())),
+            ("product_fit", [self.product_fit.partial]),
+        ]
+        for factor, values in checks:
+            if max(values) > self.points[factor]:
+                raise ValueError(f"a {factor} band gives more than rubric.points.{factor}")
+        if self.nurture_min > self.qualified_min:
+            raise ValueError("rubric.nurture_min must not exceed rubric.qualified_min")
+        return self
+
+
+class Tier(_Frozen):
+    """One rate-sheet row: deals with at least ``min_dscr`` get this range and max LTV."""
+
+    min_dscr: float = Field(ge=0)
+    rate_min: float = Field(ge=0, le=30)
+    rate_max: float = Field(ge=0, le=30)
+    max_ltv: float = Field(gt=0, le=100)
+
+
+class ProductTerms(_Frozen):
+    """Indicative terms of one product."""
+
+    name: str = Field(min_length=1)
+    tiers: list[Tier] = Field(min_length=1)
+
+
+class Booking(_Frozen):
+    """Booking links by product and by branch (branch keys are ``[branch] branch_name``)."""
+
+    products: dict[str, str] = {}
+    branches: dict[str, dict[str, str]] = {}
+
+    def link(self, branch: str, product: str, fallback: str) -> str:
+        """The most specific link: branch+product, branch default, product, then the fallback."""
+        at_branch = self.branches.get(branch, {})
+        return at_branch.get(product) or at_branch.get("default") or self.products.get(product) or fallback
+
+
+class Followup(_Frozen):
+    """The follow-up e-mail queued by scheduleCall."""
+
+    postal_address: str = Field(min_length=1)
+    subject: str = Field(min_length=1)
+    body: str = Field(min_length=1)
+
+
+class LendingConfig(_Frozen):
+    """Everything in lending.toml."""
+
+    rubric: Rubric
+    rate_sheet: dict[str, ProductTerms]
+    booking: Booking = Booking()
+    followup: Followup
+
+    @model_validator(mode="after")
+    def _every_product(self) -> LendingConfig:
+        missing = [p for p in PRODUCTS if p not in self.rate_sheet]
+        if missing:
+            raise ValueError(f"rate_sheet has no entry for {', '.join(missing)}")
+        return self
+
+
+def load_lending(path: Path) -> LendingConfig:
+    """Read and validate lending.toml; ConfigError with one line per problem."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read lending file: {exc.strerror or exc}"]) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    try:
+        return LendingConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([f"{path}: {line}" for line in format_validation_error(exc)]) from None

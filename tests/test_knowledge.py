@@ -1,0 +1,133 @@
+"""searchKnowledgeBase: chunking, ranking on the shipped knowledge base, FTS syntax safety, the index file."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kiosk.tools.knowledge import Chunk, KnowledgeBase, chunk_markdown, load_chunks, match_expression
+from tests.toolkit import CONFIG
+
+KB_DIR = CONFIG / "knowledge"
+
+
+@pytest.fixture(scope="module")
+def kb() -> KnowledgeBase:
+    return KnowledgeBase.open_or_build(KB_DIR)
+
+
+def test_chunks_are_cut_at_headings_and_carry_the_document_title() -> None:
+    text = "# Guide\n\nIntro words.\n\n## First part\nAlpha beta.\n\n### Deeper\nGamma.\n## Empty\n\n"
+    chunks = chunk_markdown(text, "guide.md")
+    assert [(c.title, c.body) for c in chunks] == [
+        ("Guide", "Intro words."),
+        ("First part", "Alpha beta."),
+        ("Deeper", "Gamma."),
+    ]
+    assert {c.doc_title for c in chunks} == {"Guide"}
+    assert {c.source for c in chunks} == {"guide.md"}
+
+
+def test_a_document_without_a_title_is_named_after_its_file() -> None:
+    assert chunk_markdown("## Part\ntext", "typical-terms.md")[0].doc_title == "Typical terms"
+
+
+def test_the_dscr_documents_question_finds_the_dscr_documents_section_first(kb: KnowledgeBase) -> None:
+    hits = kb.search("What documents do I need for a DSCR loan?", 3)
+    assert hits[0].title == "Documents needed for a DSCR loan"
+    assert hits[0].doc_title == "DSCR rental loans"
+    assert hits[0].source == "dscr-loans.md"
+
+
+@pytest.mark.parametrize(
+    ("question", "title"),
+    [
+        ("how fast can a hard money loan close", "How fast a hard money loan can close"),
+        ("what is the 70 percent rule", "The 70 percent rule for flips"),
+        ("how do rehab draws work", "How rehab draws work"),
+        ("what is a release clause on a blanket loan", "Release clauses"),
+        ("which documents for a flip loan", "Documents for a fix-and-flip loan"),
+        ("what are the steps to apply", "Steps from first conversation to closing"),
+        ("typical rates for portfolio loans", "Typical portfolio loan terms"),
+    ],
+)
+def test_other_questions_find_their_section_in_the_top_two(kb: KnowledgeBase, question: str, title: str) -> None:
+    assert title in [h.title for h in kb.search(question, 2)]
+
+
+def test_the_starter_knowledge_base_covers_what_the_issue_asks() -> None:
+    chunks = load_chunks(KB_DIR)
+    titles = " | ".join(c.title for c in chunks).lower()
+    for product in ("dscr", "hard money", "fix-and-flip", "portfolio"):
+        assert f"typical {product} loan terms" in titles or f"typical {product} rental loan terms" in titles
+        assert any("document" in c.title.lower() and product.split("-")[0] in c.title.lower() for c in chunks)
+    assert "steps from first conversation to closing" in titles
+    terms = [c for c in chunks if c.title.lower().startswith("typical") and "terms" in c.title.lower()]
+    assert len(terms) >= 4
+    assert all("typical" in c.body and "not a quote" in c.body for c in terms)
+
+
+@pytest.mark.parametrize(
+    "query",
+    ['"dscr', "dscr*", "NEAR(dscr loan)", "-loan", "dscr AND OR NOT", "title:dscr", "^dscr", "(((", "a\"b'c", "{x}"],
+)
+def test_fts_syntax_in_visitor_text_is_plain_words(kb: KnowledgeBase, query: str) -> None:
+    hits = kb.search(query, 3)
+    assert isinstance(hits, list)
+    if "dscr" in query.lower():
+        assert hits and "dscr" in (hits[0].title + hits[0].doc_title + hits[0].text).lower()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=80))
+def test_no_text_breaks_a_query(query: str) -> None:
+    kb = _shared()
+    hits = kb.search(query, 3)
+    assert len(hits) <= 3
+    assert all(h.title and h.doc_title for h in hits)
+
+
+_KB: list[KnowledgeBase] = []
+
+
+def _shared() -> KnowledgeBase:
+    if not _KB:
+        _KB.append(KnowledgeBase.open_or_build(KB_DIR))
+    return _KB[0]
+
+
+def test_match_expression_quotes_every_word() -> None:
+    expr = match_expression('What "documents" do I NEED for a DSCR* loan?')
+    assert expr == '"documents" OR "need" OR "dscr" OR "loan"'
+    assert match_expression("the and of") == '"the" OR "and" OR "of"'  # only stopwords: keep them
+    assert match_expression("?!* -") == ""
+
+
+def test_the_index_file_is_reused_and_rebuilt_when_the_markdown_changes(tmp_path: Path) -> None:
+    src = tmp_path / "kb"
+    src.mkdir()
+    (src / "a.md").write_text("# Alpha doc\n## Zebra facts\nStriped animals.\n")
+    index = tmp_path / "state" / "index.sqlite"
+    first = KnowledgeBase.open_or_build(src, index)
+    assert [h.title for h in first.search("zebra")] == ["Zebra facts"]
+    first.close()
+    # A marker row proves the next open reuses the file instead of rebuilding it.
+    with sqlite3.connect(index) as conn:
+        conn.execute("INSERT INTO chunks (title, doc_title, body, source) VALUES ('Marker', 'm', 'okapi', 'm.md')")
+    assert [h.title for h in KnowledgeBase.open_or_build(src, index).search("okapi")] == ["Marker"]
+    (src / "b.md").write_text("# Beta doc\n## Okapi notes\nForest giraffes.\n")
+    rebuilt = KnowledgeBase.open_or_build(src, index)
+    assert [h.title for h in rebuilt.search("okapi")] == ["Okapi notes"]
+    assert len(rebuilt) == 2
+
+
+def test_a_big_knowledge_base_builds_from_chunks_programmatically() -> None:
+    chunks = (Chunk(source=f"f{i % 50}.md", doc_title=f"Doc {i % 50}", title=f"Section {i}",
+                    body=f"word{i} common text about loans number {i}") for i in range(10_000))
+    kb = KnowledgeBase.build(chunks)
+    assert len(kb) == 10_000
+    assert [h.title for h in kb.search("word4242 loans", 1)] == ["Section 4242"]

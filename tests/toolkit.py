@@ -1,0 +1,73 @@
+"""Shared set-up for the tool tests: a real store, the shipped config, a registry of six tools."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from kiosk.config import BranchSettings
+from kiosk.store import Store
+from kiosk.tools import booking, deals, knowledge, leads, scoring, websearch
+from kiosk.tools.lending import LendingConfig, load_lending
+from kiosk.tools.registry import ToolContext, ToolRegistry
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = REPO / "config"
+DRAFT: dict[str, Any] = {
+    "name": "Jane Doe",
+    "email": "Jane.Doe@Example.COM",
+    "phone": "(415) 555-0132",
+    "productType": "dscr",
+    "consentGiven": True,
+}
+DEAL: dict[str, Any] = {
+    "purchasePrice": 400_000,
+    "downPaymentPercent": 25,
+    "interestRate": 7.5,
+    "loanTermYears": 30,
+    "monthlyRent": 3200,
+}
+
+
+def lending() -> LendingConfig:
+    """The shipped lending.toml."""
+    return load_lending(CONFIG / "lending.toml")
+
+
+def make_ctx(store: Store, session: str = "s1") -> ToolContext:
+    """A visitor session's tool context over a real store."""
+    ctx = ToolContext(store=store, kiosk_id="kiosk-test", branch=BranchSettings(), phone_region="US")
+    ctx.new_session(session)
+    ctx.transcript.append(("visitor", "Yes, I agree."))
+    return ctx
+
+
+def make_registry(
+    search_url: str = "http://127.0.0.1:9", key: str | None = None, timeout_s: float = 8.0
+) -> ToolRegistry:
+    """All six tools over the shipped knowledge base and lending.toml; web search at ``search_url``."""
+    cfg = lending()
+    client = websearch.PerplexityClient(
+        api_key=SecretStr(key) if key else None, base_url=search_url, timeout_s=2.0, max_chars=300
+    )
+    kb = knowledge.KnowledgeBase.open_or_build(CONFIG / "knowledge")
+    tools = [
+        knowledge.make_tool(kb),
+        deals.TOOL,
+        leads.make_tool(cfg),
+        scoring.make_tool(cfg),
+        booking.make_tool(cfg),
+        websearch.make_tool(client),
+    ]
+    return ToolRegistry(tools, timeout_s=timeout_s)
+
+
+def call(registry: ToolRegistry, name: str, args: dict[str, Any] | str, ctx: ToolContext) -> dict[str, Any]:
+    """Run one call as the model would; the decoded JSON output."""
+    raw = args if isinstance(args, str) else json.dumps(args)
+    out: dict[str, Any] = json.loads(asyncio.run(registry.call(name, raw, ctx)))
+    return out
