@@ -16,21 +16,25 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Protocol
 
 from pydantic import SecretStr
 
+from kiosk import budget
 from kiosk import conversation as cv
 from kiosk.audio.echo import EchoPolicy
 from kiosk.audio.ports import Microphone, Speaker
 from kiosk.audio.vad import LedVad
 from kiosk.config import RealtimeSettings, Settings
+from kiosk.errors import StoreError
 from kiosk.link import VisitorLink
 from kiosk.logs import event
 from kiosk.panel import Lights
 from kiosk.realtime import session as rs
-from kiosk.realtime.connection import TraceWriter
+from kiosk.realtime.connection import RealtimeConnection, TraceWriter
+from kiosk.standby import Standby
 from kiosk.store import Store
 from kiosk.tools import catalog
 from kiosk.tools.registry import ToolContext, ToolRegistry
@@ -39,6 +43,10 @@ log = logging.getLogger(__name__)
 
 GREETING = "Greet the visitor warmly in one short sentence and ask how you can help with investment property financing."
 GOODBYE = "Our time is up: thank the visitor and say a short goodbye in one sentence."
+IDLE_GOODBYE = (
+    "The visitor seems to have left: say in one short sentence that you are ending the chat and they can press the "
+    "button any time to start again."
+)
 
 
 class Observer(Protocol):
@@ -129,7 +137,9 @@ class Parts:
     instructions: str
     trace: TraceWriter | None = None
     offline_audio: bytes | None = None
+    unavailable_audio: bytes | None = None
     observer: Observer = field(default_factory=NullObserver)
+    today: Callable[[], str] = field(default=lambda: date.today().isoformat())  # the local day, for budgets
 
 
 class Kiosk:
@@ -143,6 +153,7 @@ class Kiosk:
                 connect_timeout_s=s.session.connect_timeout_s,
                 max_session_s=s.session.max_session_s,
                 goodbye_s=s.session.goodbye_s,
+                idle_end_s=s.session.idle_end_s,
             )
         )
         self.echo = EchoPolicy(s.echo.mode, s.echo.gate_margin_db, s.echo.warmup_ms / 1000)
@@ -158,6 +169,11 @@ class Kiosk:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sessions_started = 0
         self._mic_s = 0.0  # seconds of audio captured since start
+        self.standby: Standby | None = None
+        self._pressed_at: float | None = None
+        self.first_audio_ms: list[float] = []  # press to first audible assistant audio, per session
+        self._budget_day = ""
+        self._day_spent = False
 
     # -- what a VisitorLink needs (kiosk.link.Host) -------------------------------
 
@@ -198,6 +214,54 @@ class Kiosk:
         """Nobody speaks: listening, with the speaker idle."""
         return self.machine.state is cv.State.LISTENING
 
+    def usage_changed(self, session_id: str, total: rs.Usage) -> None:
+        """Record the session's usage and apply the cost guards."""
+        cost = budget.cost_usd(total, self.p.settings.cost)
+        day = self.p.today()
+        try:
+            self.p.store.record_usage(session_id, day, budget.token_counts(total), cost)
+            day_tokens, day_cost = self.p.store.usage_for_day(day)
+        except StoreError as exc:
+            # Budgets must not take the conversation down; the next response tries again.
+            log.error("usage not recorded: %s", exc, extra=event("store_error"))
+            return
+        verdict = budget.check(
+            total.input_tokens + total.output_tokens, cost, day_tokens, day_cost, self.p.settings.cost
+        )
+        if verdict.session_spent:
+            log.warning(
+                "session budget spent (%d tokens, $%.2f)",
+                total.input_tokens + total.output_tokens,
+                cost,
+                extra=event("budget_session", session=session_id, cost_usd=round(cost, 4)),
+            )
+            self.submit(cv.BudgetSpent(daily=False))
+        self._daily_verdict(day, verdict.daily_spent, day_tokens, day_cost)
+
+    def _daily_verdict(self, day: str, spent: bool, day_tokens: int, day_cost: float) -> None:
+        if spent and not (self._day_spent and self._budget_day == day):
+            log.warning(
+                "daily budget spent (%d tokens, $%.2f): new sessions refused until tomorrow",
+                day_tokens,
+                day_cost,
+                extra=event("budget_daily", day=day, tokens=day_tokens, cost_usd=round(day_cost, 2)),
+            )
+            self.submit(cv.BudgetSpent(daily=True))
+        elif not spent and self._day_spent:
+            log.info("daily budget available again", extra=event("budget_restored", day=day))
+            self.submit(cv.BudgetRestored())
+        self._budget_day, self._day_spent = day, spent
+
+    def _check_day(self) -> None:
+        """At start-up and periodically: is today's budget (still) spent?"""
+        day = self.p.today()
+        try:
+            tokens, cost = self.p.store.usage_for_day(day)
+        except StoreError as exc:
+            log.error("usage not readable: %s", exc, extra=event("store_error"))
+            return
+        self._daily_verdict(day, budget.check(0, 0.0, tokens, cost, self.p.settings.cost).daily_spent, tokens, cost)
+
     # -- inputs from anywhere -------------------------------------------------------
 
     def submit(self, inp: cv.Input) -> None:
@@ -235,14 +299,21 @@ class Kiosk:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 self._execute(self.machine.handle(cv.Tick(), self._loop.time()))
-                pump = tg.create_task(self._mic_pump(), name="mic-pump")
-                machine = tg.create_task(self._machine_loop(), name="machine")
+                self._check_day()
+                background = [
+                    tg.create_task(self._mic_pump(), name="mic-pump"),
+                    tg.create_task(self._machine_loop(), name="machine"),
+                    tg.create_task(self._day_watch(), name="day-watch"),
+                ]
+                if self.p.settings.realtime.warm_standby:
+                    self.standby = self._new_standby()
+                    background.append(tg.create_task(self.standby.run(), name="standby"))
                 if ready is not None:
                     ready()
                 await stop.wait()
                 self._execute(self.machine.handle(cv.Shutdown(), self._loop.time()))
-                pump.cancel()
-                machine.cancel()
+                for task in background:
+                    task.cancel()
                 if self._link is not None:
                     self._link.task.cancel()
         finally:
@@ -250,6 +321,39 @@ class Kiosk:
             await self.p.mic.close()
             await self.p.speaker.close()
             self.p.lights.close()
+
+    def _new_standby(self) -> Standby:
+        r = self.p.settings.realtime
+
+        def restored() -> None:
+            # A connection came up: if the kiosk was offline, it is back.
+            self.submit(cv.NetworkRestored())
+
+        async def open_connection() -> RealtimeConnection:
+            return await RealtimeConnection.open(
+                r.url,
+                r.model,
+                self.api_key,
+                connect_timeout=r.connect_timeout_s,
+                ping_interval=r.ping_interval_s,
+                trace=self.p.trace,
+            )
+
+        return Standby(
+            open_connection,
+            self.config,
+            max_age_s=r.recycle_after_s,
+            backoff_base_s=r.backoff_base_s,
+            backoff_cap_s=r.backoff_cap_s,
+            on_ready=restored,
+            on_fatal=lambda reason: self.submit(cv.Fatal(reason)),
+        )
+
+    async def _day_watch(self) -> None:
+        # A refused kiosk comes back at the start of the next (local) day.
+        while True:
+            await asyncio.sleep(60)
+            self._check_day()
 
     async def _machine_loop(self) -> None:
         assert self._loop is not None
@@ -268,6 +372,15 @@ class Kiosk:
     def _on_playing(self, playing: bool) -> None:
         assert self._loop is not None
         self.echo.playback(playing, self._mic_s)
+        if playing and self._pressed_at is not None:
+            ms = (self._loop.time() - self._pressed_at) * 1000
+            self._pressed_at = None
+            self.first_audio_ms.append(ms)
+            log.info(
+                "first assistant audio %.0f ms after the press",
+                ms,
+                extra=event("first_audio", ms=round(ms), warm=self._link is not None and self._link.was_warm),
+            )
         self.submit(cv.AssistantAudio(playing))
         self.p.observer.playing(playing)
 
@@ -304,9 +417,11 @@ class Kiosk:
                 case cv.Greet():
                     if self._link is not None:
                         self._link.request_response(GREETING)
-                case cv.SayGoodbye():
+                case cv.SayGoodbye(reason=reason):
                     if self._link is not None:
-                        self._link.request_response(GOODBYE)
+                        # Walked away: the server's own check-in may be under way; cut it short.
+                        idle = reason is cv.EndReason.IDLE
+                        self._link.request_response(IDLE_GOODBYE if idle else GOODBYE, interrupt=idle)
                 case cv.StopPlayback():
                     self.p.speaker.flush()
                 case cv.Hangup(reason=reason, duration_s=duration):
@@ -316,6 +431,8 @@ class Kiosk:
                     self.p.speaker.forget()
                 case cv.PlayOfflineMessage():
                     self._play_offline()
+                case cv.PlayUnavailableMessage():
+                    self._play(self.p.unavailable_audio, "unavailable")
                 case cv.Lights(pattern=pattern):
                     self.p.lights.show(pattern)
 
@@ -329,7 +446,10 @@ class Kiosk:
             session_no,
             extra=event("session_start", session=session_id, session_no=session_no),
         )
-        link = VisitorLink(self, session_id)
+        assert self._loop is not None
+        self._pressed_at = self._loop.time()
+        warm = self.standby.take() if self.standby is not None else None
+        link = VisitorLink(self, session_id, warm)
         link.task = self._tg.create_task(link.run(), name=f"visitor-{session_no}")
         self._link = link
 
@@ -349,20 +469,26 @@ class Kiosk:
                     duration_s=round(duration or 0.0, 1),
                     input_tokens=usage.input_tokens,
                     output_tokens=usage.output_tokens,
+                    cost_usd=round(budget.cost_usd(usage, self.p.settings.cost), 4),
                 ),
             )
+        self._pressed_at = None
+        if self.standby is not None:
+            self.standby.refill()
         self.p.observer.session_ended(reason, duration)
 
     def _play_offline(self) -> None:
-        audio = self.p.offline_audio
-        if audio:
-            self.p.speaker.write(audio, "offline")
-            self.p.speaker.end_of_stream()
+        self._play(self.p.offline_audio, "offline")
         log.warning("Realtime unavailable: offline message played", extra=event("offline"))
 
+    def _play(self, audio: bytes | None, tag: str) -> None:
+        if audio:
+            self.p.speaker.write(audio, tag)
+            self.p.speaker.end_of_stream()
 
-def read_offline_audio(path: Path | None) -> bytes | None:
-    """The offline message WAV, if configured and readable."""
+
+def read_message(path: Path | None) -> bytes | None:
+    """A prerecorded message WAV (offline, unavailable), if configured and readable."""
     if path is None:
         return None
     from kiosk.audio.pcm import read_wav

@@ -80,6 +80,9 @@ class RealtimeSettings(_Section):
     backoff_base_s: float = Field(1.0, gt=0, description="First reconnect delay (full jitter).")
     backoff_cap_s: float = Field(60.0, gt=0, description="Longest reconnect delay.")
     stable_after_s: float = Field(60.0, gt=0, description="Connected this long resets the backoff.")
+    warm_standby: bool = Field(
+        True, description="Keep a configured connection ready for the next visitor (skips the handshake)."
+    )
     recycle_after_s: float = Field(
         50 * 60.0, gt=0, le=3600, description="Recycle a connection before the 60-minute limit."
     )
@@ -153,6 +156,30 @@ class SessionSettings(_Section):
     max_session_s: float = Field(600.0, gt=0, description="Hard maximum visitor session length.")
     connect_timeout_s: float = Field(10.0, gt=0, description="Give up connecting after this long and go offline.")
     goodbye_s: float = Field(8.0, gt=0, description="Time allowed for a spoken goodbye before the session is cut.")
+    idle_end_s: float = Field(
+        8.0, gt=0, description="Silence after the 'are you still there?' check-in that ends the session politely."
+    )
+    offline_message: Path = Field(
+        Path("audio/offline.wav"),
+        description="Played when the service is unreachable at a press (relative to the config file).",
+    )
+    unavailable_message: Path = Field(
+        Path("audio/unavailable.wav"), description="Played at a press once the daily budget is spent."
+    )
+
+
+class CostSettings(_Section):
+    """Cost guards, from ``response.done`` usage. Prices in US dollars per million tokens; 0 = no limit."""
+
+    price_audio_in: float = Field(32.0, ge=0, description="Audio input tokens.")
+    price_audio_cached_in: float = Field(0.4, ge=0, description="Cached input tokens.")
+    price_text_in: float = Field(4.0, ge=0, description="Text input tokens.")
+    price_audio_out: float = Field(64.0, ge=0, description="Audio output tokens.")
+    price_text_out: float = Field(16.0, ge=0, description="Text output tokens.")
+    session_max_tokens: int = Field(150_000, ge=0, description="One visitor session's token budget.")
+    session_max_usd: float = Field(2.0, ge=0, description="One visitor session's money budget.")
+    daily_max_tokens: int = Field(3_000_000, ge=0, description="The kiosk's daily token budget (local day).")
+    daily_max_usd: float = Field(50.0, ge=0, description="The kiosk's daily money budget (local day).")
 
 
 class StoreSettings(_Section):
@@ -224,6 +251,7 @@ class Settings(BaseSettings):
     vad: VadSettings = VadSettings()
     panel: PanelSettings = PanelSettings()
     session: SessionSettings = SessionSettings()
+    cost: CostSettings = CostSettings()
     store: StoreSettings = StoreSettings()
     tools: ToolSettings = ToolSettings()
     sync: SyncSettings = SyncSettings()
@@ -285,6 +313,8 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         ("tools", "knowledge_dir"),
         ("tools", "lending_file"),
         ("realtime", "instructions_file"),
+        ("session", "offline_message"),
+        ("session", "unavailable_message"),
     )
     for section, key in paths:
         sub = data.get(section)

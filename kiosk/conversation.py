@@ -32,6 +32,7 @@ class State(enum.Enum):
     ASSISTANT_SPEAKING = "assistant_speaking"
     ENDING = "ending"
     OFFLINE = "offline"
+    UNAVAILABLE = "unavailable"  # the daily budget is spent: no new sessions today
     ERROR = "error"
 
 
@@ -47,6 +48,7 @@ class Pattern(enum.Enum):
     VISITOR_SPEAKING = "visitor_speaking"
     ASSISTANT_SPEAKING = "assistant_speaking"  # pulse
     OFFLINE = "offline"
+    UNAVAILABLE = "unavailable"
     ERROR = "error"  # fast blink
 
 
@@ -56,6 +58,8 @@ class EndReason(enum.Enum):
     BUTTON = "button"
     LONG_PRESS = "long_press"
     MAX_LENGTH = "max_length"
+    IDLE = "idle"
+    BUDGET = "budget"
     GOODBYE = "goodbye"
     CONNECT_TIMEOUT = "connect_timeout"
     CONNECTION_LOST = "connection_lost"
@@ -113,6 +117,24 @@ class VisitorSpeech:
 
 
 @dataclass(frozen=True)
+class VisitorIdle:
+    """The server's idle timer fired (``input_audio_buffer.timeout_triggered``): the model
+    is asking whether the visitor is still there."""
+
+
+@dataclass(frozen=True)
+class BudgetSpent:
+    """A cost budget is spent: ``daily`` refuses new sessions, else this session ends."""
+
+    daily: bool
+
+
+@dataclass(frozen=True)
+class BudgetRestored:
+    """A new day: the daily budget is available again."""
+
+
+@dataclass(frozen=True)
 class AssistantAudio:
     """The speaker started (True) or finished (False) playing the assistant."""
 
@@ -158,6 +180,9 @@ Input = (
     | VisitorSpeech
     | AssistantAudio
     | LocalVoice
+    | VisitorIdle
+    | BudgetSpent
+    | BudgetRestored
     | NetworkRestored
     | Fatal
     | Shutdown
@@ -181,7 +206,9 @@ class Greet:
 
 @dataclass(frozen=True)
 class SayGoodbye:
-    """Ask the assistant for a short spoken goodbye (session limit reached)."""
+    """Ask the assistant for a short spoken goodbye (a limit reached, or the visitor left)."""
+
+    reason: EndReason = EndReason.MAX_LENGTH
 
 
 @dataclass(frozen=True)
@@ -208,13 +235,20 @@ class PlayOfflineMessage:
 
 
 @dataclass(frozen=True)
+class PlayUnavailableMessage:
+    """Play the local 'not available right now' message (daily budget spent)."""
+
+
+@dataclass(frozen=True)
 class Lights:
     """Show a light pattern."""
 
     pattern: Pattern
 
 
-Command = Connect | Greet | SayGoodbye | StopPlayback | Hangup | Wipe | PlayOfflineMessage | Lights
+Command = (
+    Connect | Greet | SayGoodbye | StopPlayback | Hangup | Wipe | PlayOfflineMessage | PlayUnavailableMessage | Lights
+)
 
 
 @dataclass(frozen=True)
@@ -225,6 +259,7 @@ class Timing:
     max_session_s: float = 600.0
     goodbye_s: float = 8.0
     offline_hold_s: float = 30.0
+    idle_end_s: float = 8.0  # silence after the 'are you still there?' that ends the session
 
 
 @dataclass
@@ -239,6 +274,11 @@ class Conversation:
     _reconnecting: bool = False
     _voice: bool = False
     _pattern: Pattern | None = None
+    _idle_checked: bool = False  # the model has asked 'are you still there?'
+    _idle_deadline: float | None = None
+    _ending_reason: EndReason = EndReason.MAX_LENGTH
+    _goodbye_playing: bool = False
+    _unavailable: bool = False
 
     def handle(self, inp: Input, now: float) -> list[Command]:
         """Apply one input at monotonic time ``now``; return the commands to carry out."""
@@ -246,6 +286,10 @@ class Conversation:
         if self._deadline is not None and now >= self._deadline:
             self._deadline = None
             out += self._on_deadline(now)
+        if self._idle_deadline is not None and now >= self._idle_deadline:
+            self._idle_deadline = None
+            if self.state in ACTIVE:
+                out += self._say_goodbye(EndReason.IDLE, now, "visitor walked away")
         if not isinstance(inp, Tick):
             out += self._on_input(inp, now)
         pattern = self.pattern()
@@ -263,7 +307,8 @@ class Conversation:
     @property
     def next_deadline(self) -> float | None:
         """When the next timer fires (for the adapter's tick scheduling)."""
-        return self._deadline
+        timers = [t for t in (self._deadline, self._idle_deadline) if t is not None]
+        return min(timers) if timers else None
 
     # -- internals -------------------------------------------------------------------
 
@@ -279,6 +324,8 @@ class Conversation:
             self.state = new
         if new not in ACTIVE:
             self._voice = False
+        if new is State.IDLE and self._unavailable:
+            self.state = State.UNAVAILABLE  # sessions stay refused until the budget is back
 
     def _duration(self, now: float) -> float | None:
         return None if self._session_started is None else now - self._session_started
@@ -288,8 +335,20 @@ class Conversation:
         out += [Hangup(reason, self._duration(now)), Wipe()]
         self._session_started = None
         self._deadline = None
+        self._idle_deadline = None
+        self._idle_checked = False
+        self._goodbye_playing = False
         self._reconnecting = False
         return out
+
+    def _say_goodbye(self, reason: EndReason, now: float, why: str) -> list[Command]:
+        """End politely: the assistant says goodbye, then the session ends (or at the deadline)."""
+        self._ending_reason = reason
+        self._idle_deadline = None
+        self._goodbye_playing = False
+        self._go(State.ENDING, why)
+        self._deadline = now + self.timing.goodbye_s
+        return [SayGoodbye(reason)]
 
     def _on_deadline(self, now: float) -> list[Command]:
         if self.state is State.CONNECTING:
@@ -299,11 +358,9 @@ class Conversation:
             self._deadline = now + self.timing.offline_hold_s
             return [*out, PlayOfflineMessage()]
         if self.state in ACTIVE:
-            self._go(State.ENDING, "session length limit")
-            self._deadline = now + self.timing.goodbye_s
-            return [SayGoodbye()]
+            return self._say_goodbye(EndReason.MAX_LENGTH, now, "session length limit")
         if self.state is State.ENDING:
-            out = self._end(EndReason.MAX_LENGTH, now)
+            out = self._end(self._ending_reason, now)
             self._go(State.IDLE, "goodbye time over")
             return out
         if self.state is State.OFFLINE:
@@ -325,6 +382,8 @@ class Conversation:
                 out = self._end(EndReason.LONG_PRESS, now)
                 self._go(State.IDLE, "long press")
                 return out
+            case ButtonPressed() if s is State.UNAVAILABLE:
+                return [PlayUnavailableMessage()]
             case ButtonPressed() if s in (State.IDLE, State.OFFLINE):
                 self.session_no += 1
                 self._session_started = now
@@ -358,17 +417,39 @@ class Conversation:
             case ReconnectFailed(reason=reason, fatal=fatal) if s is State.CONNECTING or s in ACTIVE:
                 return self._offline_or_error(reason, fatal, EndReason.CONNECTION_LOST, now)
             case VisitorSpeech(speaking=True) if s in ACTIVE:
+                self._idle_checked = False
+                self._idle_deadline = None
                 self._go(State.VISITOR_SPEAKING, "speech started")
             case VisitorSpeech(speaking=False) if s is State.VISITOR_SPEAKING:
                 self._go(State.LISTENING, "speech stopped")
             case AssistantAudio(playing=True) if s in ACTIVE:
+                self._idle_deadline = None
                 self._go(State.ASSISTANT_SPEAKING, "assistant audio")
             case AssistantAudio(playing=False) if s is State.ASSISTANT_SPEAKING:
+                if self._idle_checked:
+                    # The check-in was said; a further silence this long means they left.
+                    self._idle_deadline = now + self.timing.idle_end_s
                 self._go(State.LISTENING, "assistant done")
-            case AssistantAudio(playing=False) if s is State.ENDING:
-                out = self._end(EndReason.MAX_LENGTH, now, stop=False)
+            case AssistantAudio(playing=True) if s is State.ENDING:
+                self._goodbye_playing = True
+            case AssistantAudio(playing=False) if s is State.ENDING and self._goodbye_playing:
+                out = self._end(self._ending_reason, now, stop=False)
                 self._go(State.IDLE, "goodbye spoken")
                 return out
+            case VisitorIdle() if s in ACTIVE:
+                if self._idle_checked:
+                    return self._say_goodbye(EndReason.IDLE, now, "visitor walked away")
+                self._idle_checked = True
+            case BudgetSpent(daily=False) if s in ACTIVE:
+                return self._say_goodbye(EndReason.BUDGET, now, "session budget spent")
+            case BudgetSpent(daily=True):
+                self._unavailable = True
+                if s is State.IDLE:
+                    self._go(State.UNAVAILABLE, "daily budget spent")
+            case BudgetRestored():
+                self._unavailable = False
+                if s is State.UNAVAILABLE:
+                    self._go(State.IDLE, "budget restored")
             case LocalVoice(active=active):
                 self._voice = active and s in ACTIVE
             case NetworkRestored() if s is State.OFFLINE:
@@ -396,5 +477,6 @@ _PATTERNS = {
     State.ASSISTANT_SPEAKING: Pattern.ASSISTANT_SPEAKING,
     State.ENDING: Pattern.ASSISTANT_SPEAKING,
     State.OFFLINE: Pattern.OFFLINE,
+    State.UNAVAILABLE: Pattern.UNAVAILABLE,
     State.ERROR: Pattern.ERROR,
 }

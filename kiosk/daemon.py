@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk import conversation as cv
-from kiosk.app import Kiosk, Parts, default_tools, load_instructions
+from kiosk.app import Kiosk, Parts, default_tools, load_instructions, read_message
 from kiosk.config import Settings
 from kiosk.panel import KeyboardButton, Lights, LogLights
 from kiosk.realtime.connection import TraceWriter
@@ -86,6 +86,8 @@ async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
             speaker=speaker,
             lights=lights,
             instructions=load_instructions(settings),
+            offline_audio=read_message(settings.session.offline_message),
+            unavailable_audio=read_message(settings.session.unavailable_message),
             trace=TraceWriter(trace) if trace else None,
         )
         kiosk = Kiosk(parts)

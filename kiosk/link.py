@@ -29,6 +29,7 @@ from kiosk.errors import FatalRealtimeError, RealtimeError
 from kiosk.logs import event
 from kiosk.realtime import session as rs
 from kiosk.realtime.connection import RealtimeConnection, Reconnector, TraceWriter
+from kiosk.standby import Warm
 from kiosk.tools.registry import ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,9 @@ class Host(Protocol):
     def is_quiet(self) -> bool:
         """Nobody is speaking (a moment to recycle the connection)."""
 
+    def usage_changed(self, session_id: str, total: rs.Usage) -> None:
+        """The session's cumulative token usage grew (a response finished)."""
+
     async def state_changed(self) -> None:
         """Return at the next state change."""
 
@@ -83,9 +87,11 @@ class Host(Protocol):
 class VisitorLink:
     """The Realtime side of one visitor session; ``run`` is its task."""
 
-    def __init__(self, host: Host, session_id: str) -> None:
+    def __init__(self, host: Host, session_id: str, warm: Warm | None = None) -> None:
         self.h = host
         self.session_id = session_id
+        self.warm = warm  # a configured connection from the standby: no handshake to wait for
+        self.was_warm = warm is not None
         self.task: asyncio.Task[None]
         self.core: rs.RealtimeSession | None = None
         self.ready = False
@@ -101,10 +107,10 @@ class VisitorLink:
             self.core.append_audio(pcm)
             self._kick.set()
 
-    def request_response(self, instructions: str) -> None:
-        """Ask the assistant to speak (greeting, goodbye)."""
+    def request_response(self, instructions: str, *, interrupt: bool = False) -> None:
+        """Ask the assistant to speak (greeting, goodbye); ``interrupt`` cancels what it is saying."""
         if self.core is not None:
-            self.core.request_response(instructions)
+            self.core.request_response(instructions, interrupt=interrupt)
             self._kick.set()
 
     async def run(self) -> None:
@@ -139,33 +145,27 @@ class VisitorLink:
         recon = Reconnector(s.backoff_base_s, s.backoff_cap_s, s.stable_after_s)
         previous: rs.RealtimeSession | None = None
         while True:
-            try:
-                conn = await self._open()
-            except RealtimeError as exc:
-                if isinstance(exc, FatalRealtimeError):
-                    raise
-                if previous is None:
-                    log.warning("connect failed: %s", exc, extra=event("connect_failed", session=self.session_id))
-                    self.h.submit(cv.ConnectFailed(str(exc)))
-                    return
-                delay = recon.next_delay(loop.time())
-                log.info(
-                    "reconnect failed (%s); next try in %.1f s",
-                    exc,
-                    delay,
-                    extra=event("reconnect_wait", session=self.session_id),
-                )
-                await asyncio.sleep(delay)
-                continue
-            recon.connected(loop.time())
-            core = rs.RealtimeSession(self.h.config, id_prefix=f"k{self.session_id[:6]}")
-            if previous is None:
-                core.start()
+            warm, self.warm = self.warm, None
+            if warm is not None:
+                # Configured in the background by the standby: ready right now.
+                conn, core, opened = warm.conn, warm.core, warm.opened_at
             else:
-                previous.replay_into(core)
+                fresh = await self._connect(previous is None, recon)
+                if fresh is None:
+                    return
+                conn = fresh
+                opened = loop.time()
+                core = rs.RealtimeSession(self.h.config, id_prefix=f"k{self.session_id[:6]}")
+                if previous is None:
+                    core.start()
+                else:
+                    previous.replay_into(core)
+            recon.connected(opened)
             self.core = core
             try:
-                await self._serve(conn, core, loop.time())
+                if warm is not None:
+                    self._effect(rs.Ready(), core)
+                await self._serve(conn, core, opened)
             except _RecycleNow:
                 self.recycles += 1
                 log.info(
@@ -188,6 +188,28 @@ class VisitorLink:
             finally:
                 with contextlib.suppress(Exception):
                     await conn.close()
+
+    async def _connect(self, first: bool, recon: Reconnector) -> RealtimeConnection | None:
+        """A new connection, retried with backoff; None when the visitor's first attempt failed."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                return await self._open()
+            except RealtimeError as exc:
+                if isinstance(exc, FatalRealtimeError):
+                    raise
+                if first:
+                    log.warning("connect failed: %s", exc, extra=event("connect_failed", session=self.session_id))
+                    self.h.submit(cv.ConnectFailed(str(exc)))
+                    return None
+                delay = recon.next_delay(loop.time())
+                log.info(
+                    "reconnect failed (%s); next try in %.1f s",
+                    exc,
+                    delay,
+                    extra=event("reconnect_wait", session=self.session_id),
+                )
+                await asyncio.sleep(delay)
 
     async def _serve(self, conn: RealtimeConnection, core: rs.RealtimeSession, opened: float) -> None:
         """Read and send until the connection fails or must be recycled."""
@@ -255,9 +277,11 @@ class VisitorLink:
             case rs.ResponseFinished(status=status, usage=usage):
                 self.usage = self.usage + usage
                 h.speaker.end_of_stream()
+                h.usage_changed(self.session_id, self.usage)
                 log.debug("response %s %s", eff.response_id, status)
             case rs.IdleTimeout():
                 log.info("visitor silent; assistant checks in", extra=event("idle_timeout", session=self.session_id))
+                h.submit(cv.VisitorIdle())
             case rs.Recycle():
                 raise _RecycleNow
             case rs.FatalError(code=code, message=message):

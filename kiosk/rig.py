@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from kiosk import conversation as cv
-from kiosk.app import Kiosk, Parts, default_tools, load_instructions
+from kiosk.app import Kiosk, Parts, default_tools, load_instructions, read_message
 from kiosk.audio.files import ScriptedMicrophone, WavSpeaker
 from kiosk.audio.room import Room, RoomMicrophone
 from kiosk.config import Settings, load_settings
@@ -135,14 +135,19 @@ class Rig:
                     speaker=self.speaker,
                     lights=self.lights,
                     instructions=load_instructions(self.settings),
+                    offline_audio=read_message(self.settings.session.offline_message),
+                    unavailable_audio=read_message(self.settings.session.unavailable_message),
                     trace=tracer,
                     observer=self.rec,
                 )
             )
             stop = asyncio.Event()
             async with asyncio.TaskGroup() as tg:
-                runner = tg.create_task(self.kiosk.run(stop))
+                up = asyncio.Event()
+                runner = tg.create_task(self.kiosk.run(stop, ready=up.set))
                 try:
+                    async with asyncio.timeout(10):
+                        await up.wait()
                     yield self
                 finally:
                     stop.set()
@@ -155,7 +160,15 @@ class Rig:
     # -- the visitor's actions -------------------------------------------------------
 
     async def press(self, until: set[cv.State] | None = None, limit_s: float = 15.0) -> None:
-        """Press the button; optionally wait for one of ``until``."""
+        """Press the button; optionally wait for one of ``until``.
+
+        A press that starts a session waits (briefly) for the warm standby first, as a
+        visitor walking up would, so each visitor session is one simulator session.
+        """
+        standby = self.kiosk.standby
+        if standby is not None and self.kiosk.state is cv.State.IDLE:
+            async with asyncio.timeout(10):
+                await standby.settled.wait()
         self.kiosk.submit(cv.ButtonPressed())
         if until:
             await self.kiosk.wait_state(until, limit_s=limit_s)

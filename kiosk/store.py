@@ -84,6 +84,24 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX leads_session ON leads(session_id);
     CREATE INDEX scores_lead ON scores(lead_id, id);
     """,
+    # 3: token usage and cost per visitor session (cost guards, ops)
+    """
+    CREATE TABLE usage (
+        session_id TEXT PRIMARY KEY,
+        day TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        input_audio_tokens INTEGER NOT NULL DEFAULT 0,
+        input_text_tokens INTEGER NOT NULL DEFAULT 0,
+        cached_tokens INTEGER NOT NULL DEFAULT 0,
+        output_audio_tokens INTEGER NOT NULL DEFAULT 0,
+        output_text_tokens INTEGER NOT NULL DEFAULT 0,
+        cost_usd REAL NOT NULL DEFAULT 0
+    );
+    CREATE INDEX usage_day ON usage(day);
+    """,
 )
 
 
@@ -273,9 +291,30 @@ class Store:
 
     def count(self, table: str, where: str = "1=1", params: tuple[Any, ...] = ()) -> int:
         """Row count of a table (status lines, tests)."""
-        if table not in ("leads", "consent", "scores", "outbox"):
+        if table not in ("leads", "consent", "scores", "outbox", "usage"):
             raise ValueError(f"unknown table {table}")
         return int(self.conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()[0])
+
+    def record_usage(self, session_id: str, day: str, tokens: dict[str, int], cost_usd: float) -> None:
+        """Upsert one visitor session's cumulative usage (token counts by kind, and cost)."""
+        now = utc_now()
+        row = {"session_id": session_id, "day": day, "updated_at": now, "cost_usd": cost_usd, **tokens}
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO usage (session_id, day, started_at, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(session_id) DO NOTHING",
+                (session_id, day, now, now),
+            )
+            self._table("usage").update(session_id, row)
+
+    def usage_for_day(self, day: str) -> tuple[int, float]:
+        """Total tokens and cost of a (local) day, for the daily budget."""
+        tokens, cost = self.conn.execute(
+            "SELECT coalesce(sum(input_tokens + output_tokens), 0), coalesce(sum(cost_usd), 0) "
+            "FROM usage WHERE day = ?",
+            (day,),
+        ).fetchone()
+        return int(tokens), float(cost)
 
     def close(self) -> None:
         """Close the connection."""

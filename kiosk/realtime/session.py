@@ -264,6 +264,7 @@ class RealtimeSession:
         self._awaiting: dict[str, None] = {}
         self._pending_outputs: list[tuple[str, str]] = []
         self._want_response = False
+        self._pending_instructions: str | None = None
         self._sent_types: OrderedDict[str, str] = OrderedDict()
         self.usage = Usage()
         self.transcript: list[tuple[str, str]] = []
@@ -296,10 +297,18 @@ class RealtimeSession:
         if pcm:
             self._out.append(ev.audio_append(pcm))
 
-    def request_response(self, instructions: str | None = None) -> bool:
-        """Ask for a response now (greeting, goodbye) unless one is active; True if sent."""
+    def request_response(self, instructions: str | None = None, *, interrupt: bool = False) -> bool:
+        """Ask for a response (greeting, goodbye); True if sent now.
+
+        While a response is active the request waits for its ``response.done`` (and with
+        ``interrupt`` the active one is cancelled first, for a goodbye that must not wait).
+        """
         if self.active_response is not None:
             log.debug("response.create deferred: %s is active", self.active_response)
+            if interrupt:
+                self.cancel_active()
+            self._want_response = True
+            self._pending_instructions = instructions or self._pending_instructions
             return False
         self._send(ev.response_create(self._eid(), instructions))
         # Count it active at once: a second request before response.created must not collide.
@@ -349,7 +358,8 @@ class RealtimeSession:
     def _maybe_respond(self) -> None:
         if self._want_response and self.active_response is None:
             self._want_response = False
-            self.request_response()
+            instructions, self._pending_instructions = self._pending_instructions, None
+            self.request_response(instructions)
 
     # -- incoming -------------------------------------------------------------------
 

@@ -1,0 +1,184 @@
+"""Warm standby: a configured Realtime connection waiting for the next visitor.
+
+Opening a WebSocket and configuring a session costs a few hundred milliseconds that a
+visitor would otherwise spend looking at a blinking light. So at start-up, and again
+after each visitor session ends, a fresh connection is opened and configured
+(``session.update`` answered by ``session.updated``) in the background and parked. The
+next press takes it and greets at once. A parked connection is never reused: each visitor
+gets a brand-new server session, so no one inherits another's conversation. It is replaced
+before it gets old (the service ends sessions at 60 minutes) and when it drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from kiosk.errors import FatalRealtimeError, RealtimeError
+from kiosk.logs import event
+from kiosk.realtime import session as rs
+from kiosk.realtime.connection import RealtimeConnection, Reconnector
+
+log = logging.getLogger(__name__)
+
+CONFIGURE_TIMEOUT_S = 10.0
+
+
+@dataclass
+class Warm:
+    """A configured connection, ready for one visitor."""
+
+    conn: RealtimeConnection
+    core: rs.RealtimeSession
+    opened_at: float
+
+
+class Standby:
+    """Keeps at most one warm connection; ``take`` hands it over."""
+
+    def __init__(
+        self,
+        open_connection: Callable[[], Awaitable[RealtimeConnection]],
+        config: rs.SessionConfig,
+        *,
+        max_age_s: float,
+        backoff_base_s: float = 1.0,
+        backoff_cap_s: float = 30.0,
+        on_ready: Callable[[], None] = lambda: None,
+        on_fatal: Callable[[str], None] = lambda reason: None,
+    ) -> None:
+        self._open = open_connection
+        self._on_ready = on_ready
+        self._on_fatal = on_fatal
+        self._config = config
+        self._max_age_s = max_age_s
+        self._recon = Reconnector(backoff_base_s, backoff_cap_s, stable_after=max_age_s)
+        self._warm: Warm | None = None
+        self._parked: asyncio.Task[None] | None = None
+        self._wanted = asyncio.Event()
+        self._wanted.set()  # at start-up
+        self.ready_event = asyncio.Event()  # set while a warm connection waits
+        self.settled = asyncio.Event()  # the latest attempt finished (ready, failed or refused)
+        self.opened = 0  # connections configured so far (tests, status)
+        self.fatal = False
+
+    @property
+    def ready(self) -> bool:
+        """A warm connection is waiting."""
+        return self._warm is not None
+
+    def take(self) -> Warm | None:
+        """The warm connection, if any, now owned by the caller; None means connect yourself."""
+        warm, self._warm = self._warm, None
+        self.ready_event.clear()
+        self.settled.clear()
+        if self._parked is not None:
+            self._parked.cancel()
+            self._parked = None
+        return warm
+
+    def refill(self) -> None:
+        """A visitor session ended: prepare the next connection."""
+        self._wanted.set()
+
+    async def run(self) -> None:
+        """Keep a warm connection while wanted; never raises (except cancellation)."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await self._wanted.wait()
+                if self._warm is not None:
+                    self._wanted.clear()
+                    continue
+                try:
+                    warm = await self._connect(loop.time())
+                except FatalRealtimeError as exc:
+                    # A bad key or no quota: say so now (ERROR light), not at the next press.
+                    log.error(
+                        "Realtime refused the kiosk: %s (no retry until restarted)",
+                        exc,
+                        extra=event("realtime_fatal"),
+                    )
+                    self.fatal = True
+                    self.settled.set()
+                    self._on_fatal(str(exc))
+                    return
+                except (RealtimeError, TimeoutError, OSError) as exc:
+                    self.settled.set()
+                    delay = self._recon.next_delay(loop.time())
+                    log.info(
+                        "warm standby: connect failed (%s); next try in %.1f s",
+                        exc,
+                        delay,
+                        extra=event("standby_wait"),
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                self._recon.connected(loop.time())
+                self._warm = warm
+                self.ready_event.set()
+                self.settled.set()
+                self._wanted.clear()
+                self._parked = asyncio.create_task(self._park(warm), name="standby-parked")
+                self._on_ready()
+        finally:
+            await self.close()
+
+    async def _connect(self, now: float) -> Warm:
+        conn = await self._open()
+        try:
+            core = rs.RealtimeSession(self._config, id_prefix=f"w{uuid.uuid4().hex[:6]}")
+            core.start()
+            loop = asyncio.get_running_loop()
+            async with asyncio.timeout(CONFIGURE_TIMEOUT_S):
+                try:
+                    for e in core.drain():
+                        await conn.send(e)
+                except RealtimeError:
+                    # The socket closed under the send; the frames already received may say
+                    # why (an invalid_api_key error), so read them before giving up.
+                    pass
+                while True:
+                    effects = core.receive(await conn.recv(), loop.time())
+                    for eff in effects:
+                        if isinstance(eff, rs.FatalError):
+                            raise FatalRealtimeError(f"{eff.code}: {eff.message}")
+                    if any(isinstance(eff, rs.Ready) for eff in effects):
+                        break
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await conn.close()
+            raise
+        self.opened += 1
+        log.info("warm standby ready", extra=event("standby_ready"))
+        return Warm(conn, core, now)
+
+    async def _park(self, warm: Warm) -> None:
+        """Watch the parked connection: replace it when it drops or gets old."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(max(0.0, warm.opened_at + self._max_age_s - loop.time())):
+                while True:
+                    # Nothing is expected while parked; anything that arrives is kept in
+                    # the core's view (e.g. rate_limits.updated) and a close ends the wait.
+                    warm.core.receive(await warm.conn.recv(), loop.time())
+        except (RealtimeError, TimeoutError, OSError) as exc:
+            reason = "old" if isinstance(exc, TimeoutError) else str(exc)
+            log.info("warm standby replaced (%s)", reason, extra=event("standby_replaced"))
+        if self._warm is warm:
+            self._warm = None
+            self.ready_event.clear()
+            with contextlib.suppress(Exception):
+                await warm.conn.close()
+            self._wanted.set()
+
+    async def close(self) -> None:
+        """Close the parked connection (shutdown)."""
+        warm = self.take()
+        if warm is not None:
+            with contextlib.suppress(Exception):
+                await warm.conn.close()
