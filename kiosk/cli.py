@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from kiosk import __version__
+from kiosk import __version__, leads_cli
 from kiosk.config import LoadedConfig, load_settings, masked_dump
 from kiosk.errors import ConfigError, DeviceError, StoreError
 from kiosk.logs import setup_logging
@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--scenario", default="default")
+    leads_cli.register(sub)
     return p
 
 
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         return _sim_serve(args)
     if args.command == "run":
         return _run(args)
+    if args.command in ("sync", "leads"):
+        return leads_cli.run(args, _load)
     return 2
 
 
