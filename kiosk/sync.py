@@ -406,8 +406,11 @@ class Syncer:
         try:
             while True:
                 if self._loop.time() >= next_purge:
-                    await self._in_thread(self.purge)
                     next_purge = self._loop.time() + PURGE_EVERY_S
+                    try:
+                        await self._in_thread(self.purge)
+                    except Exception:  # e.g. disk full: keep delivering; tomorrow's purge catches up
+                        log.exception("retention purge failed", extra=event("retention_error"))
                 self._kicked.clear()
                 try:
                     report: DrainReport = await self._in_thread(self.drain)
