@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from kiosk import __version__, toolcmd
+from kiosk import __version__, leads_cli, toolcmd
 from kiosk.config import LoadedConfig, load_settings, masked_dump
 from kiosk.errors import ConfigError, DeviceError, StoreError
 from kiosk.logs import setup_logging
@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--scenario", default="default")
     toolcmd.register(sub)
+    leads_cli.register(sub)
     return p
 
 
@@ -161,6 +162,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command in toolcmd.COMMANDS:
         setup_logging("WARNING")
         return toolcmd.main(args)
+    if args.command in ("sync", "leads"):
+        return leads_cli.run(args, _load)
     return 2
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from kiosk.errors import ConfigError
@@ -214,6 +214,63 @@ class SyncSettings(_Section):
     endpoint: str = Field("", description="HTTPS endpoint receiving lead batches ('' = sync disabled).")
     interval_s: float = Field(60.0, gt=0, description="Outbox poll interval.")
     timeout_s: float = Field(15.0, gt=0, description="HTTP time limit.")
+    ca_bundle: Path | None = Field(
+        None, description="PEM CA bundle to verify the endpoint with instead of the system's (relative to the file)."
+    )
+    batch_size: int = Field(20, ge=1, le=500, description="Leads per POST.")
+    backoff_base_s: float = Field(5.0, gt=0, description="First retry delay after a failure (full jitter).")
+    backoff_cap_s: float = Field(900.0, gt=0, description="Longest retry delay.")
+    max_retry_after_s: float = Field(3600.0, gt=0, description="Cap on a server's Retry-After.")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _https_only(cls, value: str) -> str:
+        # Personal data never crosses a network in clear; plain http only to this machine (demo, tests).
+        if value and not (value.startswith("https://") or _is_loopback_http(value)):
+            raise ValueError("must be an https:// URL (http:// only for localhost)")
+        return value
+
+
+def _is_loopback_http(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1")
+
+
+class NotifySettings(_Section):
+    """E-mail notifications over SMTP with STARTTLS, sent through the outbox."""
+
+    smtp_host: str = Field("", description="SMTP server ('' = e-mail disabled; e-mails wait in the outbox).")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP submission port (STARTTLS is required).")
+    smtp_username: str = Field("", description="SMTP login ('' = no login); the password is a credential.")
+    smtp_timeout_s: float = Field(15.0, gt=0, description="SMTP time limit.")
+    smtp_ca_bundle: Path | None = Field(
+        None, description="PEM CA bundle to verify the SMTP server with instead of the system's."
+    )
+    from_address: str = Field("kiosk@example.com", description="Sender of every e-mail.")
+    officer_email: str = Field("", description="Loan officer receiving qualified leads ('' = none).")
+    postal_address: str = Field(
+        "Example Lending LLC, 1 Main St, Springfield", description="Postal address in visitor e-mails (CAN-SPAM)."
+    )
+    templates_dir: Path = Field(Path("templates"), description="E-mail templates (relative to the config file).")
+
+
+class RetentionSettings(_Section):
+    """How long personal data and consent evidence are kept."""
+
+    personal_data_days: int = Field(
+        30, ge=1, description="Purge name, e-mail, phone and e-mail copies of synced leads after this many days."
+    )
+    consent_days: int = Field(
+        1461, ge=1461, description="Keep consent evidence this long (TCPA: at least 4 years), then delete the lead."
+    )
+
+    @model_validator(mode="after")
+    def _consent_outlives_personal_data(self) -> RetentionSettings:
+        if self.consent_days <= self.personal_data_days:
+            raise ValueError("consent_days must be longer than personal_data_days")
+        return self
 
 
 class LogSettings(_Section):
@@ -255,6 +312,8 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     tools: ToolSettings = ToolSettings()
     sync: SyncSettings = SyncSettings()
+    notify: NotifySettings = NotifySettings()
+    retention: RetentionSettings = RetentionSettings()
     log: LogSettings = LogSettings()
     secrets: Secrets = Secrets()
 
@@ -315,6 +374,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         ("realtime", "instructions_file"),
         ("session", "offline_message"),
         ("session", "unavailable_message"),
+        ("sync", "ca_bundle"),
+        ("notify", "smtp_ca_bundle"),
+        ("notify", "templates_dir"),
     )
     for section, key in paths:
         sub = data.get(section)

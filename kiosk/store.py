@@ -102,6 +102,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX usage_day ON usage(day);
     """,
+    # 4 (sync): the syncer's status for ops (last success, last error, last purge), and the
+    # phone number a consent covers, copied there when the lead's personal data is purged
+    # so that the evidence still proves which number agreed.
+    """
+    CREATE TABLE sync_state (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    ALTER TABLE consent ADD COLUMN phone TEXT;
+    """,
 )
 
 

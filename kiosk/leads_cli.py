@@ -1,0 +1,181 @@
+"""``kiosk sync`` and ``kiosk leads``: the outbox for technicians.
+
+Personal data stays masked (``J*** D**``, ``j***@example.com``, ``+1*******32``) unless
+``--reveal`` is given: a screen at a trade-show booth is often read over a shoulder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from kiosk import outbox as ob
+from kiosk.config import LoadedConfig
+from kiosk.errors import StoreError
+from kiosk.logs import setup_logging
+from kiosk.store import Store
+
+EX_UNAVAILABLE = 69
+EX_CONFIG = 78
+Loader = Callable[[argparse.Namespace], LoadedConfig]
+
+
+def register(sub: Any) -> None:
+    """Add ``sync`` and ``leads`` to the ``kiosk`` command's sub-parsers."""
+    sync = sub.add_parser("sync", help="deliver the outbox (leads to the CRM, e-mails)")
+    sync.add_argument("--once", action="store_true", required=True, help="one pass, then exit")
+    sync.add_argument("--force", action="store_true", help="ignore retry pauses: try every pending row now")
+    sync.add_argument("--purge", action="store_true", help="also apply the retention schedule")
+    sync.set_defaults(handler=_sync)
+
+    leads = sub.add_parser("leads", help="inspect and re-queue leads")
+    lsub = leads.add_subparsers(dest="leads_command", required=True)
+    ls = lsub.add_parser("list", help="leads with their delivery state (contact data masked)")
+    ls.add_argument("--state", choices=[ob.PENDING, ob.SENT, ob.DEAD], help="only this delivery state")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--reveal", action="store_true", help="show names, e-mails and phones in full")
+    ls.add_argument("--json", action="store_true")
+    show = lsub.add_parser("show", help="one lead: contact, consent, score, outbox rows")
+    show.add_argument("lead_id")
+    show.add_argument("--reveal", action="store_true", help="show personal data in full")
+    retry = lsub.add_parser("retry", help="re-queue dead-lettered rows")
+    retry.add_argument("lead_ids", nargs="*", help="lead ids (all their dead rows)")
+    retry.add_argument("--all-dead", action="store_true", help="every dead row")
+    leads.set_defaults(handler=_leads)
+
+
+def mask(value: str | None, kind: str) -> str:
+    """Enough to recognise a record, not enough to contact the person."""
+    if not value:
+        return "-"
+    if kind == "email" and "@" in value:
+        local, domain = value.split("@", 1)
+        return f"{local[:1]}***@{domain}"
+    if kind == "phone":
+        return value[:2] + "*" * max(len(value) - 4, 0) + value[-2:]
+    return " ".join(w[:1] + "***" for w in value.split())
+
+
+def _sync(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    from kiosk.sync import Syncer
+
+    s = loaded.settings
+    syncer = Syncer(Store(s.store.path), s.kiosk_id, s.sync, s.notify, s.retention, s.secrets)
+    try:
+        problems = syncer.problems()
+        if problems and syncer.mailer is None:
+            for p in problems:
+                print(f"sync: {p}", file=sys.stderr)
+            return EX_CONFIG
+        if args.purge:
+            syncer.purge()
+        report = syncer.drain(force=args.force)
+        status = syncer.status()
+    finally:
+        syncer.close()
+    print(f"sync: {report.sent} sent, {report.retried} to retry, {report.dead} dead-lettered; {status.line()}")
+    for reason in dict.fromkeys(report.errors):
+        print(f"sync: {reason}", file=sys.stderr)
+    if report.dead:
+        return 1
+    return EX_UNAVAILABLE if report.retried else 0
+
+
+_LIST = """
+    SELECT l.id, l.created_at, l.product_type, l.name, l.email, l.phone, l.purged_at,
+           o.state, o.attempts, o.last_error, o.sent_at
+    FROM leads l LEFT JOIN outbox o ON o.kind = 'lead' AND o.ref = l.id
+"""
+
+
+def _row(r: Any, reveal: bool) -> dict[str, Any]:
+    keys = ("id", "created_at", "product_type", "name", "email", "phone", "purged_at", "state", "attempts",
+            "last_error", "sent_at")  # fmt: skip
+    d = dict(zip(keys, r, strict=True))
+    if not reveal:
+        for k in ("name", "email", "phone"):
+            d[k] = mask(d[k], k)
+    return d
+
+
+def _leads(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    store = Store(loaded.settings.store.path)
+    try:
+        if args.leads_command == "list":
+            return _list(store, args)
+        if args.leads_command == "show":
+            return _show(store, args)
+        return _retry(store, args)
+    finally:
+        store.close()
+
+
+def _list(store: Store, args: argparse.Namespace) -> int:
+    sql, params = _LIST, []
+    if args.state:
+        sql += " WHERE o.state = ?"
+        params.append(args.state)
+    rows = [_row(r, args.reveal) for r in store.conn.execute(sql + " ORDER BY l.created_at DESC LIMIT ?",
+                                                              [*params, args.limit])]  # fmt: skip
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for d in rows:
+        err = f"  {d['last_error']}" if d["state"] == ob.DEAD or (d["state"] == ob.PENDING and d["last_error"]) else ""
+        print(f"{d['id']}  {d['created_at']}  {d['product_type']:<10} {d['state'] or '-':<7} "
+              f"x{d['attempts'] or 0}  {d['name']}  {d['email']}  {d['phone']}{err}")  # fmt: skip
+    print(ob.sync_status(store).line())
+    return 0
+
+
+def _show(store: Store, args: argparse.Namespace) -> int:
+    row = store.conn.execute(_LIST + " WHERE l.id = ?", [args.lead_id]).fetchone()
+    if row is None:
+        print(f"leads: no lead {args.lead_id}", file=sys.stderr)
+        return 1
+    doc: dict[str, Any] = {"lead": _row(row, args.reveal)}
+    consent = store.consent(args.lead_id)
+    if consent is not None and not args.reveal:
+        consent["visitor_words"] = f"<{len(consent['visitor_words'])} characters; --reveal shows them>"
+        consent["phone"] = mask(consent.get("phone"), "phone")
+    doc["consent"] = consent
+    doc["scores"] = list(store.db.query("SELECT * FROM scores WHERE lead_id = ? ORDER BY id", [args.lead_id]))
+    outbox = list(store.db.query("SELECT * FROM outbox WHERE ref = ? ORDER BY id", [args.lead_id]))
+    for o in outbox:
+        if not args.reveal and o["payload_json"]:
+            o["payload_json"] = "<hidden; --reveal shows it>"
+    doc["outbox"] = outbox
+    print(json.dumps(doc, indent=2, default=str))
+    return 0
+
+
+def _retry(store: Store, args: argparse.Namespace) -> int:
+    if not args.lead_ids and not args.all_dead:
+        print("leads retry: give lead ids or --all-dead", file=sys.stderr)
+        return 2
+    n = ob.requeue(store, args.lead_ids, all_dead=args.all_dead)
+    print(f"leads: {n} dead row(s) re-queued; `kiosk sync --once` sends them now")
+    return 0 if n else 1
+
+
+def run(args: argparse.Namespace, load: Loader) -> int:
+    """Dispatch a ``sync`` / ``leads`` command (after the config loaded)."""
+    from kiosk.errors import ConfigError
+
+    try:
+        loaded = load(args)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"config: {line}", file=sys.stderr)
+        return EX_CONFIG
+    s = loaded.settings
+    setup_logging(s.log.level if args.command == "sync" else "WARNING", redact_pii=s.log.redact_pii)
+    try:
+        handler: Callable[[argparse.Namespace, LoadedConfig], int] = args.handler
+        return handler(args, loaded)
+    except StoreError as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE

@@ -1,0 +1,71 @@
+"""Retention: personal data of synced leads goes after ``personal_data_days``; consent evidence
+stays for ``consent_days`` (TCPA: at least 4 years), then the whole lead goes.
+
+* Purge: name, e-mail and phone are cleared (``purged_at`` set) once the lead reached the
+  CRM that many days ago, and so are the rendered e-mails (they quote the same data). The
+  phone number is first copied into the consent row: the evidence must still show which
+  number agreed. Deal analysis, score and product stay (no longer tied to a person).
+* Delete: after ``consent_days`` from the consent, the lead and everything about it. Leads
+  never synced keep their personal data until then (they are the lender's open work).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from kiosk.config import RetentionSettings
+from kiosk.logs import event
+from kiosk.outbox import iso
+from kiosk.store import Store
+
+log = logging.getLogger(__name__)
+
+_SYNCED_BEFORE = """
+    SELECT l.id FROM leads l JOIN outbox o ON o.kind = 'lead' AND o.ref = l.id
+    WHERE l.purged_at IS NULL AND o.state = 'sent' AND o.sent_at <= ?
+"""
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    """How many leads lost their personal data, and how many were deleted outright."""
+
+    purged: int
+    deleted: int
+
+
+def purge(store: Store, retention: RetentionSettings, now: datetime) -> PurgeResult:
+    """Apply both schedules at ``now`` in one transaction."""
+    personal_cutoff = iso(now - timedelta(days=retention.personal_data_days))
+    consent_cutoff = iso(now - timedelta(days=retention.consent_days))
+    with store.transaction() as conn:
+        ids = [r[0] for r in conn.execute(_SYNCED_BEFORE, [personal_cutoff]).fetchall()]
+        for lead_id in ids:
+            conn.execute(
+                "UPDATE consent SET phone = (SELECT phone FROM leads WHERE id = ?) WHERE lead_id = ? AND phone IS NULL",
+                [lead_id, lead_id],
+            )
+            conn.execute(
+                "UPDATE leads SET name = NULL, email = NULL, phone = NULL, purged_at = ? WHERE id = ?",
+                [iso(now), lead_id],
+            )
+            conn.execute("UPDATE outbox SET payload_json = NULL WHERE ref = ? AND state = 'sent'", [lead_id])
+        old = [r[0] for r in conn.execute("SELECT lead_id FROM consent WHERE given_at <= ?", [consent_cutoff])]
+        for lead_id in old:
+            for sql in (
+                "DELETE FROM outbox WHERE ref = ?",
+                "DELETE FROM scores WHERE lead_id = ?",
+                "DELETE FROM consent WHERE lead_id = ?",
+                "DELETE FROM leads WHERE id = ?",
+            ):
+                conn.execute(sql, [lead_id])
+    result = PurgeResult(purged=len(ids), deleted=len(old))
+    if ids or old:
+        log.info(
+            "retention: personal data purged from %d lead(s), %d lead(s) past consent retention deleted",
+            result.purged, result.deleted,
+            extra=event("retention_purge", purged=result.purged, deleted=result.deleted),
+        )  # fmt: skip
+    return result

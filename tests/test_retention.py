@@ -1,0 +1,59 @@
+"""Retention: personal data of synced leads goes first; consent evidence stays for its own period."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from kiosk import outbox as ob
+from kiosk.config import RetentionSettings
+from kiosk.retention import purge
+from kiosk.store import Store
+from tests.synckit import ManualClock, save_leads
+
+RETENTION = RetentionSettings(personal_data_days=30, consent_days=1461)
+
+
+def test_synced_leads_lose_personal_data_after_n_days_but_keep_consent(tmp_path: Path) -> None:
+    store = Store(tmp_path / "k.db")
+    synced, unsynced = save_leads(store, 2)
+    store.enqueue("email_visitor", synced, {"to": "visitor0@example.com", "subject": "s", "body": "b"})
+    clock = ManualClock()
+    rows = ob.due(store, ("lead", "email_visitor"), clock.now(), 10, force=True, horizon_s=0)
+    ob.mark_sent(store, [r for r in rows if r.ref == synced], clock.now())
+
+    clock.advance(29 * 86400)
+    assert purge(store, RETENTION, clock.now()).purged == 0
+    clock.advance(86400 + 1)
+    assert purge(store, RETENTION, clock.now()).purged == 1
+    lead = store.lead(synced)
+    assert lead is not None and (lead["name"], lead["email"], lead["phone"]) == (None, None, None)
+    assert lead["purged_at"] == ob.iso(clock.now())
+    consent = store.consent(synced)
+    assert consent is not None and consent["phone"] == "+14155550000"  # evidence still names the number
+    assert consent["visitor_words"] == "Yes, I agree."
+    assert store.count("outbox", "ref = ? AND payload_json IS NOT NULL", (synced,)) == 0
+    kept = store.lead(unsynced)
+    assert kept is not None and kept["email"] == "visitor1@example.com"  # not at the CRM yet: kept
+    assert purge(store, RETENTION, clock.now()).purged == 0  # idempotent
+
+
+def test_everything_goes_after_the_consent_period(tmp_path: Path) -> None:
+    store = Store(tmp_path / "k.db")
+    (lead_id,) = save_leads(store, 1)
+    clock = ManualClock()
+    clock.advance(1460 * 86400)
+    assert purge(store, RETENTION, clock.now()).deleted == 0
+    clock.advance(86400 + 1)
+    assert purge(store, RETENTION, clock.now()).deleted == 1
+    assert store.lead(lead_id) is None and store.consent(lead_id) is None
+    assert store.count("outbox") == 0
+
+
+def test_consent_retention_cannot_be_shorter_than_tcpa_period() -> None:
+    with pytest.raises(ValidationError):
+        RetentionSettings(consent_days=365)
+    assert timedelta(days=RetentionSettings().consent_days) >= timedelta(days=4 * 365)
