@@ -167,6 +167,18 @@ class SyncSettings(_Section):
     timeout_s: float = Field(15.0, gt=0, description="HTTP time limit.")
 
 
+class ServiceSettings(_Section):
+    """Running under systemd: the status file and the watchdog's idea of progress."""
+
+    status_file: Path = Field(
+        Path("/var/lib/kiosk/status.json"),
+        description="Small JSON the daemon keeps for `kiosk status` (relative to the config file).",
+    )
+    audio_stall_s: float = Field(
+        5.0, gt=0, le=60, description="No audio callback progress for this long stops the watchdog pings."
+    )
+
+
 class LogSettings(_Section):
     """Logging."""
 
@@ -205,6 +217,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     tools: ToolSettings = ToolSettings()
     sync: SyncSettings = SyncSettings()
+    service: ServiceSettings = ServiceSettings()
     log: LogSettings = LogSettings()
     secrets: Secrets = Secrets()
 
@@ -258,7 +271,12 @@ def _read_credentials(directory: Path | None) -> dict[str, str]:
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     """Make relative paths in the file relative to the file, not to the working directory."""
-    for section, key in (("store", "path"), ("tools", "knowledge_dir"), ("realtime", "instructions_file")):
+    for section, key in (
+        ("store", "path"),
+        ("tools", "knowledge_dir"),
+        ("realtime", "instructions_file"),
+        ("service", "status_file"),
+    ):
         sub = data.get(section)
         if isinstance(sub, dict) and isinstance(sub.get(key), str) and not Path(sub[key]).is_absolute():
             sub[key] = str(base / sub[key])
