@@ -60,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--scenario", default="default")
+
+    from kiosk import selftest, status
+
+    selftest.register(sub)
+    status.register(sub)
     return p
 
 
@@ -127,6 +132,9 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``kiosk`` console script."""
     args = _parser().parse_args(argv)
+    if hasattr(args, "handler"):  # sub-commands that register themselves (kiosk selftest, kiosk status)
+        code: int = args.handler(args)
+        return code
     if args.command == "config":
         return _config(args)
     if args.command == "demo":
