@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--scenario", default="default")
     toolcmd.register(sub)
     leads_cli.register(sub)
+
+    from kiosk import selftest, status
+
+    selftest.register(sub)
+    status.register(sub)
     return p
 
 
@@ -164,6 +169,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return toolcmd.main(args)
     if args.command in ("sync", "leads"):
         return leads_cli.run(args, _load)
+    if hasattr(args, "handler"):  # sub-commands that register themselves (kiosk selftest, kiosk status)
+        code: int = args.handler(args)
+        return code
     return 2
 
 

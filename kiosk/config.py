@@ -273,6 +273,18 @@ class RetentionSettings(_Section):
         return self
 
 
+class ServiceSettings(_Section):
+    """Running under systemd: the status file and the watchdog's idea of progress."""
+
+    status_file: Path = Field(
+        Path("/var/lib/kiosk/status.json"),
+        description="Small JSON the daemon keeps for `kiosk status` (relative to the config file).",
+    )
+    audio_stall_s: float = Field(
+        5.0, gt=0, le=60, description="No audio callback progress for this long stops the watchdog pings."
+    )
+
+
 class LogSettings(_Section):
     """Logging."""
 
@@ -314,6 +326,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     notify: NotifySettings = NotifySettings()
     retention: RetentionSettings = RetentionSettings()
+    service: ServiceSettings = ServiceSettings()
     log: LogSettings = LogSettings()
     secrets: Secrets = Secrets()
 
@@ -377,6 +390,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         ("sync", "ca_bundle"),
         ("notify", "smtp_ca_bundle"),
         ("notify", "templates_dir"),
+        ("service", "status_file"),
     )
     for section, key in paths:
         sub = data.get(section)

@@ -3,11 +3,18 @@
 A short press is reported on release (so a long press is never also a short one); a
 press held for ``hold_s`` is a long press. gpiozero calls back on its own thread: we
 only hand the event over (``sink`` is thread-safe).
+
+Debouncing is done here, on edges, with an injected clock, as well as by the pin driver:
+not every pin factory debounces (gpiozero's MockFactory ignores ``bounce_time``), and a
+contact that chatters on release must not count as a second press.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from gpiozero import PWMLED, RGBLED, Button
@@ -26,6 +33,7 @@ LOOKS: dict[Pattern, tuple[str, tuple[float, float, float], str]] = {
     Pattern.VISITOR_SPEAKING: ("on", (0.0, 1.0, 1.0), "on"),
     Pattern.ASSISTANT_SPEAKING: ("pulse", (0.0, 0.0, 1.0), "pulse"),
     Pattern.OFFLINE: ("off", (1.0, 0.5, 0.0), "breathe"),
+    Pattern.UNAVAILABLE: ("off", (1.0, 0.0, 1.0), "on"),  # daily budget spent: lamp dark, magenta
     Pattern.ERROR: ("off", (1.0, 0.0, 0.0), "blink"),
 }
 
@@ -35,9 +43,21 @@ _TIMING = {"blink": (0.15, 0.15), "pulse": (0.4, 0.4), "breathe": (1.5, 1.5)}
 class GpioPanel:
     """The button and the lights on GPIO pins."""
 
-    def __init__(self, settings: PanelSettings, sink: ButtonSink, pin_factory: Any = None) -> None:
+    def __init__(
+        self,
+        settings: PanelSettings,
+        sink: ButtonSink,
+        pin_factory: Any = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._sink = sink
+        self._clock = clock
+        self._bounce_s = settings.bounce_s
+        self._lock = threading.Lock()  # gpiozero may call back from more than one thread
+        self._down = False
         self._held = False
+        self._last_edge = float("-inf")
         self.button = Button(
             settings.button_pin,
             pull_up=settings.pull_up,
@@ -45,6 +65,7 @@ class GpioPanel:
             hold_time=settings.hold_s,
             pin_factory=pin_factory,
         )
+        self.button.when_pressed = self._on_pressed
         self.button.when_held = self._on_held
         self.button.when_released = self._on_released
         self.lamp = PWMLED(settings.lamp_pin, pin_factory=pin_factory) if settings.lamp_pin is not None else None
@@ -56,14 +77,37 @@ class GpioPanel:
         """Send button events to ``sink`` from now on (the kiosk is built after the lights)."""
         self._sink = sink
 
+    def _edge(self) -> bool:
+        """True when this edge is real, not contact chatter within ``bounce_s`` of the last one."""
+        now = self._clock()
+        if now - self._last_edge < self._bounce_s:
+            return False
+        self._last_edge = now
+        return True
+
+    def _on_pressed(self) -> None:
+        with self._lock:
+            # Already down after bounce_s: the release was a tap shorter than bounce_s
+            # and was dropped as chatter; this is a new press.
+            if self._edge():
+                self._down = True
+                self._held = False
+
     def _on_held(self) -> None:
-        self._held = True
+        with self._lock:
+            if not self._down or self._held:
+                return
+            self._held = True
         self._sink(ButtonHeld())
 
     def _on_released(self) -> None:
-        if self._held:
-            self._held = False
-            return
+        with self._lock:
+            if not self._down or not self._edge():
+                return
+            self._down = False
+            if self._held:
+                self._held = False
+                return
         self._sink(ButtonPressed())
 
     def show(self, pattern: Pattern) -> None:

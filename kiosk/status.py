@@ -1,0 +1,176 @@
+"""``kiosk status``: what the running kiosk is doing, for ops at a terminal.
+
+Two sources: the daemon's status file (state, start, last session, last error; see
+:class:`kiosk.service.StatusFile`) and the database, opened read-only (leads waiting
+for upload, leads given up on, the last successful upload). Exit status: 0 when the
+daemon runs and the database answers, 69 (EX_UNAVAILABLE) when either is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from kiosk.config import Settings, load_settings
+from kiosk.errors import ConfigError
+from kiosk.service import boot_id, boottime_s, read_status
+
+EX_UNAVAILABLE = 69
+EX_CONFIG = 78
+
+
+@dataclass(frozen=True)
+class OutboxCounts:
+    """The upload backlog, from the outbox table."""
+
+    pending_leads: int
+    dead_leads: int
+    last_sync: str | None
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything ``kiosk status`` shows."""
+
+    running: bool
+    state: str
+    uptime_s: float | None
+    pid: int | None
+    started_at: str | None
+    last_session: str
+    last_error: str
+    pending_leads: int | None
+    dead_leads: int | None
+    last_sync: str | None
+    problems: tuple[str, ...]
+
+
+def outbox_counts(db: Path) -> OutboxCounts:
+    """Pending and dead leads and the last upload, read-only; raises sqlite3.Error / OSError."""
+    if not db.is_file():
+        raise FileNotFoundError(f"no database at {db}")
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
+    try:
+        rows = dict(
+            conn.execute("SELECT state, count(*) FROM outbox WHERE kind = 'lead' GROUP BY state").fetchall()
+        )
+        last = conn.execute("SELECT max(sent_at) FROM outbox WHERE state = 'sent'").fetchone()[0]
+    finally:
+        conn.close()
+    return OutboxCounts(int(rows.get("pending", 0)), int(rows.get("dead", 0)), last)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, belongs to the service user
+        return True
+    return True
+
+
+def collect(settings: Settings) -> Report:
+    """Read the status file and the database into one report."""
+    problems: list[str] = []
+    path = settings.service.status_file
+    data: dict[str, Any] = read_status(path) or {}
+    if not data:
+        problems.append(f"no status file at {path}: the daemon has not run here (or service.status_file differs)")
+    pid = data.get("pid") if isinstance(data.get("pid"), int) else None
+    same_boot = bool(data) and data.get("boot_id") == boot_id()
+    running = pid is not None and same_boot and data.get("state") != "stopped" and _alive(pid)
+    if data and not running:
+        problems.append(f"the daemon is not running (last state {data.get('state', '?')})")
+    uptime = None
+    if running and isinstance(data.get("started_boottime_s"), int | float):
+        uptime = max(0.0, boottime_s() - float(data["started_boottime_s"]))
+    try:
+        counts: OutboxCounts | None = outbox_counts(settings.store.path)
+    except (sqlite3.Error, OSError) as exc:
+        counts = None
+        problems.append(f"database {settings.store.path} unavailable: {exc}")
+    return Report(
+        running=running,
+        state=str(data.get("state", "unknown")) if running else "not running",
+        uptime_s=uptime,
+        pid=pid if running else None,
+        started_at=data.get("started_at"),
+        last_session=_last_session(data),
+        last_error=_last_error(data),
+        pending_leads=counts.pending_leads if counts else None,
+        dead_leads=counts.dead_leads if counts else None,
+        last_sync=counts.last_sync if counts else None,
+        problems=tuple(problems),
+    )
+
+
+def _last_session(d: dict[str, Any]) -> str:
+    if "last_session_ended_at" in d:
+        dur = d.get("last_session_duration_s")
+        length = f", {float(dur):.0f} s" if isinstance(dur, int | float) else ""
+        return f"ended {d['last_session_ended_at']} ({d.get('last_session_reason', '?')}{length})"
+    if "last_session_started_at" in d:
+        return f"started {d['last_session_started_at']} (in progress or cut off)"
+    return "none"
+
+
+def _last_error(d: dict[str, Any]) -> str:
+    if "last_error" not in d:
+        return "none"
+    return f"{d.get('last_error_at', '?')}: {d['last_error']}"
+
+
+def uptime_text(seconds: float | None) -> str:
+    """``3d 4h 05m`` style."""
+    if seconds is None:
+        return "-"
+    m, _ = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    d, h = divmod(h, 24)
+    return (f"{d}d " if d else "") + f"{h}h {m:02d}m"
+
+
+def render(r: Report) -> str:
+    """The human-readable report."""
+    pending = "?" if r.pending_leads is None else str(r.pending_leads)
+    dead = "?" if r.dead_leads is None else str(r.dead_leads)
+    lines = [
+        f"state:         {r.state}" + (f" (pid {r.pid})" if r.pid else ""),
+        f"uptime:        {uptime_text(r.uptime_s)}" + (f" (since {r.started_at})" if r.running else ""),
+        f"last session:  {r.last_session}",
+        f"pending leads: {pending} waiting for upload, {dead} given up (dead)",
+        f"last sync:     {r.last_sync or 'never'}",
+        f"last error:    {r.last_error}",
+    ]
+    lines += [f"problem:       {p}" for p in r.problems]
+    return "\n".join(lines)
+
+
+def register(sub: Any) -> None:
+    """Add ``kiosk status`` to the CLI."""
+    p: argparse.ArgumentParser = sub.add_parser("status", help="state, uptime, last session, pending leads, errors")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Print the report; 0 when the daemon runs and the database answers, else 69."""
+    try:
+        settings = load_settings(args.config).settings
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"config: {line}", file=sys.stderr)
+        return EX_CONFIG
+    report = collect(settings)
+    if args.json:
+        print(json.dumps(asdict(report), indent=2))
+    else:
+        print(render(report))
+    return 0 if not report.problems else EX_UNAVAILABLE

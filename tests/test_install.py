@@ -1,0 +1,127 @@
+"""scripts/install and scripts/uninstall against a temporary root: idempotent, the
+configuration never overwritten, credentials private, the unit installed and enabled."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="install manages users and root-owned files: needs root"),
+    pytest.mark.skipif(shutil.which("useradd") is None or shutil.which("systemctl") is None, reason="no useradd"),
+]
+
+
+def run(script: str, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(REPO / "scripts" / script), "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A fake / with the host's account files (useradd --prefix edits these copies)."""
+    r = tmp_path / "root"
+    (r / "etc").mkdir(parents=True)
+    for name in ("passwd", "group", "shadow", "gshadow", "login.defs"):
+        if Path("/etc", name).exists():
+            shutil.copy2(Path("/etc", name), r / "etc" / name)
+    return r
+
+
+def install(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run("install", root, "--no-apt", "--no-venv", *args)
+
+
+def tree(root: Path) -> dict[str, bytes | str]:
+    """Every file's content (symlinks by target), for comparing two runs."""
+    out: dict[str, bytes | str] = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        if p.is_symlink():
+            out[rel] = os.readlink(p)
+        elif p.is_file():
+            out[rel] = p.read_bytes()
+    return out
+
+
+def systemd_version() -> int:
+    out = subprocess.run(["systemctl", "--version"], capture_output=True, text=True, timeout=30, check=True).stdout
+    return int(out.split()[1])
+
+
+def test_install_lays_out_the_system(root: Path, tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("sk-test\n")
+    install(root, "--credential", f"openai_api_key={key}")
+    passwd = (root / "etc" / "passwd").read_text()
+    assert any(line.startswith("kiosk:") and line.endswith(":/usr/sbin/nologin") for line in passwd.splitlines())
+    group_lines = (root / "etc" / "group").read_text().splitlines()
+    groups = {line.split(":")[0]: line.split(":")[3].split(",") for line in group_lines}
+    assert "kiosk" in groups["audio"] and "kiosk" in groups["gpio"]
+    # Code, config, credentials.
+    assert (root / "opt/kiosk/src/kiosk/cli.py").is_file() and (root / "opt/kiosk/README.md").is_file()
+    assert (root / "etc/kiosk/kiosk.toml").read_bytes() == (REPO / "config/kiosk.toml").read_bytes()
+    assert (root / "etc/kiosk/knowledge/faq.md").is_file() and (root / "etc/kiosk/instructions.md").is_file()
+    creds = root / "etc/kiosk/credentials"
+    assert stat.S_IMODE(creds.stat().st_mode) == 0o700
+    assert stat.S_IMODE((creds / "openai_api_key").stat().st_mode) == 0o600
+    assert (creds / "openai_api_key").read_text() == "sk-test\n"
+    # The unit, installed and enabled; the back-off drop-in only where systemd knows it.
+    unit = root / "etc/systemd/system/kiosk.service"
+    assert unit.read_bytes() == (REPO / "systemd/kiosk.service").read_bytes()
+    wants = root / "etc/systemd/system/multi-user.target.wants/kiosk.service"
+    assert wants.is_symlink() and os.readlink(wants) == "/etc/systemd/system/kiosk.service"
+    dropin = root / "etc/systemd/system/kiosk.service.d/10-restart-backoff.conf"
+    assert dropin.exists() == (systemd_version() >= 254)
+    assert (root / "etc/udev/rules.d/99-kiosk-audio.rules").is_file()
+
+
+def test_install_is_idempotent_and_keeps_the_config(root: Path) -> None:
+    install(root)
+    first = tree(root)
+    install(root)
+    assert tree(root) == first  # nothing changed, nothing duplicated (users, groups, links)
+    # The operator edits the config; an upgrade keeps it and offers the new one beside it.
+    mine = root / "etc/kiosk/kiosk.toml"
+    mine.write_text(mine.read_text().replace('kiosk_id = "kiosk-01"', 'kiosk_id = "booth-7"'))
+    (root / "etc/kiosk/knowledge/faq.md").write_text("our own FAQ\n")
+    out = install(root).stdout
+    assert 'kiosk_id = "booth-7"' in mine.read_text()
+    assert (root / "etc/kiosk/kiosk.toml.new").read_bytes() == (REPO / "config/kiosk.toml").read_bytes()
+    assert "kept your" in out
+    assert (root / "etc/kiosk/knowledge/faq.md").read_text() == "our own FAQ\n"
+    passwd = (root / "etc/passwd").read_text()
+    assert sum(line.startswith("kiosk:") for line in passwd.splitlines()) == 1
+
+
+def test_uninstall_keeps_data_unless_purged(root: Path) -> None:
+    install(root)
+    state = root / "var/lib/kiosk"
+    state.mkdir(parents=True)
+    (state / "kiosk.db").write_text("leads")
+    run("uninstall", root)
+    assert not (root / "opt/kiosk").exists()
+    assert not (root / "etc/systemd/system/kiosk.service").exists()
+    assert not (root / "etc/systemd/system/multi-user.target.wants/kiosk.service").exists()
+    assert (root / "etc/kiosk/kiosk.toml").exists() and (state / "kiosk.db").exists()
+    run("uninstall", root)  # again: nothing left to do, still fine
+    run("uninstall", root, "--purge")
+    assert not (root / "etc/kiosk").exists() and not state.exists()
+    assert not any(line.startswith("kiosk:") for line in (root / "etc/passwd").read_text().splitlines())
+    # And it installs again after a purge.
+    install(root)
+    assert (root / "etc/kiosk/kiosk.toml").exists()
