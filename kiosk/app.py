@@ -12,6 +12,7 @@ reader and a single sender, so client events leave in the order the core queued 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -31,11 +32,13 @@ from kiosk.config import RealtimeSettings, Settings
 from kiosk.errors import StoreError
 from kiosk.link import VisitorLink
 from kiosk.logs import event
+from kiosk.notify import queue_officer_email
 from kiosk.panel import Lights
 from kiosk.realtime import session as rs
 from kiosk.realtime.connection import RealtimeConnection, TraceWriter
 from kiosk.standby import Standby
 from kiosk.store import Store
+from kiosk.sync import Syncer
 from kiosk.tools import catalog
 from kiosk.tools.registry import ToolContext, ToolRegistry
 
@@ -138,6 +141,7 @@ class Parts:
     trace: TraceWriter | None = None
     offline_audio: bytes | None = None
     unavailable_audio: bytes | None = None
+    syncer: Syncer | None = None  # the outbox consumer (the daemon); None in the demo and most tests
     observer: Observer = field(default_factory=NullObserver)
     today: Callable[[], str] = field(default=lambda: date.today().isoformat())  # the local day, for budgets
 
@@ -168,6 +172,7 @@ class Kiosk:
         self._tg: asyncio.TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sessions_started = 0
+        self.chunks_pumped = 0  # progress of the loop's audio path (watchdog probe)
         self._mic_s = 0.0  # seconds of audio captured since start
         self.standby: Standby | None = None
         self._pressed_at: float | None = None
@@ -207,8 +212,24 @@ class Kiosk:
         self.p.observer.transcript(role, text)
 
     def tool_ran(self, name: str, arguments: str, output: str) -> None:
-        """Forward a tool run to the observer."""
+        """A tool ran: a saved lead may notify its loan officer; the outbox is drained at once."""
+        if name == "saveLead":
+            self._after_save(output)
+        if name in ("saveLead", "scheduleCall") and self.p.syncer is not None:
+            self.p.syncer.kick()
         self.p.observer.tool(name, arguments, output)
+
+    def _after_save(self, output: str) -> None:
+        try:
+            lead_id = json.loads(output).get("leadId")
+        except (json.JSONDecodeError, AttributeError):
+            return
+        if not isinstance(lead_id, str):
+            return  # saveLead refused (no consent, bad e-mail): nothing was stored
+        try:
+            queue_officer_email(self.p.store, lead_id, self.p.settings.notify, self.p.settings.branch)
+        except (ValueError, StoreError) as exc:
+            log.error("loan-officer e-mail not queued: %s", exc, extra=event("email_error", lead_id=lead_id))
 
     def is_quiet(self) -> bool:
         """Nobody speaks: listening, with the speaker idle."""
@@ -305,6 +326,8 @@ class Kiosk:
                     tg.create_task(self._machine_loop(), name="machine"),
                     tg.create_task(self._day_watch(), name="day-watch"),
                 ]
+                if self.p.syncer is not None:
+                    background.append(tg.create_task(self.p.syncer.run(), name="sync"))
                 if self.p.settings.realtime.warm_standby:
                     self.standby = self._new_standby()
                     background.append(tg.create_task(self.standby.run(), name="standby"))
@@ -389,6 +412,7 @@ class Kiosk:
         mic, speaker = self.p.mic, self.p.speaker
         while True:
             chunk = await mic.read()
+            self.chunks_pumped += 1
             self._mic_s += mic.chunk_ms / 1000
             link = self._link
             if link is None:

@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kiosk import conversation as cv
 from kiosk.app import Kiosk, Parts, default_tools, load_instructions, read_message
-from kiosk.config import Settings
+from kiosk.config import AudioSettings, Settings
 from kiosk.panel import KeyboardButton, Lights, LogLights
 from kiosk.realtime.connection import TraceWriter
-from kiosk.service import Notifier
+from kiosk.service import (
+    Notifier,
+    ServiceMonitor,
+    StatusFile,
+    StatusLogHandler,
+    Watchdog,
+    tick_for,
+    watchdog_period_s,
+)
 from kiosk.store import Store
+from kiosk.sync import Syncer
+
+if TYPE_CHECKING:
+    from kiosk.audio.devices import Devices
+    from kiosk.audio.pyaudio_io import PyAudioMicrophone, PyAudioSpeaker
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +40,6 @@ def run_daemon(settings: Settings, *, no_gpio: bool, trace: Path | None) -> int:
 
 async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
     from kiosk.audio.devices import wait_for_devices
-    from kiosk.audio.pyaudio_io import PyAudioMicrophone, PyAudioSpeaker
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -39,45 +52,39 @@ async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
 
+    status = StatusFile(settings.service.status_file)
+    status.started()
+    logging.getLogger().addHandler(StatusLogHandler(status))
     store = Store(settings.store.path)
     tools = default_tools(settings.tools.timeout_s, settings)
-    lights: Lights = LogLights()
-    panel: Any = None
-    if not no_gpio:
-        from kiosk.gpio import GpioPanel
-
-        # Lights work from the start; presses before the kiosk exists (while waiting for
-        # audio devices) are ignored, and the button is attached to the kiosk below.
-        panel = GpioPanel(settings.panel, lambda inp: None)
-        lights = panel
+    panel = None if no_gpio else _gpio_panel(settings)
+    lights: Lights = panel if panel is not None else LogLights()
     log.info("kiosk %s starting", settings.kiosk_id, extra={"kiosk": {"event": "start"}})
 
     def missing(message: str) -> None:
         lights.show(cv.Pattern.ERROR)
         notifier.status(f"waiting for audio device: {message}")
+        status.update(state="waiting_for_audio", last_error=message)
 
     a = settings.audio
     devices = await wait_for_devices(a, stop, on_missing=missing)
     if devices is None:
         store.close()
         lights.close()
+        status.update(state="stopped")
         return 0
     pa = devices.pa
+    # The syncer has its own connection: its database work runs in a worker thread.
+    syncer = Syncer(
+        Store(settings.store.path),
+        settings.kiosk_id,
+        settings.sync,
+        settings.notify,
+        settings.retention,
+        settings.secrets,
+    )
     try:
-        mic = PyAudioMicrophone(
-            pa,
-            devices.mic,
-            chunk_ms=a.chunk_ms,
-            channel=a.mic_channel,
-            downmix=a.downmix,
-            gain_db=a.input_gain_db,
-            queue_chunks=a.capture_queue_chunks,
-            rate=a.input_rate,
-            period_ms=a.period_ms,
-        )
-        speaker = PyAudioSpeaker(
-            pa, devices.speaker, prebuffer_ms=a.prebuffer_ms, period_ms=a.period_ms, rate=a.output_rate
-        )
+        mic, speaker = _open_audio(devices, a)
         parts = Parts(
             settings=settings,
             store=store,
@@ -86,9 +93,10 @@ async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
             speaker=speaker,
             lights=lights,
             instructions=load_instructions(settings),
+            trace=TraceWriter(trace) if trace else None,
             offline_audio=read_message(settings.session.offline_message),
             unavailable_audio=read_message(settings.session.unavailable_message),
-            trace=TraceWriter(trace) if trace else None,
+            syncer=syncer,
         )
         kiosk = Kiosk(parts)
         if panel is not None:
@@ -97,14 +105,84 @@ async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
             KeyboardButton(kiosk.submit).attach(loop)
             print("kiosk: press Enter to start or end a session, 'h' + Enter for a long press", flush=True)
 
-        def ready() -> None:
-            log.info("kiosk ready", extra={"kiosk": {"event": "ready"}})
-            notifier.ready("idle")
-
-        await kiosk.run(stop, ready=ready)
+        monitor = _monitor(settings, notifier, status, kiosk, syncer)
+        await _serve(kiosk, monitor, notifier, stop)
         if kiosk.state is cv.State.ERROR:
             return 1
         return 0
     finally:
+        syncer.close()
         store.close()
         pa.terminate()
+
+
+def _gpio_panel(settings: Settings) -> Any:
+    from kiosk.gpio import GpioPanel
+
+    # Lights work from the start; presses before the kiosk exists (while waiting for audio
+    # devices) are ignored, and the button is attached to the kiosk once it is built.
+    return GpioPanel(settings.panel, lambda inp: None)
+
+
+def _open_audio(devices: Devices, a: AudioSettings) -> tuple[PyAudioMicrophone, PyAudioSpeaker]:
+    from kiosk.audio.pyaudio_io import PyAudioMicrophone, PyAudioSpeaker
+
+    mic = PyAudioMicrophone(
+        devices.pa,
+        devices.mic,
+        chunk_ms=a.chunk_ms,
+        channel=a.mic_channel,
+        downmix=a.downmix,
+        gain_db=a.input_gain_db,
+        queue_chunks=a.capture_queue_chunks,
+        rate=a.input_rate,
+        period_ms=a.period_ms,
+    )
+    speaker = PyAudioSpeaker(
+        devices.pa, devices.speaker, prebuffer_ms=a.prebuffer_ms, period_ms=a.period_ms, rate=a.output_rate
+    )
+    return mic, speaker
+
+
+def _monitor(
+    settings: Settings, notifier: Notifier, status: StatusFile, kiosk: Kiosk, syncer: Syncer
+) -> ServiceMonitor:
+    period = watchdog_period_s(os.environ)
+    watchdog = None
+    if period is not None:
+        # WATCHDOG=1 only while both PortAudio callbacks and the loop's mic pump progress.
+        mic, speaker = kiosk.p.mic, kiosk.p.speaker
+        probes = {
+            "microphone": lambda: int(getattr(mic, "callbacks", 0)),
+            "speaker": lambda: int(getattr(speaker, "callbacks", 0)),
+            "mic-pump": lambda: kiosk.chunks_pumped,
+        }
+        watchdog = Watchdog(notifier, probes, stall_s=settings.service.audio_stall_s)
+    return ServiceMonitor(
+        notifier,
+        status,
+        lambda: kiosk.state.value,
+        lambda: syncer.status().pending,
+        watchdog,
+        tick_s=tick_for(period),
+        detail=lambda: syncer.status().line(),
+    )
+
+
+async def _serve(kiosk: Kiosk, monitor: ServiceMonitor, notifier: Notifier, stop: asyncio.Event) -> None:
+    """Run the kiosk; READY=1 once devices and store are up, then the service monitor."""
+    up = asyncio.Event()
+
+    def ready() -> None:
+        log.info("kiosk ready", extra={"kiosk": {"event": "ready"}})
+        notifier.ready("idle")
+        up.set()
+
+    async def service() -> None:
+        await up.wait()  # the probes only count once the streams are open
+        await monitor.run(stop)
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(service(), name="service")
+        await kiosk.run(stop, ready=ready)
+        stop.set()

@@ -244,11 +244,13 @@ class ServiceMonitor:
         watchdog: Watchdog | None,
         *,
         tick_s: float = 1.0,
+        detail: Callable[[], str] | None = None,
     ) -> None:
         self._notifier, self._status, self._state, self._pending = notifier, status, state, pending
+        self._detail = detail  # more for the STATUS= line (the outbox: dead letters, last sync)
         self.watchdog = watchdog
         self._tick_s = tick_s
-        self._shown: tuple[str, int] | None = None
+        self._shown: tuple[str, int, str] | None = None
 
     def tick(self, now: float) -> None:
         """One round: watchdog check, then STATUS and the file when state or backlog changed."""
@@ -259,10 +261,17 @@ class ServiceMonitor:
         except Exception as exc:  # a busy database must not stop the watchdog
             log.debug("pending count unavailable: %s", exc)
             pending = self._shown[1] if self._shown else 0
-        shown = (self._state(), pending)
+        detail = ""
+        if self._detail is not None:
+            try:
+                detail = self._detail()
+            except Exception as exc:  # as above: status text is never worth a missed ping
+                log.debug("status detail unavailable: %s", exc)
+        shown = (self._state(), pending, detail)
         if shown != self._shown:
             self._shown = shown
-            self._notifier.status(status_line(*shown))
+            line = status_line(shown[0], pending)
+            self._notifier.status(f"{line}; {detail}" if detail else line)
             self._status.update(state=shown[0], pending_leads=pending)
 
     async def run(self, stop: asyncio.Event) -> None:

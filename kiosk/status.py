@@ -32,6 +32,7 @@ class OutboxCounts:
     pending_leads: int
     dead_leads: int
     last_sync: str | None
+    last_sync_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Report:
     pending_leads: int | None
     dead_leads: int | None
     last_sync: str | None
+    last_sync_error: str | None
     problems: tuple[str, ...]
 
 
@@ -61,9 +63,14 @@ def outbox_counts(db: Path) -> OutboxCounts:
             conn.execute("SELECT state, count(*) FROM outbox WHERE kind = 'lead' GROUP BY state").fetchall()
         )
         last = conn.execute("SELECT max(sent_at) FROM outbox WHERE state = 'sent'").fetchone()[0]
+        sync_error = None
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sync_state'").fetchone():
+            state = dict(conn.execute("SELECT key, value FROM sync_state").fetchall())
+            if state.get("last_error"):
+                sync_error = f"{state.get('last_error_at', '?')}: {state['last_error']}"
     finally:
         conn.close()
-    return OutboxCounts(int(rows.get("pending", 0)), int(rows.get("dead", 0)), last)
+    return OutboxCounts(int(rows.get("pending", 0)), int(rows.get("dead", 0)), last, sync_error)
 
 
 def _alive(pid: int) -> bool:
@@ -107,6 +114,7 @@ def collect(settings: Settings) -> Report:
         pending_leads=counts.pending_leads if counts else None,
         dead_leads=counts.dead_leads if counts else None,
         last_sync=counts.last_sync if counts else None,
+        last_sync_error=counts.last_sync_error if counts else None,
         problems=tuple(problems),
     )
 
@@ -146,7 +154,8 @@ def render(r: Report) -> str:
         f"uptime:        {uptime_text(r.uptime_s)}" + (f" (since {r.started_at})" if r.running else ""),
         f"last session:  {r.last_session}",
         f"pending leads: {pending} waiting for upload, {dead} given up (dead)",
-        f"last sync:     {r.last_sync or 'never'}",
+        f"last sync:     {r.last_sync or 'never'}"
+        + (f" (last sync error {r.last_sync_error})" if r.last_sync_error else ""),
         f"last error:    {r.last_error}",
     ]
     lines += [f"problem:       {p}" for p in r.problems]

@@ -40,6 +40,7 @@ class VirtualCard:
         self.config = root / "asound.conf"
         self.mic_rate, self.spk_rate, self.mic_channels = mic_rate, spk_rate, mic_channels
         self._mic_audio = bytearray()
+        self._mic_paused = threading.Event()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.out = bytearray()  # everything the speaker FIFO delivered
@@ -91,13 +92,21 @@ class VirtualCard:
         n = self.mic_rate // 100 * 2 * self.mic_channels
         t = time.monotonic()
         while not self._stop.is_set():
-            if self._mic_fd >= 0:
+            if self._mic_fd >= 0 and not self._mic_paused.is_set():
                 with self._lock:
                     data = bytes(self._mic_audio[:n])
                     del self._mic_audio[:n]
                 os.write(self._mic_fd, data + bytes(n - len(data)))
             t += 0.01
             self._stop.wait(max(0.0, t - time.monotonic()))
+
+    def pause_mic(self) -> None:
+        """Stop feeding the microphone (its reads block: a stalled capture device)."""
+        self._mic_paused.set()
+
+    def resume_mic(self) -> None:
+        """Feed the microphone again."""
+        self._mic_paused.clear()
 
     def _drain(self) -> None:
         n = self.spk_rate // 100 * 2

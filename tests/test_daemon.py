@@ -1,0 +1,109 @@
+"""``kiosk run`` end to end, as systemd runs it: a subprocess on the virtual ALSA card
+(tests/alsa.py), the simulator on loopback, a notify socket bound by the test and the
+watchdog on. READY, STATUS (with the outbox), WATCHDOG and STOPPING arrive; when the
+microphone stops delivering (a blocked audio path) the pings stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from kiosk.sim.scenario import load_scenario
+from kiosk.sim.server import SimOptions, SimServer
+from tests.alsa import VirtualCard
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimServer]:
+    async with SimServer(SimOptions(scenario=load_scenario("default"))) as server:
+        yield server
+
+
+class Notifications:
+    """A unix datagram socket standing in for systemd's notify socket."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.setblocking(False)
+        self.seen: list[str] = []
+
+    async def wait_for(self, pred: str, limit_s: float) -> str:
+        """The first message (since the last wait) containing ``pred``."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(limit_s):
+            while True:
+                msg = (await loop.sock_recv(self.sock, 4096)).decode()
+                self.seen.append(msg)
+                if pred in msg:
+                    return msg
+
+    async def quiet_for(self, pred: str, seconds: float) -> bool:
+        """True when no message containing ``pred`` arrives for ``seconds``."""
+        try:
+            await self.wait_for(pred, seconds)
+        except TimeoutError:
+            return True
+        return False
+
+
+async def test_kiosk_run_notifies_systemd_and_the_watchdog_follows_the_audio(tmp_path: Path, sim: SimServer) -> None:
+    card = VirtualCard(tmp_path, 24000, 24000)
+    card.write_config()
+    card.open()
+    notify = Notifications(tmp_path / "notify.sock")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("KIOSK_")},
+        "ALSA_CONFIG_PATH": str(card.config),
+        "NOTIFY_SOCKET": str(notify.path),
+        "WATCHDOG_USEC": "3000000",
+        "KIOSK_REALTIME__URL": sim.url,
+        "KIOSK_SECRETS__OPENAI_API_KEY": "sim-key",
+        "KIOSK_STORE__PATH": str(tmp_path / "kiosk.db"),
+        "KIOSK_SERVICE__STATUS_FILE": str(tmp_path / "status.json"),
+        "KIOSK_SERVICE__AUDIO_STALL_S": "1.0",
+        "KIOSK_AUDIO__INPUT_DEVICE": "vcap",
+        "KIOSK_AUDIO__OUTPUT_DEVICE": "vplay",
+    }
+    proc = subprocess.Popen(  # noqa: ASYNC220 - spawning returns at once; waits go through a thread
+        [sys.executable, "-m", "kiosk", "--config", str(REPO / "config" / "kiosk.toml"), "run", "--no-gpio"],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        ready = await notify.wait_for("READY=1", 30)
+        assert "STATUS=idle" in ready
+        status = await notify.wait_for("STATUS=", 10)
+        assert "lead(s) waiting for upload" in status and "outbox 0 pending, 0 dead" in status
+        await notify.wait_for("WATCHDOG=1", 5)
+        await notify.wait_for("WATCHDOG=1", 5)
+        # The microphone goes silent at the source: PortAudio's reads block, no callbacks.
+        card.pause_mic()
+        assert await notify.quiet_for("WATCHDOG=1", 2.0 + 1.5), "pings went on with the audio path blocked"
+        card.resume_mic()
+        await notify.wait_for("WATCHDOG=1", 10)
+        proc.send_signal(signal.SIGTERM)
+        await notify.wait_for("STOPPING=1", 10)
+        code = await asyncio.to_thread(proc.wait, 30)
+        assert code == 0, proc.stderr.read().decode() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        card.close()
+        notify.sock.close()
