@@ -149,3 +149,66 @@ def test_session_numbers_increase() -> None:
     out2 = m.handle(cv.ButtonPressed(), 2)
     assert cv.Connect(1) in out1
     assert cv.Connect(2) in out2
+
+
+def test_a_visitor_who_walks_away_is_asked_once_then_said_goodbye_to() -> None:
+    m = machine_in(S.LISTENING, now=0)
+    assert m.handle(cv.VisitorIdle(), 20) == []  # the model asks "are you still there?" by itself
+    m.handle(cv.AssistantAudio(True), 20.5)
+    m.handle(cv.AssistantAudio(False), 22)  # check-in said: the idle timer starts
+    assert m.next_deadline == 22 + T.idle_end_s
+    out = m.handle(cv.Tick(), 22 + T.idle_end_s)
+    assert m.state is S.ENDING and out[0] == cv.SayGoodbye(cv.EndReason.IDLE)
+    m.handle(cv.AssistantAudio(True), 31)
+    out = m.handle(cv.AssistantAudio(False), 33)
+    assert m.state is S.IDLE
+    assert next(c for c in out if isinstance(c, cv.Hangup)).reason is cv.EndReason.IDLE
+    assert cv.Wipe() in out
+
+
+def test_speech_after_the_check_in_keeps_the_session() -> None:
+    m = machine_in(S.LISTENING, now=0)
+    m.handle(cv.VisitorIdle(), 20)
+    m.handle(cv.AssistantAudio(True), 20.5)
+    m.handle(cv.AssistantAudio(False), 22)
+    m.handle(cv.VisitorSpeech(True), 25)  # "yes, still here"
+    assert m.next_deadline == 600  # only the session limit is left
+    m.handle(cv.VisitorSpeech(False), 26)
+    m.handle(cv.VisitorIdle(), 60)  # a new silence starts the count again: asked, not ended
+    assert m.state is S.LISTENING
+
+
+def test_a_second_server_idle_timeout_ends_the_session_at_once() -> None:
+    m = machine_in(S.LISTENING, now=0)
+    m.handle(cv.VisitorIdle(), 20)
+    out = m.handle(cv.VisitorIdle(), 40)
+    assert m.state is S.ENDING and out[0] == cv.SayGoodbye(cv.EndReason.IDLE)
+
+
+def test_a_goodbye_waits_for_its_own_audio_not_the_end_of_the_reply_it_cut() -> None:
+    m = machine_in(S.ASSISTANT_SPEAKING, now=0)
+    m.handle(cv.Tick(), 600)  # the limit strikes mid-sentence
+    assert m.state is S.ENDING
+    assert kinds(m.handle(cv.AssistantAudio(False), 601)) == []  # the old reply ends: not the goodbye
+    m.handle(cv.AssistantAudio(True), 602)
+    out = m.handle(cv.AssistantAudio(False), 604)
+    assert m.state is S.IDLE and next(c for c in out if isinstance(c, cv.Hangup)).reason is cv.EndReason.MAX_LENGTH
+
+
+def test_the_session_budget_ends_the_session_with_a_goodbye() -> None:
+    m = machine_in(S.LISTENING, now=0)
+    out = m.handle(cv.BudgetSpent(daily=False), 100)
+    assert m.state is S.ENDING and out[0] == cv.SayGoodbye(cv.EndReason.BUDGET)
+
+
+def test_the_daily_budget_refuses_new_sessions_until_restored() -> None:
+    m = machine_in(S.LISTENING, now=0)
+    m.handle(cv.BudgetSpent(daily=True), 100)
+    assert m.state is S.LISTENING  # the visitor in front of the kiosk finishes
+    out = m.handle(cv.ButtonPressed(), 110)
+    assert m.state is S.UNAVAILABLE and cv.Lights(cv.Pattern.UNAVAILABLE) in out
+    assert kinds(m.handle(cv.ButtonPressed(), 120)) == [cv.PlayUnavailableMessage]
+    assert m.state is S.UNAVAILABLE
+    out = m.handle(cv.BudgetRestored(), 86_400)
+    assert m.state is S.IDLE and cv.Lights(cv.Pattern.IDLE) in out
+    assert kinds(m.handle(cv.ButtonPressed(), 86_401)) == [cv.Connect]

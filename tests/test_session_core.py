@@ -190,3 +190,22 @@ def test_usage_is_summed() -> None:
     for rid in ("r1", "r2"):
         s.receive(frame(type="response.done", response={"id": rid, "status": "completed", "usage": usage}), 0)
     assert s.usage == rs.Usage(200, 100, 120, 80, 20, 90, 10)
+
+
+def test_a_goodbye_during_a_response_waits_for_it_or_cuts_it_when_told() -> None:
+    s = started()
+    s.receive(frame(type="response.created", response={"id": "resp_1"}), 0)
+    assert s.request_response("say goodbye") is False  # waits: never two active responses
+    assert s.drain() == []
+    s.receive(frame(type="response.done", response={"id": "resp_1", "status": "completed"}), 0)
+    (create,) = s.drain()
+    assert create["type"] == "response.create" and create["response"]["instructions"] == "say goodbye"
+    s.receive(frame(type="response.created", response={"id": "resp_2"}), 0)
+    s.receive(frame(type="response.done", response={"id": "resp_2", "status": "completed"}), 0)
+    s.receive(frame(type="response.created", response={"id": "resp_3"}), 0)  # the server's idle check-in
+    assert s.request_response("the visitor left", interrupt=True) is False
+    (cancel,) = s.drain()
+    assert cancel["type"] == "response.cancel" and cancel["response_id"] == "resp_3"
+    s.receive(frame(type="response.done", response={"id": "resp_3", "status": "cancelled"}), 0)
+    (create,) = s.drain()
+    assert create["response"]["instructions"] == "the visitor left"
