@@ -295,6 +295,11 @@ class Kiosk:
             self._loop.call_soon_threadsafe(self._inputs.put_nowait, inp)
 
     @property
+    def link(self) -> VisitorLink | None:
+        """The current visitor's Realtime link, if a session is on."""
+        return self._link
+
+    @property
     def state(self) -> cv.State:
         """The state machine's state."""
         return self.machine.state
