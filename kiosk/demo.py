@@ -2,9 +2,10 @@
 
 It starts the Realtime simulator on loopback, builds the kiosk with file-backed audio
 (a scripted visitor speaking WAV fixtures; the assistant's audio written to a WAV),
-presses the button, lets the visitor talk turn by turn, ends the session and checks the
-scenario's expectations (a lead saved with consent evidence, ...). The exit status says
-whether they held.
+presses the button, lets the visitor talk turn by turn (or talk over the assistant, or
+walk away, or find the kiosk offline or out of budget, as the scenario says) and checks the
+scenario's expectations (a lead saved with consent evidence, why the session ended, the
+lights shown, the local message played, ...). The exit status says whether they held.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ import contextlib
 import json
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from kiosk import conversation as cv
 from kiosk.audio.pcm import read_wav
-from kiosk.rig import Rig
+from kiosk.rig import TURN_TIMEOUT_S, Rig
 from kiosk.sim.scenario import load_scenario
-from kiosk.sim.server import SimServer
+from kiosk.sim.server import SimServer, SimSession
 from kiosk.store import Store
 
 
@@ -35,6 +37,7 @@ class DemoResult:
     speaker_wav: Path
     trace_path: Path | None
     sim: SimServer
+    rig: Rig  # stopped; its recorder, lights, speaker audio and kiosk counters stay readable
 
     @property
     def ok(self) -> bool:
@@ -42,17 +45,44 @@ class DemoResult:
         return all(ok for _, ok in self.checks)
 
 
+GREETED = {cv.State.LISTENING, cv.State.ASSISTANT_SPEAKING}
+REFUSED = {cv.State.OFFLINE, cv.State.UNAVAILABLE, cv.State.ERROR}  # a local message plays instead
+LEAVE_LIMIT_S = 60.0  # a visitor who walks away: idle time-out, check-in, silence, goodbye
+
+
 async def _visit(rig: Rig) -> None:
-    """The scripted visitor: press, listen, speak each turn, press to finish."""
-    await rig.press(until={cv.State.LISTENING, cv.State.ASSISTANT_SPEAKING})
-    await rig.assistant_turn()
-    for turn in rig.scenario.turns:
-        await rig.pause(turn.pause_ms)
+    """The scripted visitor: press, listen, speak each turn, then leave as the scenario says."""
+    scenario = rig.scenario
+    rig.expect_audio()
+    await rig.press(until=GREETED | REFUSED)
+    if rig.kiosk.state in REFUSED:
+        await rig.hear_local_message()
+        if not scenario.network_returns:
+            return  # the visitor heard the message and walks on
+        rig.restore_network()
+        # The kiosk notices by itself (the standby connects again); the visitor tries again.
+        await rig.kiosk.wait_state({cv.State.IDLE}, limit_s=TURN_TIMEOUT_S)
+        rig.expect_audio()
+        await rig.press(until=GREETED)
+    for turn in scenario.turns:
         if turn.visitor_audio is None:
-            raise ValueError(f"scenario {rig.scenario.name}: turn {turn.visitor!r} has no visitor_audio")
+            raise ValueError(f"scenario {scenario.name}: turn {turn.visitor!r} has no visitor_audio")
+        if turn.barge_in_ms is None:
+            await rig.assistant_turn()
+            await rig.pause(turn.pause_ms)
+        else:
+            # Talk over the assistant's reply: it must stop and forget what was not heard.
+            await rig.assistant_starts()
+            await rig.pause(turn.barge_in_ms)
         await rig.say(read_wav(turn.visitor_audio))
-        await rig.assistant_turn()
-    await rig.press(until={cv.State.IDLE}, limit_s=10)
+        # The next reply starts after the visitor stopped; drop events of the one before.
+        rig.expect_audio()
+        rig.rec.assistant_lines.clear()
+    await rig.assistant_turn()
+    if scenario.leaves == "silence":
+        await rig.kiosk.wait_state({cv.State.IDLE}, limit_s=LEAVE_LIMIT_S)
+    else:
+        await rig.press(until={cv.State.IDLE}, limit_s=10)
 
 
 async def run_demo(
@@ -75,20 +105,35 @@ async def run_demo(
             await _visit(rig)
         except (TimeoutError, ValueError) as exc:
             error = exc
-    checks = _checks(rig, error)
+        final_state = rig.kiosk.state  # before shutting down, which always ends idle
+    checks = _checks(rig, error, final_state)
     rig.store.close()
     _summary(out, checks, rig.store_path, rig.speaker_wav)
-    return DemoResult(checks, rig.store_path, rig.speaker_wav, trace, rig.sim)
+    return DemoResult(checks, rig.store_path, rig.speaker_wav, trace, rig.sim, rig)
 
 
-def _checks(rig: Rig, error: BaseException | None) -> list[tuple[str, bool]]:
-    store: Store = rig.store
-    lines = rig.rec.lines
-    checks: list[tuple[str, bool]] = [
-        ("visitor got through every scripted turn" + (f" ({error!r})" if error else ""), error is None),
-        ("assistant greeted first", bool(lines) and lines[0][0] == "assistant"),
-    ]
+def _checks(rig: Rig, error: BaseException | None, final_state: cv.State) -> list[tuple[str, bool]]:
     expect = rig.scenario.expect
+    checks: list[tuple[str, bool]] = [
+        ("visitor got through every scripted step" + (f" ({error!r})" if error else ""), error is None),
+    ]
+    lines = rig.rec.lines
+    greeted = bool(lines) and lines[0][0] == "assistant"
+    want_greeting = bool(expect.get("greeted", True))
+    checks.append((f"assistant greeted first: {greeted} (expected {want_greeting})", greeted == want_greeting))
+    checks += _lead_checks(rig.store, expect)
+    rejected = [e for s in rig.sim.sessions for e in s.received if "raw" in e]
+    checks.append((f"every client event accepted by the simulator ({len(rejected)} rejected)", not rejected))
+    checks += _session_checks(rig, expect)
+    if "final_state" in expect:
+        want_state = expect["final_state"]
+        checks.append((f"kiosk ends {final_state.value} (expected {want_state})", final_state.value == want_state))
+    checks += _audio_checks(rig, expect)
+    return checks
+
+
+def _lead_checks(store: Store, expect: dict[str, Any]) -> list[tuple[str, bool]]:
+    checks: list[tuple[str, bool]] = []
     leads = store.count("leads")
     if "lead_saved" in expect:
         want = bool(expect["lead_saved"])
@@ -102,12 +147,56 @@ def _checks(rig: Rig, error: BaseException | None) -> list[tuple[str, bool]]:
                     consent == leads and outbox == leads,
                 )
             )
-    rejected = [e for s in rig.sim.sessions for e in s.received if "raw" in e]
-    checks.append((f"every client event accepted by the simulator ({len(rejected)} rejected)", not rejected))
-    if "end_reason" in expect:
-        got = rig.rec.ended[-1].value if rig.rec.ended else None
-        checks.append((f"session ended by {got} (expected {expect['end_reason']})", got == expect["end_reason"]))
     return checks
+
+
+def _session_checks(rig: Rig, expect: dict[str, Any]) -> list[tuple[str, bool]]:
+    checks: list[tuple[str, bool]] = []
+    ended = [r.value for r in rig.rec.ended]
+    if "end_reason" in expect:
+        got = ended[-1] if ended else None
+        checks.append((f"session ended by {got} (expected {expect['end_reason']})", got == expect["end_reason"]))
+    if "end_reasons" in expect:
+        want = list(expect["end_reasons"])
+        checks.append((f"sessions ended by {ended} (expected {want})", ended == want))
+    if "tool_calls" in expect:
+        ran = Counter(name for name, _, _ in rig.rec.tools)
+        for name, n in dict(expect["tool_calls"]).items():
+            checks.append((f"{name} ran {ran[name]} time(s) (expected {n})", ran[name] == int(n)))
+    if "visitor_sessions" in expect:
+        n, want_n = rig.kiosk.sessions_started, int(expect["visitor_sessions"])
+        checks.append((f"visitor sessions started: {n} (expected {want_n})", n == want_n))
+    if "lights" in expect:
+        shown = {p.value for p in rig.lights.shown}
+        missing = [p for p in expect["lights"] if p not in shown]
+        checks.append((f"lights shown include {list(expect['lights'])} (missing {missing})", not missing))
+    return checks
+
+
+def _audio_checks(rig: Rig, expect: dict[str, Any]) -> list[tuple[str, bool]]:
+    checks: list[tuple[str, bool]] = []
+    heard = rig.speaker.audio
+    messages = {"offline": rig.offline_audio, "unavailable": rig.unavailable_audio}
+    for name in expect.get("played", []):
+        audio = messages.get(name)
+        played = bool(audio) and audio is not None and audio in heard
+        checks.append((f"the {name} message was played", played))
+    if "assistant_said" in expect:
+        said = {text for role, text in rig.rec.lines if role == "assistant"}
+        for name in expect["assistant_said"]:
+            reply = getattr(rig.scenario, name, None)
+            ok = reply is not None and reply.say in said
+            checks.append((f"assistant said the scenario's {name} line", ok))
+    if "truncated" in expect:
+        want = bool(expect["truncated"])
+        got = any(_accepted_truncate(s) for s in rig.sim.sessions)
+        checks.append((f"barge-in truncated the reply: {got} (expected {want})", got == want))
+    return checks
+
+
+def _accepted_truncate(sim: SimSession) -> bool:
+    """The simulator cut an assistant item short: the visitor did not hear all of it."""
+    return any(kept < had for had, kept in sim.truncated.values())
 
 
 def _summary(out: TextIO, checks: list[tuple[str, bool]], store_path: Path, speaker_wav: Path) -> None:
@@ -121,6 +210,11 @@ def main(
     scenario: str, speed: float, workdir: Path | None, config: Path | None, trace: Path | None, as_json: bool
 ) -> int:
     """CLI entry: run the demo, print, return the exit status."""
+    try:
+        load_scenario(scenario)
+    except ValueError as exc:
+        print(f"kiosk demo: {exc}", file=sys.stderr)
+        return 2
     ctx = tempfile.TemporaryDirectory(prefix="kiosk-demo-") if workdir is None else contextlib.nullcontext(str(workdir))
     with ctx as d:
         result = asyncio.run(run_demo(scenario, Path(d), speed=speed, config=config, trace=trace))

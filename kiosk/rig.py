@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -86,9 +87,25 @@ class Rig:
         self.room = room  # with a room, the speaker's sound leaks into the microphone
         self.workdir = workdir
         self.speed = speed
-        self.sim = SimServer(SimOptions(scenario=scenario, record_sent=record, faults=faults or Faults()))
+        # The scenario's world (faults, settings, earlier usage) first; explicit arguments win.
+        if faults is None:
+            try:
+                faults = Faults(**scenario.faults)
+            except TypeError as exc:
+                raise ValueError(f"scenario {scenario.name}: bad faults {scenario.faults!r}: {exc}") from None
+        # Replies must stream faster than the speaker plays them, as the service's do: a
+        # speaker that outruns the stream underruns, which the kiosk takes for the end of a reply.
+        stream_speed = max(8.0, 2 * speed)
+        self.sim = SimServer(
+            SimOptions(scenario=scenario, record_sent=record, faults=faults, stream_speed=stream_speed)
+        )
         self._config = config
-        self._overrides = dict(overrides or {})
+        self._overrides: dict[str, dict[str, Any]] = {k: dict(v) for k, v in scenario.overrides.items()}
+        for section, values in (overrides or {}).items():
+            self._overrides[section] = {**self._overrides.get(section, {}), **values}
+        self.day = date.today().isoformat()  # one local day for the whole run (budgets)
+        self.offline_audio: bytes | None = None
+        self.unavailable_audio: bytes | None = None
         self.trace_path = trace
         self.rec = Recorder(out)
         self.lights = RecordingLights()
@@ -119,6 +136,7 @@ class Rig:
         try:
             self.settings = self._settings()
             self.store = Store(self.settings.store.path)
+            self._seed_usage()
             chunk_ms, prebuffer_ms = self.settings.audio.chunk_ms, self.settings.audio.prebuffer_ms
             if self.room is None:
                 self.mic = ScriptedMicrophone(chunk_ms, speed=self.speed)
@@ -126,6 +144,8 @@ class Rig:
             else:
                 self.mic = RoomMicrophone(self.room, chunk_ms, speed=self.speed)
                 self.speaker = WavSpeaker(self.speaker_wav, prebuffer_ms, speed=self.speed, tap=self.room.tap)
+            self.offline_audio = read_message(self.settings.session.offline_message)
+            self.unavailable_audio = read_message(self.settings.session.unavailable_message)
             self.kiosk = Kiosk(
                 Parts(
                     settings=self.settings,
@@ -135,10 +155,11 @@ class Rig:
                     speaker=self.speaker,
                     lights=self.lights,
                     instructions=load_instructions(self.settings),
-                    offline_audio=read_message(self.settings.session.offline_message),
-                    unavailable_audio=read_message(self.settings.session.unavailable_message),
+                    offline_audio=self.offline_audio,
+                    unavailable_audio=self.unavailable_audio,
                     trace=tracer,
                     observer=self.rec,
+                    today=lambda: self.day,
                 )
             )
             stop = asyncio.Event()
@@ -156,6 +177,18 @@ class Rig:
             await self.sim.close()
             if tracer is not None:
                 tracer.close()
+
+    def _seed_usage(self) -> None:
+        """``setup.spent_today_usd``: earlier visitors today already cost this much."""
+        spent = float(self.scenario.setup.get("spent_today_usd", 0.0))
+        if spent > 0:
+            self.store.record_usage("earlier-visitors", self.day, {"input_tokens": 0, "output_tokens": 0}, spent)
+
+    # -- the world around the kiosk ----------------------------------------------------
+
+    def restore_network(self) -> None:
+        """The outage is over: the simulator accepts connections again."""
+        self.sim.opts.faults = Faults()
 
     # -- the visitor's actions -------------------------------------------------------
 
@@ -182,6 +215,25 @@ class Rig:
     async def pause(self, ms: float) -> None:
         """Stay silent for ``ms`` of audio time."""
         await asyncio.sleep(ms / 1000 / self.speed)
+
+    def expect_audio(self) -> None:
+        """Forget earlier playback events: call before the action whose audio you wait for."""
+        self.rec.playback_started.clear()
+        self.rec.playback_done.clear()
+
+    async def hear_local_message(self, limit_s: float = TURN_TIMEOUT_S) -> None:
+        """Wait until a local prerecorded message (offline, unavailable) has started and played out.
+
+        Call :meth:`expect_audio` before the press that plays it.
+        """
+        async with asyncio.timeout(limit_s):
+            await self.rec.playback_started.wait()
+            await self.rec.playback_done.wait()
+
+    async def assistant_starts(self, limit_s: float = TURN_TIMEOUT_S) -> None:
+        """Wait until the assistant's next reply becomes audible (call :meth:`expect_audio` first)."""
+        async with asyncio.timeout(limit_s):
+            await self.rec.playback_started.wait()
 
     async def assistant_turn(self) -> None:
         """Wait until the assistant has said something and finished playing it."""

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kiosk import conversation as cv
 from kiosk.demo import run_demo
 
 
@@ -26,6 +27,10 @@ async def test_happy_path_demo_saves_a_lead(tmp_path: Path) -> None:
     (words,) = db.execute("SELECT visitor_words FROM consent").fetchone()
     assert "Yes, I agree." in words
     assert result.speaker_wav.stat().st_size > 100_000
+    assert result.rig.rec.ended == [cv.EndReason.BUTTON]
+    shown = result.rig.lights.shown
+    assert {cv.Pattern.CONNECTING, cv.Pattern.LISTENING, cv.Pattern.ASSISTANT_SPEAKING} <= set(shown)
+    assert shown[-1] is cv.Pattern.IDLE
     events = [json.loads(line) for line in trace.read_text().splitlines()]
     errors = [e for e in events if e["event"].get("type") == "error"]
     assert errors == []

@@ -16,6 +16,19 @@ A scenario (JSON, in ``kiosk/sim/scenarios/``)::
 The visitor side (the demo's scripted visitor) reads the same file. Tool arguments may
 contain ``{{key}}``, replaced by the value of ``key`` in an earlier tool output (for
 example ``{{leadId}}`` from saveLead). Replies without ``audio`` are synthesized.
+
+What the scripted visitor does, and the world around the kiosk, are data too:
+
+* a turn's ``"barge_in_ms": N`` makes the visitor speak N ms (audio time) after the
+  assistant's previous reply started playing, instead of waiting for it to finish;
+* ``"visitor": {"leaves": "press"}`` (the default) ends with a press of the button;
+  ``"silence"`` walks away: the visitor says nothing more until the kiosk ends the session;
+* ``"faults"`` are :class:`kiosk.sim.server.Faults` fields set from the start (e.g.
+  ``{"http_status": 503}``: the service is unreachable); with ``"network_returns": true``
+  they are cleared once the offline message has played, and the visitor presses again;
+* ``"overrides"`` are settings sections merged over the configuration (short time-outs);
+* ``"setup": {"spent_today_usd": X}`` records X dollars of earlier usage today;
+* ``"expect"`` says what must hold afterwards (keys in :data:`EXPECT_KEYS`).
 """
 
 from __future__ import annotations
@@ -32,6 +45,23 @@ import numpy as np
 from kiosk.audio.pcm import RATE, read_wav
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+
+# What a scenario may expect; the demo checks each one that is present.
+EXPECT_KEYS = {
+    "greeted": "the assistant spoke first after the press (bool)",
+    "lead_saved": "a lead (with consent evidence and outbox row) was stored (bool)",
+    "tool_calls": "exact number of runs per tool name, e.g. {\"saveLead\": 1}",
+    "end_reason": "why the last visitor session ended (an EndReason value)",
+    "end_reasons": "why each visitor session ended, in order (EndReason values)",
+    "lights": "light patterns that must have been shown (Pattern values)",
+    "final_state": "the kiosk state once the visitor is done (a State value)",
+    "played": "local prerecorded messages the speaker played: 'offline', 'unavailable'",
+    "truncated": "a barge-in truncated the assistant's audio and the server accepted it (bool)",
+    "assistant_said": "scenario replies the assistant said: 'greeting', 'idle', 'goodbye', 'fallback'",
+    "visitor_sessions": "number of visitor sessions the kiosk started (int)",
+}
+SETUP_KEYS = ("spent_today_usd",)
+LEAVES = ("press", "silence")
 
 
 @dataclass(frozen=True)
@@ -63,6 +93,7 @@ class Turn:
     tools: tuple[ToolSpec, ...] = ()
     reply: Reply | None = None
     pause_ms: int = 400
+    barge_in_ms: int | None = None  # speak this long into the previous reply instead of after it
 
 
 @dataclass(frozen=True)
@@ -78,6 +109,15 @@ class Scenario:
     goodbye: Reply = Reply("Thanks for stopping by. Goodbye!")
     expect: dict[str, Any] = field(default_factory=dict)
     visitor: dict[str, Any] = field(default_factory=dict)
+    faults: dict[str, Any] = field(default_factory=dict)
+    network_returns: bool = False
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    setup: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def leaves(self) -> str:
+        """How the visitor leaves after the last turn: ``press`` or ``silence``."""
+        return str(self.visitor.get("leaves", "press"))
 
 
 def _reply(data: Any, base: Path, default: Reply | None = None) -> Reply | None:
@@ -106,6 +146,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
             raise ValueError(f"{path}: turn {i} needs a 'visitor' string")
         tools = tuple(ToolSpec(str(c["name"]), dict(c.get("arguments", {}))) for c in t.get("tools", []))
         va = t.get("visitor_audio")
+        barge = t.get("barge_in_ms")
         turns.append(
             Turn(
                 t["visitor"],
@@ -113,8 +154,10 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
                 tools,
                 _reply(t.get("reply"), base),
                 int(t.get("pause_ms", 400)),
+                None if barge is None else int(barge),
             )
         )
+    _check_sections(path, data)
     return Scenario(
         name=str(data.get("name", path.stem)),
         description=str(data.get("description", "")),
@@ -125,7 +168,33 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         goodbye=_reply(data.get("goodbye"), base, defaults.goodbye) or defaults.goodbye,
         expect=dict(data.get("expect", {})),
         visitor=dict(data.get("visitor", {})),
+        faults=dict(data.get("faults", {})),
+        network_returns=bool(data.get("network_returns", False)),
+        overrides={str(k): dict(v) for k, v in data.get("overrides", {}).items()},
+        setup=dict(data.get("setup", {})),
     )
+
+
+def _check_sections(path: Path, data: dict[str, Any]) -> None:
+    """Typos in what a scenario expects or sets up would silently check nothing: refuse them."""
+    for key, known in (("expect", EXPECT_KEYS), ("setup", SETUP_KEYS)):
+        section = data.get(key, {})
+        if not isinstance(section, dict):
+            raise ValueError(f"{path}: '{key}' must be an object")
+        unknown = sorted(set(section) - set(known))
+        if unknown:
+            raise ValueError(f"{path}: unknown '{key}' keys {unknown} (known: {', '.join(sorted(known))})")
+    overrides = data.get("overrides", {})
+    if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
+        raise ValueError(f"{path}: 'overrides' must map settings sections to objects")
+    if not isinstance(data.get("faults", {}), dict):
+        raise ValueError(f"{path}: 'faults' must be an object")
+    visitor = data.get("visitor", {})
+    if not isinstance(visitor, dict):
+        raise ValueError(f"{path}: 'visitor' must be an object")
+    leaves = visitor.get("leaves", "press")
+    if leaves not in LEAVES:
+        raise ValueError(f"{path}: visitor.leaves must be one of {LEAVES}, got {leaves!r}")
 
 
 def scenario_names() -> list[str]:

@@ -34,6 +34,9 @@ from kiosk.sim.vad import EnergyVad
 log = logging.getLogger(__name__)
 
 DELTA_MS = 100  # audio per output_audio.delta
+# Instructions that ask the model to close the conversation (time up, visitor walked away)
+# get the scenario's goodbye, as a real model would say one.
+GOODBYE_ASKED = re.compile(r"goodbye|farewell|ending the (chat|conversation|session)", re.I)
 
 
 @dataclass
@@ -85,6 +88,7 @@ class SimSession:
         }
         self.items: dict[str, dict[str, Any]] = {}
         self.audio_ms: dict[str, int] = {}  # assistant item -> audio sent
+        self.truncated: dict[str, tuple[int, int]] = {}  # assistant item -> (audio it had, audio kept)
         self.vad = EnergyVad()
         self.turn_index = 0
         self.buffer_item: str | None = None
@@ -328,6 +332,7 @@ class SimSession:
                 e.get("event_id"),
             )
             return
+        self.truncated[item_id] = (have, end)
         self.audio_ms[item_id] = end
         await self.emit(
             {
@@ -361,7 +366,7 @@ class SimSession:
         if self.pending_tool_turn is not None:
             turn, self.pending_tool_turn = self.pending_tool_turn, None
             await self.launch(turn.reply or self.scenario.fallback, tools=None)
-        elif isinstance(instructions, str) and re.search(r"goodbye|farewell", instructions, re.I):
+        elif isinstance(instructions, str) and GOODBYE_ASKED.search(instructions):
             await self.launch(self.scenario.goodbye, tools=None)
         elif not any(i.get("role") == "user" for i in self.items.values()):
             await self.launch(self.scenario.greeting, tools=None)
