@@ -241,3 +241,21 @@ def test_ten_minutes_of_jittery_full_duplex_streaming_never_underruns() -> None:
     assert buf.underruns == 0
     assert capture.overflows == 0 and max_capture <= 25
     assert max_queued <= 15000, "the jitter buffer holds at most one reply"
+
+
+def test_a_late_delta_mid_reply_does_not_make_the_speaker_idle() -> None:
+    clock = Clock()
+    buf = PlaybackBuffer(0, clock=clock)
+    buf.write(bytes(960), "a")
+    assert buf.read(960)[1] is True
+    assert buf.read(960) == (bytes(960), True), "an underrun: still the assistant's turn"
+    assert buf.underruns == 1
+    buf.write(b"\x01\x00" * 480, "a")
+    assert buf.read(960)[1] is True
+    buf.end_of_stream()  # response.done: nothing more is coming
+    assert buf.read(960)[1] is False, "played out"
+    buf.write(bytes(960), "b")
+    buf.read(960)
+    buf.read(960)  # dry again, mid-reply
+    buf.end_of_stream()  # and then the reply turns out to be complete
+    assert buf.read(960)[1] is False

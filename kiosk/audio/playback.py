@@ -64,6 +64,7 @@ class PlaybackBuffer:
         self._played: dict[str, int] = {}
         self._played_total = 0
         self.underruns = 0
+        self._reply = False  # a reply is under way (started, not yet played out or flushed)
         self.last_tag = ""
         self.level_dbfs = -120.0  # of the last period handed to the device (echo reference)
 
@@ -85,10 +86,11 @@ class PlaybackBuffer:
             self._ending = True
 
     def read(self, n: int) -> tuple[bytes, bool]:
-        """Take ``n`` bytes for the device; returns (data, audible).
+        """Take ``n`` bytes for the device; returns (data, playing).
 
-        Silence fills whatever is missing. ``audible`` is False when the whole period is
-        fill (idle or prebuffering), so adapters can tell 'playing' from 'idle'.
+        Silence fills whatever is missing. ``playing`` is True from the start of a reply
+        until it has played out after ``end_of_stream`` (or is flushed), underruns
+        included, so adapters report 'the assistant is speaking' without flicker.
         """
         with self._lock:
             if self._fade:
@@ -96,9 +98,14 @@ class PlaybackBuffer:
                 self.level_dbfs = rms_dbfs(data)
                 return data + bytes(n - len(data)), True
             if not self._started and not self._ready_to_start():
+                if self._ending and not self._queued:
+                    self._reply = False  # the reply ended while we waited for more of it
                 self.level_dbfs = -120.0
-                return bytes(n), False
+                # Waiting for late audio in the middle of a reply still counts as speaking:
+                # only a reply that has played out (or a flush) makes the speaker idle.
+                return bytes(n), self._reply
             self._started = True
+            self._reply = True
             out = bytearray()
             while len(out) < n and self._segments:
                 seg = self._segments[0]
@@ -115,10 +122,12 @@ class PlaybackBuffer:
                 if not self._ending:
                     # Started and not told the reply is complete: the audio came late.
                     self.underruns += 1
+                else:
+                    self._reply = False  # played out
                 # Dry: back to prebuffering so the next burst starts cleanly.
                 self._started = False
                 self._first_at = None
-            return bytes(out) + bytes(n - len(out)), bool(out)
+            return bytes(out) + bytes(n - len(out)), bool(out) or self._reply
 
     def _ready_to_start(self) -> bool:
         if not self._queued or self._first_at is None:
@@ -147,6 +156,7 @@ class PlaybackBuffer:
             self._queued = 0
             self._started = False
             self._first_at = None
+            self._reply = False
             self._played_total += len(fade)
             self._fade = fade_out(bytes(fade)) if fade else b""
             return {tag: self._played.get(tag, 0) / self._bpms for tag in cut}
