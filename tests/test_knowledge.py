@@ -131,3 +131,14 @@ def test_a_big_knowledge_base_builds_from_chunks_programmatically() -> None:
     kb = KnowledgeBase.build(chunks)
     assert len(kb) == 10_000
     assert [h.title for h in kb.search("word4242 loans", 1)] == ["Section 4242"]
+
+
+def test_on_a_large_knowledge_base_a_word_in_every_chunk_finds_the_chunk_titled_with_it() -> None:
+    # 'loan' is in every body (bm25 gives it no weight); one section is titled with it.
+    chunks = [Chunk(source="f.md", doc_title="Doc", title=f"Section {i}", body=f"a loan text number {i}")
+              for i in range(1_500)]
+    chunks[777] = Chunk(source="f.md", doc_title="Doc", title="Loan basics", body="what a loan is")
+    kb = KnowledgeBase.build(chunks)
+    hits = kb.search("loan", 3)
+    assert hits[0].title == "Loan basics"
+    assert len(hits) == 3

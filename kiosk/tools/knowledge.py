@@ -5,6 +5,15 @@ its section title and the file's ``#`` title as its source title, so an answer c
 where it came from. Section titles weigh most in the ranking, then the source title,
 then the text.
 
+On a large knowledge base, a word found in more than half the chunks is dropped from the
+query when rarer words remain: FTS5's bm25 clamps the IDF of such a word to almost zero,
+so it cannot change the ranking, yet ranking it would mean scoring nearly every chunk
+(the slowest query there is). When only such words remain, chunks carrying them in
+their title are taken first, unranked among all matches: the title weighs most anyway.
+And when chunks holding every word are too few, the any-word (OR) query first tries the
+selective words alone (in at most 1 chunk in 20): their chunks outrank those of common
+words on IDF, and scoring them is cheap.
+
 Visitor words never reach FTS5's query language: the query is cut into word tokens, each
 one quoted, joined with OR and ranked by bm25, so quotes, ``*``, ``NEAR``, ``-`` or
 ``AND`` in what the visitor said are plain words, never syntax.
@@ -38,6 +47,8 @@ log = logging.getLogger(__name__)
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _WORD = re.compile(r"\w+")
 MAX_TERMS = 16
+LARGE_KB_CHUNKS = 1000  # below this, scoring every match is cheap: every query word is kept
+SELECTIVE_SHARE = 20  # a word in at most 1/SELECTIVE_SHARE of the chunks is selective
 WEIGHTS = (6.0, 2.0, 1.0)  # bm25 column weights: section title, source title, text
 STOPWORDS = frozenset(
     {
@@ -112,12 +123,20 @@ def fingerprint(directory: Path) -> str:
     return h.hexdigest()
 
 
-def match_expression(query: str) -> str:
-    """An FTS5 MATCH expression from free text: quoted word tokens joined by OR ('' if no words)."""
+def query_terms(query: str) -> list[str]:
+    """The words of free text worth searching for: stop words dropped unless nothing else is left."""
     words = [w for w in _WORD.findall(query.lower()) if w.strip("_")]
     kept = [w for w in words if w not in STOPWORDS] or words
-    unique = list(dict.fromkeys(kept))[:MAX_TERMS]
-    return " OR ".join(f'"{w}"' for w in unique)
+    return list(dict.fromkeys(kept))[:MAX_TERMS]
+
+
+def match_expression(query: str) -> str:
+    """An FTS5 MATCH expression from free text: quoted word tokens joined by OR ('' if no words)."""
+    return _or(query_terms(query))
+
+
+def _or(terms: list[str]) -> str:
+    return " OR ".join(f'"{w}"' for w in terms)
 
 
 class KnowledgeBase:
@@ -126,6 +145,8 @@ class KnowledgeBase:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._lock = threading.Lock()
+        self._chunks = int(conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        self._df: dict[str, int] = {}  # chunks holding a word (the index is read-only: never stale)
 
     @classmethod
     def build(cls, chunks: Iterable[Chunk], path: Path | None = None, fingerprint: str = "") -> KnowledgeBase:
@@ -176,30 +197,70 @@ class KnowledgeBase:
         return kb
 
     def __len__(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        return self._chunks
 
     def search(self, query: str, top_k: int = 3) -> list[Hit]:
         """The best ``top_k`` chunks for free text, best first; [] when no word of it is indexed.
 
         Chunks holding every word are tried first (an AND query ranks only their few rows,
         which keeps search fast on a large knowledge base); when fewer than ``top_k`` hold
-        them all, any word counts (OR).
+        them all, any word counts (OR). On a large knowledge base, words in more than half
+        the chunks are left out of both (see the module's docstring).
         """
-        expr = match_expression(query)
-        if not expr or top_k < 1:
+        terms = query_terms(query)
+        if not terms or top_k < 1:
             return []
         with self._lock:
-            rows = self._ranked(expr.replace(" OR ", " AND "), top_k) if " OR " in expr else []
-            if len(rows) < top_k:
-                seen = {r[0] for r in rows}
-                rows += [r for r in self._ranked(expr, top_k) if r[0] not in seen][: top_k - len(rows)]
+            df = {t: self._doc_freq(t) for t in terms}
+            kept = [t for t in terms if df[t] * 2 <= self._chunks]
+            if kept:
+                selective = [t for t in kept if df[t] * SELECTIVE_SHARE <= self._chunks]
+                rows = self._best(kept, selective if len(selective) < len(kept) else [], top_k)
+            else:
+                rows = self._title_first(terms, top_k)
         return [Hit(title=r[1], doc_title=r[2], source=r[3], text=r[4], score=-float(r[5])) for r in rows]
 
-    def _ranked(self, expr: str, limit: int) -> list[tuple[Any, ...]]:
+    def _best(self, terms: list[str], selective: list[str], top_k: int) -> list[tuple[Any, ...]]:
+        """Every word (AND), then the selective words (OR), then any word (OR), until ``top_k`` rows."""
+        tries = [_or(terms).replace(" OR ", " AND ")] if len(terms) > 1 else []
+        tries += [_or(selective)] if selective else []
+        tries.append(_or(terms))
+        rows: list[tuple[Any, ...]] = []
+        for expr in tries:
+            seen = {r[0] for r in rows}
+            rows += [r for r in self._ranked(expr, top_k) if r[0] not in seen][: top_k - len(rows)]
+            if len(rows) >= top_k:
+                break
+        return rows
+
+    def _doc_freq(self, term: str) -> int:
+        """Chunks holding ``term``; 0 on a small knowledge base (where every word is kept)."""
+        if self._chunks < LARGE_KB_CHUNKS:
+            return 0
+        df = self._df.get(term)
+        if df is None:
+            # Counting matches reads the term's document list only: no scoring, no row data.
+            row = self._conn.execute("SELECT count(*) FROM chunks WHERE chunks MATCH ?", (_or([term]),)).fetchone()
+            df = self._df[term] = int(row[0])
+        return df
+
+    def _title_first(self, terms: list[str], top_k: int) -> list[tuple[Any, ...]]:
+        """Up to ``top_k`` chunks with a word in their title, then any; ranked among themselves."""
+        expr = _or(terms)
+        rows = self._first(f"title : ({expr})", top_k)
+        if len(rows) < top_k:
+            seen = {r[0] for r in rows}
+            rows += [r for r in self._first(expr, top_k + len(rows)) if r[0] not in seen][: top_k - len(rows)]
+        return sorted(rows, key=lambda r: float(r[5]))
+
+    def _first(self, expr: str, limit: int) -> list[tuple[Any, ...]]:
+        # No ORDER BY: SQLite stops after ``limit`` matches instead of scoring them all.
+        return self._ranked(expr, limit, order="")
+
+    def _ranked(self, expr: str, limit: int, order: str = "ORDER BY rank") -> list[tuple[Any, ...]]:
         return self._conn.execute(
             "SELECT rowid, title, doc_title, source, body, bm25(chunks, ?, ?, ?) AS rank "
-            "FROM chunks WHERE chunks MATCH ? ORDER BY rank LIMIT ?",
+            f"FROM chunks WHERE chunks MATCH ? {order} LIMIT ?",
             (*WEIGHTS, expr, limit),
         ).fetchall()
 

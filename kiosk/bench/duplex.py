@@ -1,0 +1,257 @@
+"""The kiosk process of the audio benchmarks: a real ``Kiosk`` on FIFO audio against a simulator elsewhere.
+
+Run as ``python -m kiosk.bench.duplex`` by :mod:`kiosk.bench.cli`, so its CPU time and
+memory are the kiosk's alone (the simulator runs in another process). The kiosk is built
+like the daemon builds it, with the file adapters instead of PortAudio (``FileMicrophone``
+on a FIFO fed by :class:`~kiosk.bench.probe.FifoCard`, a self-clocked ``RawSpeaker``); the
+only additions are the probes, when asked for: a ``TimedBuffer`` in the speaker and a
+``ProbeTrace`` as the wire trace.
+
+Modes:
+
+* ``sessions``: visitor sessions, each a greeting, then ``cycles`` times "the visitor
+  interrupts the reply with the next question"; reports the probes' timings, press-to-
+  first-audio and the resident set size after each session;
+* ``stream``: one session whose greeting plays for the whole window while the microphone
+  streams; reports the kiosk's CPU use (the card threads' own CPU subtracted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from kiosk import conversation as cv
+from kiosk.app import Kiosk, Parts, default_tools, load_instructions
+from kiosk.audio.files import FileMicrophone, RawSpeaker
+from kiosk.bench import analyse as an
+from kiosk.bench.probe import FifoCard, ProbeTrace, TimedBuffer
+from kiosk.bench.voices import visitor_utterance
+from kiosk.config import Settings, load_settings
+from kiosk.store import Store
+
+LIMIT_S = 20.0  # any single wait; a stuck benchmark fails instead of hanging
+
+
+class NoLights:
+    """Lights that remember nothing (a recording list would grow over the sessions)."""
+
+    def show(self, pattern: cv.Pattern) -> None:
+        """Ignore."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class Watch:
+    """The kiosk observer: playback transitions, in order."""
+
+    def __init__(self) -> None:
+        self.changes: asyncio.Queue[bool] = asyncio.Queue()
+
+    def transcript(self, role: str, text: str) -> None:
+        """Ignore."""
+
+    def tool(self, name: str, arguments: str, output: str) -> None:
+        """Ignore."""
+
+    def session_ended(self, reason: cv.EndReason, duration_s: float | None) -> None:
+        """Ignore."""
+
+    def playing(self, playing: bool) -> None:
+        """Queue the transition."""
+        self.changes.put_nowait(playing)
+
+    async def until(self, playing: bool) -> None:
+        """Wait for the next transition to ``playing``."""
+        async with asyncio.timeout(LIMIT_S):
+            while await self.changes.get() is not playing:
+                pass
+
+
+def rss_kb(field: str = "VmRSS") -> int:
+    """A memory figure of this process from /proc (kB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def settings_for(url: str, workdir: Path, *, warm: bool) -> Settings:
+    """The checkout's configuration, pointed at the simulator and a scratch database."""
+    return load_settings(
+        None,
+        overrides={
+            "realtime": {"url": url, "warm_standby": warm},
+            "store": {"path": str(workdir / "kiosk.db")},
+            "secrets": {"openai_api_key": "sim-key"},
+        },
+    ).settings
+
+
+class Bench:
+    """One kiosk on one card."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        workdir = Path(args.workdir)
+        self.card = FifoCard(workdir, marks=args.probes)
+        self.settings = settings_for(args.url, workdir, warm=not args.cold)
+        a = self.settings.audio
+        self.mic = FileMicrophone(self.card.mic_path, chunk_ms=a.chunk_ms, period_ms=10)
+        self.speaker = RawSpeaker(self.card.speaker_path, prebuffer_ms=a.prebuffer_ms, period_ms=10)
+        self.timed: TimedBuffer | None = None
+        self.trace: ProbeTrace | None = None
+        if args.probes:
+            self.timed = TimedBuffer(a.prebuffer_ms)
+            self.speaker.buffer = self.timed
+            self.trace = ProbeTrace()
+        self.watch = Watch()
+        self.store = Store(self.settings.store.path)
+        self.kiosk = Kiosk(
+            Parts(
+                settings=self.settings,
+                store=self.store,
+                tools=default_tools(self.settings.tools.timeout_s, self.settings),
+                mic=self.mic,
+                speaker=self.speaker,
+                lights=NoLights(),
+                instructions=load_instructions(self.settings),
+                trace=self.trace,
+                observer=self.watch,
+            )
+        )
+        self.result: dict[str, Any] = {}
+
+    async def run(self) -> dict[str, Any]:
+        """Run the kiosk and the chosen visitor script; return the measurements."""
+        self.card.start()
+        stop = asyncio.Event()
+        up = asyncio.Event()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                runner = tg.create_task(self.kiosk.run(stop, ready=up.set))
+                try:
+                    async with asyncio.timeout(LIMIT_S):
+                        await up.wait()
+                    if self.args.mode == "stream":
+                        await self.stream()
+                    else:
+                        await self.sessions()
+                finally:
+                    stop.set()
+                await runner
+        finally:
+            self.card.close()
+            self.store.close()
+        return self.result
+
+    async def press(self) -> None:
+        """A button press; a new session first waits for the warm standby, as a visitor walking up would."""
+        standby = self.kiosk.standby
+        if standby is not None and self.kiosk.state is cv.State.IDLE:
+            async with asyncio.timeout(LIMIT_S):
+                await standby.settled.wait()
+        self.kiosk.submit(cv.ButtonPressed())
+
+    async def say(self, pcm: bytes) -> None:
+        """The visitor speaks (returns when all of it was captured)."""
+        done = self.card.say(pcm)
+        await asyncio.wait_for(asyncio.to_thread(done.wait, LIMIT_S), LIMIT_S + 1)
+
+    async def sessions(self) -> None:
+        """Greeting, then ``cycles`` barge-ins each asking the next question; RSS after each session."""
+        utter = visitor_utterance()
+        rss: list[int] = []
+        for _ in range(self.args.sessions):
+            await self.press()
+            await self.watch.until(True)
+            await self.watch.until(False)  # the greeting played out
+            if self.args.cycles:
+                await self.say(utter)
+                await self.watch.until(True)
+            for _ in range(self.args.cycles):
+                await asyncio.sleep(0.6)  # past the echo gate's warm-up: the visitor cuts in
+                await self.say(utter)
+                await self.watch.until(False)
+                await self.watch.until(True)  # the answer to the interruption
+            await self.press()  # the visitor ends the session
+            await self.kiosk.wait_state({cv.State.IDLE}, limit_s=LIMIT_S)
+            if self.kiosk.standby is not None:
+                async with asyncio.timeout(LIMIT_S):
+                    await self.kiosk.standby.settled.wait()
+            while not self.watch.changes.empty():
+                self.watch.changes.get_nowait()
+            rss.append(rss_kb())
+        self.result.update(
+            rss_kb=rss,
+            hwm_kb=rss_kb("VmHWM"),
+            anon_kb=rss_kb("RssAnon"),  # heap and the like; the rest is shared libraries' pages
+            file_kb=rss_kb("RssFile"),
+            first_audio_ms=list(self.kiosk.first_audio_ms),
+        )
+        if self.trace is not None and self.timed is not None:
+            self.result.update(self.probe_results())
+
+    def probe_results(self) -> dict[str, Any]:
+        """The probes' raw timings turned into per-event latencies (ms)."""
+        assert self.trace is not None and self.timed is not None
+        tr, tb = self.trace, self.timed
+        return {
+            "mic_to_wire": an.mic_to_wire(self.card.captured, tr.sends),
+            "wire_to_buffer": an.wire_to_buffer(tr.deltas, tb.writes),
+            "wire_to_speaker": an.wire_to_speaker(tr.deltas, tb.handed),
+            "barge_in": an.barge_in(tr.speech_started, tb.reads),
+            "truncation_error": an.truncation_errors(tr.truncates, tr.deltas, tb.handed, bytes(tb.output)),
+            "deletes": tr.deletes,
+            "underruns": tb.underruns,
+        }
+
+    async def stream(self) -> None:
+        """Full duplex for ``seconds``: the greeting plays throughout while the microphone streams room noise."""
+        self.card.noise = 100  # about -50 dBFS: below the VAD, but not digital silence
+        await self.press()
+        await self.watch.until(True)
+        wall0, cpu0, card0 = time.monotonic(), time.process_time(), self.card.cpu_s
+        await asyncio.sleep(self.args.seconds)
+        wall, cpu, card = time.monotonic() - wall0, time.process_time() - cpu0, self.card.cpu_s - card0
+        still_playing = self.watch.changes.empty()
+        self.result.update(
+            wall_s=wall,
+            cpu_s=cpu - card,
+            card_cpu_s=card,
+            cpu_percent=100 * (cpu - card) / wall,
+            still_playing=still_playing,
+            underruns=self.speaker.buffer.underruns,
+        )
+        await self.press()
+        with contextlib.suppress(TimeoutError):
+            await self.kiosk.wait_state({cv.State.IDLE}, limit_s=LIMIT_S)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the kiosk process; writes the result as JSON to ``--out``."""
+    p = argparse.ArgumentParser(prog="python -m kiosk.bench.duplex")
+    p.add_argument("--mode", choices=("sessions", "stream"), required=True)
+    p.add_argument("--url", required=True, help="the simulator's realtime URL")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--sessions", type=int, default=1)
+    p.add_argument("--cycles", type=int, default=1)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--cold", action="store_true", help="no warm standby: every press connects")
+    p.add_argument("--probes", action="store_true", help="marked audio, timed buffer and probing trace")
+    args = p.parse_args(argv)
+    result = asyncio.run(Bench(args).run())
+    Path(args.out).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
