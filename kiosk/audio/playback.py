@@ -97,7 +97,7 @@ class PlaybackBuffer:
                 data, self._fade = self._fade[:n], self._fade[n:]
                 self.level_dbfs = rms_dbfs(data)
                 return data + bytes(n - len(data)), True
-            if not self._started and not self._ready_to_start():
+            if not self._started and not self._ready_to_start(n):
                 if self._ending and not self._queued:
                     self._reply = False  # the reply ended while we waited for more of it
                 self.level_dbfs = -120.0
@@ -129,12 +129,16 @@ class PlaybackBuffer:
                 self._first_at = None
             return bytes(out) + bytes(n - len(out)), bool(out) or self._reply
 
-    def _ready_to_start(self) -> bool:
+    def _ready_to_start(self, n: int) -> bool:
         if not self._queued or self._first_at is None:
             return False
         if self._ending:
             return True
-        return self._queued >= self._prebuffer and self._clock() - self._first_at >= self._prebuffer_s
+        # Start at the device read nearest the deadline, not the first one after it: the
+        # wait past the prebuffer is then at most half a period instead of a whole one.
+        half_period_s = n / self._bpms / 2000
+        waited = self._clock() - self._first_at
+        return self._queued >= self._prebuffer and waited >= self._prebuffer_s - half_period_s
 
     def flush(self) -> dict[str, float]:
         """Drop queued audio now, fading the next <=10 ms out.
