@@ -179,6 +179,7 @@ class Kiosk:
         self.first_audio_ms: list[float] = []  # press to first audible assistant audio, per session
         self._budget_day = ""
         self._day_spent = False
+        self._usage_tasks: set[asyncio.Task[None]] = set()
 
     # -- what a VisitorLink needs (kiosk.link.Host) -------------------------------
 
@@ -236,12 +237,23 @@ class Kiosk:
         return self.machine.state is cv.State.LISTENING
 
     def usage_changed(self, session_id: str, total: rs.Usage) -> None:
-        """Record the session's usage and apply the cost guards."""
+        """Record the session's usage and apply the cost guards (the write runs off the loop)."""
+        task = asyncio.get_running_loop().create_task(self._record_usage(session_id, total), name="usage")
+        self._usage_tasks.add(task)
+        task.add_done_callback(self._usage_tasks.discard)
+
+    async def _record_usage(self, session_id: str, total: rs.Usage) -> None:
         cost = budget.cost_usd(total, self.p.settings.cost)
         day = self.p.today()
+        store = self.p.store
+
+        def write() -> tuple[int, float]:
+            # A durable write (synchronous=FULL) can take tens of ms on an SD card: never on the loop.
+            store.record_usage(session_id, day, budget.token_counts(total), cost)
+            return store.usage_for_day(day)
+
         try:
-            self.p.store.record_usage(session_id, day, budget.token_counts(total), cost)
-            day_tokens, day_cost = self.p.store.usage_for_day(day)
+            day_tokens, day_cost = await asyncio.to_thread(write)
         except StoreError as exc:
             # Budgets must not take the conversation down; the next response tries again.
             log.error("usage not recorded: %s", exc, extra=event("store_error"))
@@ -249,7 +261,7 @@ class Kiosk:
         verdict = budget.check(
             total.input_tokens + total.output_tokens, cost, day_tokens, day_cost, self.p.settings.cost
         )
-        if verdict.session_spent:
+        if verdict.session_spent and self._link is not None and self._link.session_id == session_id:
             log.warning(
                 "session budget spent (%d tokens, $%.2f)",
                 total.input_tokens + total.output_tokens,

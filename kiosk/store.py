@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -173,6 +174,7 @@ class Store:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from None
         self.conn = conn
+        self._tx_lock = threading.RLock()
         self.db = sqlite_utils.Database(conn)
         self._migrate()
 
@@ -188,19 +190,25 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; StoreError for SQLite failures."""
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"database busy or unavailable: {exc}") from None
-        try:
-            yield self.conn
-            self.conn.execute("COMMIT")
-        except BaseException as exc:
-            self.conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"database write failed: {exc}") from None
-            raise
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; StoreError for SQLite failures.
+
+        Tools write from worker threads and the kiosk records usage from another: one
+        connection carries one transaction at a time, so transactions take turns here
+        instead of failing with "cannot start a transaction within a transaction".
+        """
+        with self._tx_lock:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"database busy or unavailable: {exc}") from None
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException as exc:
+                self.conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"database write failed: {exc}") from None
+                raise
 
     @property
     def schema_version(self) -> int:

@@ -45,3 +45,27 @@ def test_failed_save_leaves_nothing(tmp_path: Path) -> None:
         store.save_lead(LEAD, bad)
     assert store.count("leads") == 0
     assert store.count("outbox") == 0
+
+
+def test_transactions_from_several_threads_take_turns(tmp_path: Path) -> None:
+    """Tools write from worker threads while the kiosk records usage: none may fail."""
+    import threading
+
+    store = Store(tmp_path / "k.db")
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(50):
+                store.record_usage(f"s{n}-{i}", "2026-11-24", {"input_tokens": 1, "output_tokens": 1}, 0.01)
+        except BaseException as exc:  # collected: an exception in a thread would be lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert store.count("usage") == 200
+    store.close()
