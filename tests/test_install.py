@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,18 @@ def test_install_lays_out_the_system(root: Path, tmp_path: Path) -> None:
     assert (root / "opt/kiosk/src/kiosk/cli.py").is_file() and (root / "opt/kiosk/README.md").is_file()
     assert (root / "etc/kiosk/kiosk.toml").read_bytes() == (REPO / "config/kiosk.toml").read_bytes()
     assert (root / "etc/kiosk/knowledge/faq.md").is_file() and (root / "etc/kiosk/instructions.md").is_file()
+    for shipped in (REPO / "config").iterdir():  # everything kiosk.toml refers to came along
+        assert (root / "etc/kiosk" / shipped.name).exists(), shipped.name
+    # The installed configuration is complete: it validates where it was installed.
+    check = subprocess.run(
+        [sys.executable, "-m", "kiosk", "--config", str(root / "etc/kiosk/kiosk.toml"), "config", "check"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("KIOSK_")},
+    )
+    assert check.returncode == 0, check.stderr
     creds = root / "etc/kiosk/credentials"
     assert stat.S_IMODE(creds.stat().st_mode) == 0o700
     assert stat.S_IMODE((creds / "openai_api_key").stat().st_mode) == 0o600
