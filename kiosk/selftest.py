@@ -341,9 +341,9 @@ async def run_checks(
 
 async def _audio_checks(a: AudioSettings, opts: Options) -> list[Result]:
     try:
-        import pyaudio
+        from kiosk.audio.devices import new_pyaudio
 
-        pa = pyaudio.PyAudio()
+        pa = new_pyaudio()  # without Debian PortAudio's JACK chatter on stderr
     except (ImportError, OSError) as exc:
         why = f"PortAudio unavailable: {exc}"
         return [fail("microphone", why), fail("speaker", why)]
