@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import SecretStr
 
@@ -144,6 +144,30 @@ class Parts:
     syncer: Syncer | None = None  # the outbox consumer (the daemon); None in the demo and most tests
     observer: Observer = field(default_factory=NullObserver)
     today: Callable[[], str] = field(default=lambda: date.today().isoformat())  # the local day, for budgets
+
+
+def build_parts(
+    settings: Settings,
+    store: Store,
+    mic: Microphone,
+    speaker: Speaker,
+    lights: Lights,
+    **extra: Any,
+) -> Parts:
+    """Parts with everything that follows from the settings: the tools, the instructions and
+    the prerecorded messages. ``extra`` sets the rest (trace, observer, syncer, today)."""
+    return Parts(
+        settings=settings,
+        store=store,
+        tools=default_tools(settings.tools.timeout_s, settings),
+        mic=mic,
+        speaker=speaker,
+        lights=lights,
+        instructions=load_instructions(settings),
+        offline_audio=read_message(settings.session.offline_message),
+        unavailable_audio=read_message(settings.session.unavailable_message),
+        **extra,
+    )
 
 
 class Kiosk:
@@ -315,6 +339,13 @@ class Kiosk:
     def state(self) -> cv.State:
         """The state machine's state."""
         return self.machine.state
+
+    async def wait_for_standby(self, limit_s: float) -> None:
+        """Before a press that starts a session: let the warm standby's attempt finish (as a
+        visitor walking up would), so the press takes it. Returns at once without one."""
+        if self.standby is not None and self.machine.state is cv.State.IDLE:
+            async with asyncio.timeout(limit_s):
+                await self.standby.settled.wait()
 
     async def wait_state(self, states: set[cv.State], *, limit_s: float) -> None:
         """Wait (at most ``limit_s``) until the state is one of ``states``."""

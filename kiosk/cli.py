@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -90,7 +89,7 @@ def _config(args: argparse.Namespace) -> int:
 
 def _sim_serve(args: argparse.Namespace) -> int:
     from kiosk.sim.scenario import load_scenario
-    from kiosk.sim.server import SimOptions, SimServer
+    from kiosk.sim.server import SimOptions, SimServer, serve_until_signal
 
     try:
         scenario = load_scenario(args.scenario)
@@ -101,13 +100,8 @@ def _sim_serve(args: argparse.Namespace) -> int:
     async def serve() -> None:
         server = SimServer(SimOptions(scenario=scenario))
         await server.start(args.host, args.port)
-        print(f"simulator: {server.url}?model=gpt-realtime (scenario {scenario.name}); Ctrl-C stops", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await server.close()
+        banner = f"simulator: {server.url}?model=gpt-realtime (scenario {scenario.name}); Ctrl-C stops"
+        await serve_until_signal(server, lambda s: print(banner, flush=True))
 
     asyncio.run(serve())
     return 0

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kiosk import conversation as cv
-from kiosk.app import Kiosk, Parts, default_tools, load_instructions, read_message
+from kiosk.app import Kiosk, build_parts
 from kiosk.config import AudioSettings, Settings
 from kiosk.panel import KeyboardButton, Lights, LogLights
 from kiosk.realtime.connection import TraceWriter
@@ -56,7 +56,6 @@ async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
     status.started()
     logging.getLogger().addHandler(StatusLogHandler(status))
     store = Store(settings.store.path)
-    tools = default_tools(settings.tools.timeout_s, settings)
     panel = None if no_gpio else _gpio_panel(settings)
     lights: Lights = panel if panel is not None else LogLights()
     log.info("kiosk %s starting", settings.kiosk_id, extra={"kiosk": {"event": "start"}})
@@ -85,17 +84,13 @@ async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
     )
     try:
         mic, speaker = _open_audio(devices, a)
-        parts = Parts(
-            settings=settings,
-            store=store,
-            tools=tools,
-            mic=mic,
-            speaker=speaker,
-            lights=lights,
-            instructions=load_instructions(settings),
+        parts = build_parts(
+            settings,
+            store,
+            mic,
+            speaker,
+            lights,
             trace=TraceWriter(trace) if trace else None,
-            offline_audio=read_message(settings.session.offline_message),
-            unavailable_audio=read_message(settings.session.unavailable_message),
             syncer=syncer,
         )
         kiosk = Kiosk(parts)
@@ -127,22 +122,10 @@ def _gpio_panel(settings: Settings) -> Any:
 def _open_audio(devices: Devices, a: AudioSettings) -> tuple[PyAudioMicrophone, PyAudioSpeaker]:
     from kiosk.audio.pyaudio_io import PyAudioMicrophone, PyAudioSpeaker
 
-    mic = PyAudioMicrophone(
-        devices.pa,
-        devices.mic,
-        chunk_ms=a.chunk_ms,
-        channel=a.mic_channel,
-        downmix=a.downmix,
-        gain_db=a.input_gain_db,
-        queue_chunks=a.capture_queue_chunks,
-        rate=a.input_rate,
-        period_ms=a.period_ms,
+    return (
+        PyAudioMicrophone.configured(devices.pa, devices.mic, a),
+        PyAudioSpeaker.configured(devices.pa, devices.speaker, a),
     )
-    speaker = PyAudioSpeaker(
-        devices.pa, devices.speaker, prebuffer_ms=a.prebuffer_ms, period_ms=a.period_ms, rate=a.output_rate
-    )
-    return mic, speaker
-
 
 def _monitor(
     settings: Settings, notifier: Notifier, status: StatusFile, kiosk: Kiosk, syncer: Syncer

@@ -70,11 +70,10 @@ async def _visit(rig: Rig) -> None:
         if turn.barge_in_ms is None:
             await rig.assistant_turn()
             await rig.pause(turn.pause_ms)
+            await rig.say(read_wav(turn.visitor_audio))
         else:
             # Talk over the assistant's reply: it must stop and forget what was not heard.
-            await rig.assistant_starts()
-            await rig.pause(turn.barge_in_ms)
-        await rig.say(read_wav(turn.visitor_audio))
+            await rig.talk_over(turn.barge_in_ms, read_wav(turn.visitor_audio))
         # The next reply starts after the visitor stopped; drop events of the one before.
         rig.expect_audio()
         rig.rec.assistant_lines.clear()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from kiosk import conversation as cv
-from kiosk.app import Kiosk, Parts, default_tools, load_instructions, read_message
+from kiosk.app import Kiosk, build_parts
 from kiosk.audio.files import ScriptedMicrophone, WavSpeaker
 from kiosk.audio.room import Room, RoomMicrophone
 from kiosk.config import Settings, load_settings
@@ -144,24 +144,18 @@ class Rig:
             else:
                 self.mic = RoomMicrophone(self.room, chunk_ms, speed=self.speed)
                 self.speaker = WavSpeaker(self.speaker_wav, prebuffer_ms, speed=self.speed, tap=self.room.tap)
-            self.offline_audio = read_message(self.settings.session.offline_message)
-            self.unavailable_audio = read_message(self.settings.session.unavailable_message)
-            self.kiosk = Kiosk(
-                Parts(
-                    settings=self.settings,
-                    store=self.store,
-                    tools=default_tools(self.settings.tools.timeout_s, self.settings),
-                    mic=self.mic,
-                    speaker=self.speaker,
-                    lights=self.lights,
-                    instructions=load_instructions(self.settings),
-                    offline_audio=self.offline_audio,
-                    unavailable_audio=self.unavailable_audio,
-                    trace=tracer,
-                    observer=self.rec,
-                    today=lambda: self.day,
-                )
+            parts = build_parts(
+                self.settings,
+                self.store,
+                self.mic,
+                self.speaker,
+                self.lights,
+                trace=tracer,
+                observer=self.rec,
+                today=lambda: self.day,
             )
+            self.offline_audio, self.unavailable_audio = parts.offline_audio, parts.unavailable_audio
+            self.kiosk = Kiosk(parts)
             stop = asyncio.Event()
             async with asyncio.TaskGroup() as tg:
                 up = asyncio.Event()
@@ -198,10 +192,7 @@ class Rig:
         A press that starts a session waits (briefly) for the warm standby first, as a
         visitor walking up would, so each visitor session is one simulator session.
         """
-        standby = self.kiosk.standby
-        if standby is not None and self.kiosk.state is cv.State.IDLE:
-            async with asyncio.timeout(10):
-                await standby.settled.wait()
+        await self.kiosk.wait_for_standby(10)
         self.kiosk.submit(cv.ButtonPressed())
         if until:
             await self.kiosk.wait_state(until, limit_s=limit_s)
@@ -234,6 +225,12 @@ class Rig:
         """Wait until the assistant's next reply becomes audible (call :meth:`expect_audio` first)."""
         async with asyncio.timeout(limit_s):
             await self.rec.playback_started.wait()
+
+    async def talk_over(self, after_ms: float, pcm: bytes, limit_s: float = TURN_TIMEOUT_S) -> None:
+        """Barge in: once the assistant is audible, wait ``after_ms`` of audio time, then speak."""
+        await self.assistant_starts(limit_s)
+        await self.pause(after_ms)
+        await self.say(pcm)
 
     async def assistant_turn(self) -> None:
         """Wait until the assistant has said something and finished playing it."""

@@ -120,9 +120,7 @@ async def check_microphone(pa: Any, a: AudioSettings, seconds: float, min_dbfs: 
 
     try:
         device = find_device(pa, a.input_device, a.input_index, True)
-        mic = PyAudioMicrophone(
-            pa, device, chunk_ms=a.chunk_ms, channel=a.mic_channel, downmix=a.downmix, gain_db=a.input_gain_db
-        )
+        mic = PyAudioMicrophone.configured(pa, device, a)
         await mic.start()
     except DeviceError as exc:
         return fail("microphone", str(exc))
@@ -178,7 +176,7 @@ async def check_speaker(pa: Any, a: AudioSettings, hz: float, ms: int) -> Result
 
     try:
         device = find_device(pa, a.output_device, a.output_index, False)
-        speaker = PyAudioSpeaker(pa, device, prebuffer_ms=a.prebuffer_ms)
+        speaker = PyAudioSpeaker.configured(pa, device, a)
         await speaker.start(on_playing)
     except DeviceError as exc:
         return fail("speaker", str(exc))

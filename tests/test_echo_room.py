@@ -63,10 +63,7 @@ async def test_a_visitor_speaking_over_the_echo_still_barges_in(tmp_path: Path) 
     visitor = apply_gain(read_wav(AUDIO / "happy_v1.wav"), 6.0)  # close to the array
     async with rig.running():
         await rig.press()
-        async with asyncio.timeout(60):
-            await rig.rec.playback_started.wait()
-        await rig.pause(5000)
-        await rig.say(visitor)
+        await rig.talk_over(5000, visitor, limit_s=60)
         await rig.assistant_turn()
         sim = rig.sim.sessions[0]
         await rig.press(until={cv.State.IDLE})

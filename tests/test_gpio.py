@@ -61,6 +61,25 @@ def make(
     return GpioPanel(settings, events, factory, clock=clock), events, clock
 
 
+def tap(pin: MockPWMPin, clock: Clock, *, after_s: float = 1.0, hold_s: float = 0.2) -> None:
+    """A clean press and release, ``after_s`` after whatever came before."""
+    clock.t += after_s
+    pin.drive_low()
+    clock.t += hold_s
+    pin.drive_high()
+
+
+def chatter(pin: MockPWMPin, clock: Clock, *, times: int = 3, step_s: float = 0.004) -> None:
+    """Contact bounce: the pin flips ``times`` round trips within a few milliseconds, ending
+    where it started."""
+    away, back = (pin.drive_high, pin.drive_low) if pin.state == 0 else (pin.drive_low, pin.drive_high)
+    for _ in range(times):
+        clock.t += step_s
+        away()
+        clock.t += step_s
+        back()
+
+
 def test_short_press_is_reported_on_release(factory: MockFactory) -> None:
     panel, events, clock = make(factory)
     pin = factory.pin(17)
@@ -80,11 +99,7 @@ def test_long_press_is_held_and_its_release_is_not_a_press(factory: MockFactory)
     assert events.wait(1) == [ButtonHeld()]  # fires while still held, after hold_s
     clock.t += 5
     pin.drive_high()
-    # A following short press is the next event: the held press's release added none.
-    clock.t += 1
-    pin.drive_low()
-    clock.t += 0.2
-    pin.drive_high()
+    tap(pin, clock)  # a following short press is the next event: the held release added none
     assert events.wait(2) == [ButtonHeld(), ButtonPressed()]
     panel.close()
 
@@ -92,26 +107,12 @@ def test_long_press_is_held_and_its_release_is_not_a_press(factory: MockFactory)
 def test_contact_bounce_counts_once(factory: MockFactory) -> None:
     panel, events, clock = make(factory, bounce_s=0.05)
     pin = factory.pin(17)
-    # Press with chatter: low, high, low within 10 ms.
-    for _ in range(3):
-        pin.drive_low()
-        clock.t += 0.004
-        pin.drive_high()
-        clock.t += 0.004
-    pin.drive_low()
+    pin.drive_low()  # press, with chatter
+    chatter(pin, clock)
     clock.t += 0.3
-    # Release with chatter.
-    pin.drive_high()
-    for _ in range(3):
-        clock.t += 0.004
-        pin.drive_low()
-        clock.t += 0.004
-        pin.drive_high()
-    # A second real press well after the chatter.
-    clock.t += 1
-    pin.drive_low()
-    clock.t += 0.3
-    pin.drive_high()
+    pin.drive_high()  # release, with chatter
+    chatter(pin, clock)
+    tap(pin, clock, hold_s=0.3)  # a second real press well after the chatter
     assert events.wait(2) == [ButtonPressed(), ButtonPressed()]
     assert len(events.got) == 2
     panel.close()
@@ -120,13 +121,8 @@ def test_contact_bounce_counts_once(factory: MockFactory) -> None:
 def test_tap_shorter_than_bounce_does_not_wedge_the_button(factory: MockFactory) -> None:
     panel, events, clock = make(factory, bounce_s=0.05)
     pin = factory.pin(17)
-    pin.drive_low()
-    clock.t += 0.01
-    pin.drive_high()  # dropped as chatter
-    clock.t += 1
-    pin.drive_low()
-    clock.t += 0.2
-    pin.drive_high()
+    tap(pin, clock, after_s=0, hold_s=0.01)  # the release is dropped as chatter
+    tap(pin, clock)
     assert events.wait(1) == [ButtonPressed()]
     panel.close()
 

@@ -3,7 +3,6 @@ garbage frames, barge-in. Real WebSocket, real SQLite; audio from files."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from pathlib import Path
@@ -135,10 +134,7 @@ async def test_barge_in_stops_playback_and_truncates_to_what_was_played(tmp_path
     rig = Rig(scenario, tmp_path, speed=4, overrides={"echo": {"mode": "hardware"}}, record=True)
     async with rig.running():
         await rig.press()
-        async with asyncio.timeout(10):
-            await rig.rec.playback_started.wait()
-        await rig.pause(1500)
-        await rig.say(SPEECH)
+        await rig.talk_over(1500, SPEECH, limit_s=10)
         await rig.assistant_turn()
         sim = rig.sim.sessions[0]
         (trunc,) = [e for e in sim.received if e["type"] == "conversation.item.truncate"]

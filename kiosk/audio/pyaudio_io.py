@@ -21,6 +21,7 @@ from kiosk.audio.pcm import RATE
 from kiosk.audio.playback import PlaybackBuffer
 from kiosk.audio.ports import PlayingListener
 from kiosk.audio.resample import Resampler
+from kiosk.config import AudioSettings
 from kiosk.errors import DeviceError
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,21 @@ class PyAudioMicrophone:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.callbacks = 0  # progress counter for the watchdog
 
+    @classmethod
+    def configured(cls, pa: Any, device: DeviceInfo, a: AudioSettings) -> PyAudioMicrophone:
+        """The microphone as ``[audio]`` configures it (the daemon and the self-test alike)."""
+        return cls(
+            pa,
+            device,
+            chunk_ms=a.chunk_ms,
+            channel=a.mic_channel,
+            downmix=a.downmix,
+            gain_db=a.input_gain_db,
+            queue_chunks=a.capture_queue_chunks,
+            rate=a.input_rate,
+            period_ms=a.period_ms,
+        )
+
     @property
     def overflows(self) -> int:
         """Chunks dropped because the consumer fell behind."""
@@ -229,6 +245,11 @@ class PyAudioSpeaker:
         self._resample = Resampler(RATE, self.rate)
         self.latency_ms = 0.0
         self.callbacks = 0  # progress counter for the watchdog
+
+    @classmethod
+    def configured(cls, pa: Any, device: DeviceInfo, a: AudioSettings) -> PyAudioSpeaker:
+        """The speaker as ``[audio]`` configures it (the daemon and the self-test alike)."""
+        return cls(pa, device, prebuffer_ms=a.prebuffer_ms, period_ms=a.period_ms, rate=a.output_rate)
 
     async def start(self, on_playing: PlayingListener) -> None:
         """Open the output stream."""

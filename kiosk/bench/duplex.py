@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk import conversation as cv
-from kiosk.app import Kiosk, Parts, default_tools, load_instructions
+from kiosk.app import Kiosk, build_parts
 from kiosk.audio.files import FileMicrophone, RawSpeaker
 from kiosk.bench import analyse as an
 from kiosk.bench.probe import FifoCard, ProbeTrace, TimedBuffer
@@ -114,17 +114,11 @@ class Bench:
             self.trace = ProbeTrace()
         self.watch = Watch()
         self.store = Store(self.settings.store.path)
+        # The bench's own lights (no history kept) and no prerecorded messages in play: the
+        # rest is built exactly as the daemon builds it.
         self.kiosk = Kiosk(
-            Parts(
-                settings=self.settings,
-                store=self.store,
-                tools=default_tools(self.settings.tools.timeout_s, self.settings),
-                mic=self.mic,
-                speaker=self.speaker,
-                lights=NoLights(),
-                instructions=load_instructions(self.settings),
-                trace=self.trace,
-                observer=self.watch,
+            build_parts(
+                self.settings, self.store, self.mic, self.speaker, NoLights(), trace=self.trace, observer=self.watch
             )
         )
         self.result: dict[str, Any] = {}
@@ -154,10 +148,7 @@ class Bench:
 
     async def press(self) -> None:
         """A button press; a new session first waits for the warm standby, as a visitor walking up would."""
-        standby = self.kiosk.standby
-        if standby is not None and self.kiosk.state is cv.State.IDLE:
-            async with asyncio.timeout(LIMIT_S):
-                await standby.settled.wait()
+        await self.kiosk.wait_for_standby(LIMIT_S)
         self.kiosk.submit(cv.ButtonPressed())
 
     async def say(self, pcm: bytes) -> None:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from pathlib import Path
 
 from kiosk.audio.pcm import write_wav
 from kiosk.bench.voices import assistant_reply
 from kiosk.sim.scenario import Reply, Scenario, Turn
-from kiosk.sim.server import Faults, SimOptions, SimServer
+from kiosk.sim.server import Faults, SimOptions, SimServer, serve_until_signal
 
 TURNS = 40
 FALLBACK = 99
@@ -44,16 +43,10 @@ def scenario(workdir: Path, greeting_s: float, reply_s: float) -> Scenario:
 
 
 async def serve(opts: SimOptions) -> None:
-    """Serve until SIGTERM/SIGINT."""
+    """Serve until SIGTERM/SIGINT; the first line on stdout is the URL."""
     server = SimServer(opts)
     await server.start()
-    print(server.url, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.close()
+    await serve_until_signal(server, lambda s: print(s.url, flush=True))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,8 @@ import itertools
 import json
 import logging
 import re
+import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -666,3 +668,14 @@ class SimServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def serve_until_signal(server: SimServer, announce: Callable[[SimServer], None]) -> None:
+    """Run a started simulator until SIGINT/SIGTERM (``kiosk sim serve``, the bench's process)."""
+    announce(server)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.close()
