@@ -21,8 +21,8 @@ from typing import Any
 from pydantic import SecretStr
 
 from kiosk.config import NotifySettings, RetentionSettings, Secrets, SyncSettings
-from kiosk.store import ConsentEvidence, LeadRecord, Store
-from kiosk.sync import Syncer
+from kiosk.leads.store import ConsentEvidence, LeadRecord, Store
+from kiosk.leads.sync import Syncer
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN, SECRET = "test-token", "test-signing-secret"

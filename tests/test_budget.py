@@ -8,8 +8,8 @@ import pytest
 
 from kiosk import budget
 from kiosk.config import CostSettings
+from kiosk.leads.store import Store
 from kiosk.realtime.session import Usage
-from kiosk.store import Store
 
 PRICES = CostSettings(
     price_audio_in=32.0, price_audio_cached_in=0.4, price_text_in=4.0, price_audio_out=64.0, price_text_out=16.0

@@ -14,7 +14,7 @@ import pytest
 from openai import AsyncOpenAI
 
 from kiosk.audio.pcm import read_wav, silence
-from kiosk.demo import run_demo
+from kiosk.sim.demo import run_demo
 from kiosk.sim.scenario import load_scenario
 from kiosk.sim.server import SimOptions, SimServer
 from tests import oracle

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from kiosk import conversation as cv
-from kiosk.demo import run_demo
+from kiosk.sim.demo import run_demo
 
 
 async def test_happy_path_demo_saves_a_lead(tmp_path: Path) -> None:

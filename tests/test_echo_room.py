@@ -11,8 +11,8 @@ import pytest
 
 from kiosk import conversation as cv
 from kiosk.audio.pcm import apply_gain, read_wav, write_wav
-from kiosk.audio.room import Room
-from kiosk.rig import Rig
+from kiosk.sim.rig import Rig
+from kiosk.sim.room import Room
 from kiosk.sim.scenario import SCENARIO_DIR, Reply, Scenario, Turn
 
 pytestmark = pytest.mark.timeout(90)

@@ -12,8 +12,8 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from kiosk.config import PanelSettings
 from kiosk.conversation import ButtonHeld, ButtonPressed, Pattern
-from kiosk.gpio import GpioPanel
-from kiosk.panel import ButtonEvent
+from kiosk.panel.gpio import GpioPanel
+from kiosk.panel.ports import ButtonEvent
 
 LIMIT_S = 10.0
 

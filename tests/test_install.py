@@ -74,7 +74,7 @@ def test_install_lays_out_the_system(root: Path, tmp_path: Path) -> None:
     groups = {line.split(":")[0]: line.split(":")[3].split(",") for line in group_lines}
     assert "kiosk" in groups["audio"] and "kiosk" in groups["gpio"]
     # Code, config, credentials.
-    assert (root / "opt/kiosk/src/kiosk/cli.py").is_file() and (root / "opt/kiosk/README.md").is_file()
+    assert (root / "opt/kiosk/src/kiosk/cli/main.py").is_file() and (root / "opt/kiosk/README.md").is_file()
     assert (root / "etc/kiosk/kiosk.toml").read_bytes() == (REPO / "config/kiosk.toml").read_bytes()
     assert (root / "etc/kiosk/knowledge/faq.md").is_file() and (root / "etc/kiosk/instructions.md").is_file()
     for shipped in (REPO / "config").iterdir():  # everything kiosk.toml refers to came along

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.store import Store
+from kiosk.leads.store import Store
 from kiosk.tools.registry import ToolContext
 from tests.toolkit import DEAL, DRAFT, REPO, call, make_ctx, make_registry
 
@@ -162,7 +162,7 @@ def test_schedule_call_without_consent_on_record_sends_nothing(store: Store) -> 
 CHILD = textwrap.dedent(
     """
     import sys
-    from kiosk.store import Store
+    from kiosk.leads.store import Store
     from tests.toolkit import DRAFT, call, make_ctx, make_registry
 
     store = Store(__import__("pathlib").Path(sys.argv[1]))

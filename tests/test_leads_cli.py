@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kiosk import outbox as ob
-from kiosk.store import Store
+from kiosk.leads import outbox as ob
+from kiosk.leads.store import Store
 from tests.synckit import SECRET, TOKEN, free_port, make_cert, save_leads, serve_receiver
 
 

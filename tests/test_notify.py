@@ -15,9 +15,9 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from pydantic import SecretStr
 
 from kiosk.config import REPO_CONFIG, BranchSettings, NotifySettings, RetentionSettings, Secrets, SyncSettings
-from kiosk.notify import queue_officer_email, queue_visitor_email, render
-from kiosk.store import Store
-from kiosk.sync import Syncer
+from kiosk.leads.mail import queue_officer_email, queue_visitor_email, render
+from kiosk.leads.store import Store
+from kiosk.leads.sync import Syncer
 from tests.synckit import ManualClock, free_port, make_cert, save_leads, server_tls
 
 TEMPLATES = REPO_CONFIG.parent / "templates"

@@ -11,7 +11,7 @@ import pytest
 
 from kiosk import conversation as cv
 from kiosk.audio.pcm import read_wav
-from kiosk.rig import Rig
+from kiosk.sim.rig import Rig
 from kiosk.sim.scenario import Reply, Scenario, Turn, load_scenario
 from kiosk.sim.server import Faults
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from kiosk import outbox as ob
 from kiosk.config import RetentionSettings
-from kiosk.retention import purge
-from kiosk.store import Store
+from kiosk.leads import outbox as ob
+from kiosk.leads.retention import purge
+from kiosk.leads.store import Store
 from tests.synckit import ManualClock, save_leads
 
 RETENTION = RetentionSettings(personal_data_days=30, consent_days=1461)

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 from kiosk import conversation as cv
-from kiosk.app import load_instructions
 from kiosk.audio.pcm import read_wav
 from kiosk.config import load_settings
-from kiosk.demo import DemoResult, run_demo
-from kiosk.rig import Rig
+from kiosk.runtime.kiosk import load_instructions
+from kiosk.sim.demo import DemoResult, run_demo
+from kiosk.sim.rig import Rig
 from kiosk.sim.scenario import load_scenario, scenario_names
 from kiosk.sim.server import SimSession
 from kiosk.tools.leads import disclosure_text

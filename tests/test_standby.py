@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kiosk import conversation as cv
-from kiosk.rig import Rig
+from kiosk.sim.rig import Rig
 from kiosk.sim.scenario import load_scenario
 
 pytestmark = pytest.mark.timeout(60)

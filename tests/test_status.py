@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.cli import main
+from kiosk.cli.main import main
+from kiosk.leads.store import Store
 from kiosk.logs import event
-from kiosk.service import StatusFile, StatusLogHandler
-from kiosk.store import Store
+from kiosk.runtime.systemd import StatusFile, StatusLogHandler
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "config" / "kiosk.toml"

@@ -11,10 +11,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from kiosk import outbox as ob
+from kiosk.leads import outbox as ob
+from kiosk.leads.store import Store
+from kiosk.leads.sync import DrainReport, build_batch, lead_document
 from kiosk.logs import fields_of
-from kiosk.store import Store
-from kiosk.sync import DrainReport, build_batch, lead_document
 from tests.synckit import (
     REPO,
     ManualClock,
@@ -88,7 +88,7 @@ def test_bad_signature_is_dead_lettered_not_retried(
     clock = ManualClock()
     with serve_receiver(tmp_path / "r.db", cert) as rx:
         syncer = make_syncer(store, sync_settings(rx.url, cert[0]), clock, secret="not-the-receivers-secret")
-        with caplog.at_level(logging.ERROR, logger="kiosk.sync"):
+        with caplog.at_level(logging.ERROR, logger="kiosk.leads.sync"):
             report = syncer.drain()
         assert (report.sent, report.dead) == (0, 3)
         seen = rx.receiver.requests

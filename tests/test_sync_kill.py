@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.store import Store
+from kiosk.leads.store import Store
 from tests.synckit import SECRET, TOKEN, make_cert, save_leads, serve_receiver
 
 LEADS, BATCH, ROUNDS = 400, 4, 20

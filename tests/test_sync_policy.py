@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from kiosk import outbox as ob
 from kiosk.config import SyncSettings
-from kiosk.sync import backoff_delay, classify_reply, is_retryable_status, parse_retry_after, sign
-from kiosk.transport import HttpReply
+from kiosk.leads import outbox as ob
+from kiosk.leads.http import HttpReply
+from kiosk.leads.sync import backoff_delay, classify_reply, is_retryable_status, parse_retry_after, sign
 from tests.synckit import ManualClock, save_leads
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -61,7 +61,7 @@ def test_not_before_times_round_up() -> None:
 
 
 def test_a_schedule_from_a_wrong_clock_does_not_strand_a_row(tmp_path: Path) -> None:
-    from kiosk.store import Store
+    from kiosk.leads.store import Store
 
     store = Store(tmp_path / "k.db")
     save_leads(store, 1)

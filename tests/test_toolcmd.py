@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.cli import main
+from kiosk.cli.main import main
 from tests.toolkit import CONFIG, DEAL, DRAFT
 
 

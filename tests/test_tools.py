@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from kiosk.app import default_tools
-from kiosk.store import Store
+from kiosk.leads.store import Store
+from kiosk.runtime.kiosk import default_tools
 from kiosk.tools.registry import Tool, ToolContext, ToolRegistry
 from tests.toolkit import DEAL, DRAFT, call, make_ctx, make_registry
 

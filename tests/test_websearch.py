@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kiosk.store import Store
+from kiosk.leads.store import Store
 from kiosk.tools.websearch import trim_for_speech
 from tests.toolkit import call, make_ctx, make_registry
 

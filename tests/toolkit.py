@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from kiosk.config import BranchSettings
-from kiosk.store import Store
+from kiosk.leads.store import Store
 from kiosk.tools import booking, deals, knowledge, leads, scoring, websearch
 from kiosk.tools.lending import LendingConfig, load_lending
 from kiosk.tools.registry import ToolContext, ToolRegistry

@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from kiosk import conversation as cv
-from kiosk.app import Kiosk, build_parts
 from kiosk.audio.files import FileMicrophone, RawSpeaker
 from kiosk.bench import analyse as an
 from kiosk.bench.probe import FifoCard, ProbeTrace, TimedBuffer
 from kiosk.bench.voices import visitor_utterance
 from kiosk.config import Settings, load_settings
-from kiosk.store import Store
+from kiosk.leads.store import Store
+from kiosk.runtime.kiosk import Kiosk, build_parts
 
 LIMIT_S = 20.0  # any single wait; a stuck benchmark fails instead of hanging
 

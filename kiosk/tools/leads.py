@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from kiosk.config import BranchSettings
 from kiosk.errors import ToolError
-from kiosk.store import ConsentEvidence, LeadRecord
+from kiosk.leads.store import ConsentEvidence, LeadRecord
 from kiosk.tools.lending import LendingConfig
 from kiosk.tools.registry import Tool, ToolContext
 from kiosk.tools.scoring import explain, facts_from, score

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from kiosk.config import BranchSettings
 from kiosk.errors import StoreError, ToolError
-from kiosk.store import Store
+from kiosk.leads.store import Store
 
 log = logging.getLogger(__name__)
 

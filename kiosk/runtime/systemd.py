@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from kiosk.leads.store import utc_now
 from kiosk.logs import event, fields_of, redact
-from kiosk.store import utc_now
 from systemd import daemon
 
 log = logging.getLogger(__name__)

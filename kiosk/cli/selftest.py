@@ -79,7 +79,7 @@ class Options:
 
 def check_database(path: Path) -> Result:
     """Open (creating and migrating if needed) and write the database."""
-    from kiosk.store import Store
+    from kiosk.leads.store import Store
 
     existed = path.exists()
     try:
@@ -199,8 +199,8 @@ async def check_panel(settings: Settings, opts: Options, pin_factory: Any, out: 
     from gpiozero.exc import GPIOZeroError
 
     from kiosk.conversation import Pattern
-    from kiosk.gpio import GpioPanel
-    from kiosk.panel import ButtonEvent
+    from kiosk.panel.gpio import GpioPanel
+    from kiosk.panel.ports import ButtonEvent
 
     loop = asyncio.get_running_loop()
     pressed = asyncio.Event()
@@ -242,9 +242,9 @@ async def check_panel(settings: Settings, opts: Options, pin_factory: Any, out: 
 
 async def check_realtime(settings: Settings) -> Result:
     """Connect, authenticate, and have ``session.update`` confirmed by ``session.updated``."""
-    from kiosk.app import default_tools, load_instructions, session_config
     from kiosk.realtime import session as rs
     from kiosk.realtime.connection import RealtimeConnection
+    from kiosk.runtime.kiosk import default_tools, load_instructions, session_config
 
     r = settings.realtime
     where = f"{r.url} model {r.model}"

@@ -13,7 +13,9 @@ import logging
 import sys
 from pathlib import Path
 
-from kiosk import __version__, leads_cli, toolcmd
+from kiosk import __version__
+from kiosk.cli import leads as leads_cli
+from kiosk.cli import tools as toolcmd
 from kiosk.config import LoadedConfig, load_settings, masked_dump
 from kiosk.errors import ConfigError, DeviceError, StoreError
 from kiosk.logs import setup_logging
@@ -65,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     toolcmd.register(sub)
     leads_cli.register(sub)
 
-    from kiosk import selftest, status
+    from kiosk.cli import selftest, status
 
     selftest.register(sub)
     status.register(sub)
@@ -120,7 +122,7 @@ def _devices(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from kiosk.daemon import run_daemon
+    from kiosk.runtime.daemon import run_daemon
 
     loaded = _load(args)
     setup_logging(loaded.settings.log.level, redact_pii=loaded.settings.log.redact_pii)
@@ -147,7 +149,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "config":
         return _config(args)
     if args.command == "demo":
-        from kiosk import demo
+        from kiosk.sim import demo
 
         setup_logging("WARNING")
         return demo.main(args.scenario, args.speed, args.workdir, args.config, args.trace, args.json)

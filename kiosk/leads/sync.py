@@ -37,13 +37,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 from kiosk import __version__
-from kiosk import outbox as ob
 from kiosk.config import NotifySettings, RetentionSettings, Secrets, SyncSettings
+from kiosk.leads import outbox as ob
+from kiosk.leads.http import HttpReply, HttpTransport, Transport
+from kiosk.leads.mail import Mailer, MailRefused, SmtpMailer
+from kiosk.leads.retention import purge
+from kiosk.leads.store import Store
 from kiosk.logs import event, redact
-from kiosk.notify import Mailer, MailRefused, SmtpMailer
-from kiosk.retention import purge
-from kiosk.store import Store
-from kiosk.transport import HttpReply, HttpTransport, Transport
 
 log = logging.getLogger(__name__)
 

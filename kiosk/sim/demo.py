@@ -22,10 +22,10 @@ from typing import Any, TextIO
 
 from kiosk import conversation as cv
 from kiosk.audio.pcm import read_wav
-from kiosk.rig import TURN_TIMEOUT_S, Rig
+from kiosk.leads.store import Store
+from kiosk.sim.rig import TURN_TIMEOUT_S, Rig
 from kiosk.sim.scenario import load_scenario
 from kiosk.sim.server import SimServer, SimSession
-from kiosk.store import Store
 
 
 @dataclass

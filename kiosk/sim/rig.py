@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from kiosk import conversation as cv
-from kiosk.app import Kiosk, build_parts
 from kiosk.audio.files import ScriptedMicrophone, WavSpeaker
-from kiosk.audio.room import Room, RoomMicrophone
 from kiosk.config import Settings, load_settings
-from kiosk.panel import RecordingLights
+from kiosk.leads.store import Store
+from kiosk.panel.ports import RecordingLights
 from kiosk.realtime.connection import TraceWriter
+from kiosk.runtime.kiosk import Kiosk, build_parts
+from kiosk.sim.room import Room, RoomMicrophone
 from kiosk.sim.scenario import Scenario
 from kiosk.sim.server import Faults, SimOptions, SimServer
-from kiosk.store import Store
 
 TURN_TIMEOUT_S = 30.0
 

@@ -29,7 +29,7 @@ from kiosk.errors import FatalRealtimeError, RealtimeError
 from kiosk.logs import event
 from kiosk.realtime import session as rs
 from kiosk.realtime.connection import RealtimeConnection, Reconnector, TraceWriter
-from kiosk.standby import Warm
+from kiosk.realtime.standby import Warm
 from kiosk.tools.registry import ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from kiosk.logs import event
-from kiosk.service import (
+from kiosk.runtime.systemd import (
     Notifier,
     ServiceMonitor,
     StatusFile,

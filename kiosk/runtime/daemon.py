@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kiosk import conversation as cv
-from kiosk.app import Kiosk, build_parts
 from kiosk.config import AudioSettings, Settings
-from kiosk.panel import KeyboardButton, Lights, LogLights
+from kiosk.leads.store import Store
+from kiosk.leads.sync import Syncer
+from kiosk.panel.ports import KeyboardButton, Lights, LogLights
 from kiosk.realtime.connection import TraceWriter
-from kiosk.service import (
+from kiosk.runtime.kiosk import Kiosk, build_parts
+from kiosk.runtime.systemd import (
     Notifier,
     ServiceMonitor,
     StatusFile,
@@ -23,8 +25,6 @@ from kiosk.service import (
     tick_for,
     watchdog_period_s,
 )
-from kiosk.store import Store
-from kiosk.sync import Syncer
 
 if TYPE_CHECKING:
     from kiosk.audio.devices import Devices
@@ -112,7 +112,7 @@ async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
 
 
 def _gpio_panel(settings: Settings) -> Any:
-    from kiosk.gpio import GpioPanel
+    from kiosk.panel.gpio import GpioPanel
 
     # Lights work from the start; presses before the kiosk exists (while waiting for audio
     # devices) are ignored, and the button is attached to the kiosk once it is built.

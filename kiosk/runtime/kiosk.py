@@ -30,15 +30,15 @@ from kiosk.audio.ports import Microphone, Speaker
 from kiosk.audio.vad import LedVad
 from kiosk.config import RealtimeSettings, Settings
 from kiosk.errors import StoreError
-from kiosk.link import VisitorLink
+from kiosk.leads.mail import queue_officer_email
+from kiosk.leads.store import Store
+from kiosk.leads.sync import Syncer
 from kiosk.logs import event
-from kiosk.notify import queue_officer_email
-from kiosk.panel import Lights
+from kiosk.panel.ports import Lights
 from kiosk.realtime import session as rs
 from kiosk.realtime.connection import RealtimeConnection, TraceWriter
-from kiosk.standby import Standby
-from kiosk.store import Store
-from kiosk.sync import Syncer
+from kiosk.realtime.standby import Standby
+from kiosk.runtime.visit import VisitorLink
 from kiosk.tools import catalog
 from kiosk.tools.registry import ToolContext, ToolRegistry
 

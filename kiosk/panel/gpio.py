@@ -21,7 +21,7 @@ from gpiozero import PWMLED, RGBLED, Button
 
 from kiosk.config import PanelSettings
 from kiosk.conversation import ButtonHeld, ButtonPressed, Pattern
-from kiosk.panel import ButtonSink
+from kiosk.panel.ports import ButtonSink
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from pydantic import SecretStr
 
 from kiosk.config import BranchSettings, NotifySettings
 from kiosk.errors import KioskError
-from kiosk.store import Store
-from kiosk.transport import tls_context
+from kiosk.leads.http import tls_context
+from kiosk.leads.store import Store
 
 OFFICER_TEMPLATE = "officer_email.txt"
 VISITOR_TEMPLATE = "visitor_email.txt"

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kiosk.store import Store
+from kiosk.leads.store import Store
 
 PENDING, SENT, DEAD = "pending", "sent", "dead"
 LEAD_KINDS = ("lead",)

@@ -12,11 +12,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from kiosk import outbox as ob
 from kiosk.config import LoadedConfig
 from kiosk.errors import StoreError
+from kiosk.leads import outbox as ob
+from kiosk.leads.store import Store
 from kiosk.logs import setup_logging
-from kiosk.store import Store
 
 EX_UNAVAILABLE = 69
 EX_CONFIG = 78
@@ -60,7 +60,7 @@ def mask(value: str | None, kind: str) -> str:
 
 
 def _sync(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    from kiosk.sync import Syncer
+    from kiosk.leads.sync import Syncer
 
     s = loaded.settings
     syncer = Syncer(Store(s.store.path), s.kiosk_id, s.sync, s.notify, s.retention, s.secrets)

@@ -19,7 +19,7 @@ from typing import Any
 
 from kiosk.config import Settings, load_settings
 from kiosk.errors import ConfigError
-from kiosk.service import boot_id, boottime_s, read_status
+from kiosk.runtime.systemd import boot_id, boottime_s, read_status
 
 EX_UNAVAILABLE = 69
 EX_CONFIG = 78

@@ -13,7 +13,7 @@ from typing import Any
 
 from kiosk.config import Settings, load_settings
 from kiosk.errors import ConfigError, StoreError
-from kiosk.store import Store
+from kiosk.leads.store import Store
 from kiosk.tools import catalog
 from kiosk.tools.knowledge import KnowledgeBase
 from kiosk.tools.registry import ToolContext

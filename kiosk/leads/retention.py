@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from kiosk.config import RetentionSettings
+from kiosk.leads.outbox import iso
+from kiosk.leads.store import Store
 from kiosk.logs import event
-from kiosk.outbox import iso
-from kiosk.store import Store
 
 log = logging.getLogger(__name__)
 
