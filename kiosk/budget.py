@@ -1,4 +1,4 @@
-"""Cost guards: what a visitor session and the day have cost, and whether that is too much.
+"""Cost guards: what a visit and the day have cost, and whether that is too much.
 
 Pure: usage comes from ``response.done`` (summed per session by the link), prices and
 budgets from ``[cost]``; the caller supplies the day's earlier total from the store. A

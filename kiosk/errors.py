@@ -1,11 +1,14 @@
-"""The kiosk's error tree.
+"""The kiosk's error tree, and the retry policy every retry loop shares.
 
 Each error also subclasses the builtin it refines, so callers that only know the builtin
 still catch it. ``retryable`` says whether trying again later can help; retry loops ask
-:func:`is_retryable` instead of matching on types themselves.
+:func:`is_retryable` instead of matching on types themselves, and wait
+:func:`backoff_delay` between attempts.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 
 class KioskError(Exception):
@@ -20,6 +23,10 @@ class ConfigError(KioskError, ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+
+
+class UsageError(KioskError, ValueError):
+    """A command's arguments parse but cannot be acted on (an unknown tool name, nothing to retry)."""
 
 
 class DeviceError(KioskError, OSError):
@@ -57,3 +64,13 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, KioskError):
         return exc.retryable
     return isinstance(exc, ConnectionError | TimeoutError | OSError)
+
+
+def backoff_delay(failures: int, base_s: float, cap_s: float, rand: Callable[[], float]) -> float:
+    """The wait after ``failures`` consecutive failures: exponential backoff with full jitter.
+
+    Uniform in [0, min(cap, base * 2^(failures-1))] (``rand`` gives [0, 1)): spread out, so a
+    fleet of kiosks that lost the network together does not come back in one wave.
+    """
+    ceiling = min(cap_s, base_s * 2 ** min(max(failures - 1, 0), 32))
+    return float(rand() * ceiling)

@@ -7,7 +7,7 @@ import pytest
 from kiosk import conversation as cv
 from kiosk.conversation import State as S
 
-T = cv.Timing(connect_timeout_s=10, max_session_s=600, goodbye_s=8, offline_hold_s=30)
+T = cv.Timing(connect_timeout_s=10, max_visit_s=600, goodbye_s=8, offline_hold_s=30)
 
 
 def machine_in(state: S, now: float = 0.0) -> cv.Conversation:

@@ -1,11 +1,13 @@
 """``kiosk run`` end to end, as systemd runs it: a subprocess on the virtual ALSA card
 (tests/alsa.py), the simulator on loopback, a notify socket bound by the test and the
-watchdog on. READY, STATUS (with the outbox), WATCHDOG and STOPPING arrive; when the
-microphone stops delivering (a blocked audio path) the pings stop."""
+watchdog on. READY, STATUS (with the outbox), WATCHDOG and STOPPING arrive; `kiosk status`
+beside it reads the same state and pending leads; when the microphone stops delivering (a
+blocked audio path) the pings stop."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -16,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from kiosk.leads.store import Store
 from kiosk.sim.scenario import load_scenario
 from kiosk.sim.server import SimOptions, SimServer
 from tests.alsa import VirtualCard
+from tests.synckit import save_leads
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(120)
@@ -64,6 +68,10 @@ async def test_kiosk_run_notifies_systemd_and_the_watchdog_follows_the_audio(tmp
     card.write_config()
     card.open()
     notify = Notifications(tmp_path / "notify.sock")
+    store = Store(tmp_path / "kiosk.db")  # leads still waiting from before the restart
+    save_leads(store, 2)
+    store.enqueue("email_officer", "x", {"to": "lo@example.com", "subject": "s", "body": "b"})
+    store.close()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("KIOSK_")},
         "ALSA_CONFIG_PATH": str(card.config),
@@ -89,7 +97,16 @@ async def test_kiosk_run_notifies_systemd_and_the_watchdog_follows_the_audio(tmp
         ready = await notify.wait_for("READY=1", 30)
         assert "STATUS=idle" in ready
         status = await notify.wait_for("STATUS=", 10)
-        assert "lead(s) waiting for upload" in status and "outbox 0 pending, 0 dead" in status
+        assert "STATUS=idle; 2 lead(s) waiting for upload; e-mail 1 pending, 0 dead; never synced" in status
+        # `kiosk status` next to the running daemon: the same count, from the same definition.
+        ops = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "kiosk", "--config", str(REPO / "config" / "kiosk.toml"), "status", "--json"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+        report = json.loads(ops.stdout)
+        assert ops.returncode == 0 and report["running"] and report["state"] == "idle", ops.stderr
+        assert report["pending_leads"] == 2
         await notify.wait_for("WATCHDOG=1", 5)
         await notify.wait_for("WATCHDOG=1", 5)
         # The microphone goes silent at the source: PortAudio's reads block, no callbacks.

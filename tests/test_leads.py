@@ -107,14 +107,15 @@ def test_another_sessions_lead_is_unknown(store: Store) -> None:
     assert store.count("outbox", "kind = 'email_visitor'") == 0
 
 
-def test_the_end_of_a_session_forgets_its_leads_and_analysis(store: Store) -> None:
+def test_the_end_of_a_visit_forgets_its_leads_and_analysis(store: Store) -> None:
     ctx = make_ctx(store)
     call(REG, "analyzeDeal", DEAL, ctx)
     lead_id = _save(ctx)["leadId"]
-    ctx.wipe()
+    ctx.close()
     assert ctx.latest_analysis is None and not ctx.lead_ids
-    ctx.new_session("s1")  # even the same session id does not bring the lead back
-    assert call(REG, "scoreLead", {"leadId": lead_id}, ctx)["error"] == "unknown lead"
+    assert _save(ctx) == {"error": "not saved: the visit has ended", "fix": "do not retry"}
+    fresh = ctx.site.visit("s1")  # even the same visit id does not bring the lead back
+    assert call(REG, "scoreLead", {"leadId": lead_id}, fresh)["error"] == "unknown lead"
 
 
 def test_score_lead_rescores_on_the_newest_analysis(store: Store) -> None:

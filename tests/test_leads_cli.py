@@ -62,7 +62,7 @@ def test_sync_once_then_retry_a_dead_lead(tmp_path: Path) -> None:
         assert retried.returncode == 0 and "1 dead row(s) re-queued" in retried.stdout
         ok = kiosk(cfg, "sync", "--once")
         assert ok.returncode == 0, ok.stderr
-        assert "1 sent" in ok.stdout and "outbox 0 pending, 0 dead" in ok.stdout
+        assert "1 sent" in ok.stdout and "0 lead(s) waiting for upload; last sync" in ok.stdout
         assert list(rx.receiver.stored()) == [lead_id]
     assert kiosk(cfg, "leads", "retry", "--all-dead").returncode == 1  # nothing dead any more
     assert kiosk(cfg, "leads", "retry").returncode == 2
@@ -78,5 +78,5 @@ def test_sync_once_with_endpoint_down_exits_69_and_keeps_the_lead(tmp_path: Path
     save_leads(store, 1)
     r = kiosk(config(tmp_path, f"http://127.0.0.1:{free_port()}/leads"), "sync", "--once")
     assert r.returncode == 69 and "network" in r.stderr
-    assert ob.sync_status(store).pending == 1
-    assert ob.sync_status(store).last_error_at is not None
+    assert ob.sync_status(store.conn).pending_leads == 1
+    assert ob.sync_status(store.conn).last_error_at is not None

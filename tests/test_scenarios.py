@@ -22,7 +22,7 @@ import pytest
 from kiosk import conversation as cv
 from kiosk.audio.pcm import read_wav
 from kiosk.config import load_settings
-from kiosk.runtime.kiosk import load_instructions
+from kiosk.runtime.compose import load_instructions
 from kiosk.sim.demo import DemoResult, run_demo
 from kiosk.sim.rig import Rig
 from kiosk.sim.scenario import load_scenario, scenario_names
@@ -132,7 +132,7 @@ async def test_budget_spent_refuses_with_the_unavailable_message(tmp_path: Path)
     assert rig.offline_audio is not None and rig.offline_audio not in rig.speaker.audio
     assert P.UNAVAILABLE in rig.lights.shown
     assert P.CONNECTING not in rig.lights.shown
-    assert rig.kiosk.sessions_started == 0
+    assert rig.kiosk.visits_started == 0
     assert rig.rec.ended == []
     # No Realtime session was used by a visitor: at most the parked standby, configured only.
     assert visitor_connections(r) == []

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from kiosk.config import RealtimeSettings
 from kiosk.realtime import session as rs
 
-CFG = rs.SessionConfig(model="gpt-realtime", voice="marin", instructions="Be brief.",
+CFG = rs.SessionConfig(RealtimeSettings(model="gpt-realtime", voice="marin"), instructions="Be brief.",
                        tools=({"type": "function", "name": "analyzeDeal", "description": "d",
                                "parameters": {"type": "object", "properties": {}}},))
 
@@ -90,7 +91,7 @@ def test_no_cancel_when_server_interrupts_itself_but_cancel_otherwise() -> None:
     s.receive(frame(type="response.created", response={"id": "resp_1"}), 0)
     s.receive(frame(type="input_audio_buffer.speech_started", audio_start_ms=0, item_id="u"), 0)
     assert "response.cancel" not in types(s.drain())
-    manual = rs.RealtimeSession(rs.SessionConfig(model="m", voice="v", instructions="", interrupt_response=False))
+    manual = rs.RealtimeSession(rs.SessionConfig(RealtimeSettings(model="m", voice="v", interrupt_response=False), ""))
     manual.receive(frame(type="response.created", response={"id": "resp_9"}), 0)
     manual.receive(frame(type="input_audio_buffer.speech_started", audio_start_ms=0, item_id="u"), 0)
     (cancel,) = manual.drain()

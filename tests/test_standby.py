@@ -21,8 +21,8 @@ async def test_a_press_takes_the_warm_connection_and_greets_without_a_handshake(
     async with rig.running():
         await rig.press()
         await rig.assistant_turn()
-        link = rig.kiosk.link
-        assert link is not None and link.was_warm
+        visit = rig.kiosk.visit
+        assert visit is not None and visit.was_warm
         await rig.press(until={cv.State.IDLE})
         standby = rig.kiosk.standby
         assert standby is not None

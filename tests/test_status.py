@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from kiosk.cli.main import main
+from kiosk.leads import outbox as ob
 from kiosk.leads.store import Store
 from kiosk.logs import event
 from kiosk.runtime.systemd import StatusFile, StatusLogHandler
@@ -33,6 +34,8 @@ def seed_outbox(db: Path) -> None:
         store.enqueue("lead", ref)
     store.conn.execute("UPDATE outbox SET state = 'sent', sent_at = '2025-05-01T10:00:00+00:00' WHERE ref = 'a'")
     store.conn.execute("UPDATE outbox SET state = 'dead' WHERE ref = 'b'")
+    store.enqueue("email_visitor", "c", {"to": "x@example.com", "subject": "s", "body": "b"})  # not a lead
+    ob.set_state(store, last_success_at="2025-05-01T10:00:00+00:00")  # as the syncer records a delivery
     store.close()
 
 

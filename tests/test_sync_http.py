@@ -59,7 +59,7 @@ def test_thousand_leads_queued_while_down_arrive_exactly_once(tmp_path: Path, ce
     assert sorted(stored) == sorted(ids)  # each id is a primary key there: at most once, and all arrived
     assert states(store) == {"sent": 1000}
     status = syncer.status()
-    assert (status.pending, status.dead, status.last_success_at) == (0, 0, clock.now().isoformat())
+    assert (status.pending_leads, status.dead_leads, status.last_success_at) == (0, 0, clock.now().isoformat())
     lead_schema = {"$schema": SCHEMA["$schema"], "$defs": SCHEMA["$defs"], "$ref": "#/$defs/lead"}
     for doc in list(stored.values())[:50]:
         jsonschema.validate(doc, lead_schema)
@@ -227,7 +227,7 @@ async def test_pending_lead_survives_a_restart_and_goes_out_after_a_kick(
             second.kick()
             await passes.wait(lambda: sum(r.sent for r in passes.reports) >= 2)
             assert sorted(rx.receiver.stored()) == sorted([lead_id, new_id])
-            assert second.status().pending == 0
+            assert second.status().pending_leads == 0
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -239,6 +239,6 @@ def test_status_line_has_counts_and_no_personal_data(tmp_path: Path) -> None:
     store = Store(tmp_path / "k.db")
     save_leads(store, 2)
     ob.set_state(store, last_error="crm: HTTP 503: busy", last_error_at="2025-01-01T00:00:00+00:00")
-    line = ob.sync_status(store).line()
-    assert line == "outbox 2 pending, 0 dead; never synced; error: crm: HTTP 503: busy"
+    line = ob.sync_status(store.conn).line()
+    assert line == "2 lead(s) waiting for upload; never synced; error: crm: HTTP 503: busy"
     assert "@" not in line and "Visitor" not in line

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from kiosk.leads.outbox import SyncStatus
 from kiosk.logs import event
 from kiosk.runtime.systemd import (
     Notifier,
@@ -208,6 +209,10 @@ def test_watchdog_pings_only_while_audio_progresses(notify: NotifySocket, caplog
     assert dog.stalled == []
 
 
+def _outbox(pending_leads: int) -> SyncStatus:
+    return SyncStatus(pending_leads, 0, 0, 0, None, None, None, None)
+
+
 def test_monitor_sends_status_and_stops_pinging_on_stall(notify: NotifySocket, tmp_path: Path) -> None:
     """The daemon's tick: STATUS= with state and pending leads, status file, watchdog."""
     mic = Counter()
@@ -219,7 +224,7 @@ def test_monitor_sends_status_and_stops_pinging_on_stall(notify: NotifySocket, t
         Notifier(),
         status,
         lambda: state[0],
-        lambda: pending[0],
+        lambda: _outbox(pending[0]),
         Watchdog(Notifier(), {"mic": mic}, stall_s=3.0),
     )
     mic.n = 1
@@ -229,9 +234,9 @@ def test_monitor_sends_status_and_stops_pinging_on_stall(notify: NotifySocket, t
     mon.tick(1.0)
     assert notify.messages() == [
         "WATCHDOG=1",
-        "STATUS=idle; 0 lead(s) waiting for upload",
+        "STATUS=idle; 0 lead(s) waiting for upload; never synced",
         "WATCHDOG=1",
-        "STATUS=listening; 2 lead(s) waiting for upload",
+        "STATUS=listening; 2 lead(s) waiting for upload; never synced",
     ]
     data = read_status(tmp_path / "status.json")
     assert data is not None and data["state"] == "listening" and data["pending_leads"] == 2
@@ -245,7 +250,8 @@ async def test_monitor_runs_until_stopped(notify: NotifySocket, tmp_path: Path) 
     status = StatusFile(tmp_path / "status.json")
     status.started()
     stop = asyncio.Event()
-    mon = ServiceMonitor(Notifier(), status, lambda: "idle", lambda: 0, Watchdog(Notifier(), {"mic": mic}, stall_s=60))
+    watchdog = Watchdog(Notifier(), {"mic": mic}, stall_s=60)
+    mon = ServiceMonitor(Notifier(), status, lambda: "idle", lambda: _outbox(0), watchdog)
     mon._tick_s = 0.01
     task = asyncio.create_task(mon.run(stop))
     async with asyncio.timeout(10):

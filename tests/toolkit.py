@@ -13,7 +13,7 @@ from kiosk.config import BranchSettings
 from kiosk.leads.store import Store
 from kiosk.tools import booking, deals, knowledge, leads, scoring, websearch
 from kiosk.tools.lending import LendingConfig, load_lending
-from kiosk.tools.registry import ToolContext, ToolRegistry
+from kiosk.tools.registry import ToolContext, ToolRegistry, ToolSite
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "config"
@@ -38,10 +38,9 @@ def lending() -> LendingConfig:
     return load_lending(CONFIG / "lending.toml")
 
 
-def make_ctx(store: Store, session: str = "s1") -> ToolContext:
-    """A visitor session's tool context over a real store."""
-    ctx = ToolContext(store=store, kiosk_id="kiosk-test", branch=BranchSettings(), phone_region="US")
-    ctx.new_session(session)
+def make_ctx(store: Store, visit: str = "s1") -> ToolContext:
+    """A visit's tool scope over a real store, with the visitor's "yes" in its transcript."""
+    ctx = ToolSite(store=store, kiosk_id="kiosk-test", branch=BranchSettings(), phone_region="US").visit(visit)
     ctx.transcript.append(("visitor", "Yes, I agree."))
     return ctx
 

@@ -171,7 +171,7 @@ class PlaybackBuffer:
             return self._played.get(tag, 0) / self._bpms
 
     def forget(self) -> None:
-        """Drop per-item counters (end of a visitor session: nothing of theirs is kept)."""
+        """Drop per-item counters (end of a visit: nothing of theirs is kept)."""
         with self._lock:
             self._played.clear()
 

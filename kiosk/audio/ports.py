@@ -51,7 +51,7 @@ class Speaker(Protocol):
         """Level of the audio most recently handed to the device (the echo reference)."""
 
     def forget(self) -> None:
-        """Drop per-item bookkeeping at the end of a visitor session."""
+        """Drop per-item bookkeeping at the end of a visit."""
 
     async def close(self) -> None:
         """Stop and release the device."""

@@ -29,7 +29,7 @@ class LedVad:
         self.active = False
 
     def reset(self) -> None:
-        """Forget the current state (between visitor sessions)."""
+        """Forget the current state (between visits)."""
         self._to16k.reset()
         self._pending = b""
         self._quiet_ms = 0.0

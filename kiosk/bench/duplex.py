@@ -9,7 +9,7 @@ only additions are the probes, when asked for: a ``TimedBuffer`` in the speaker 
 
 Modes:
 
-* ``sessions``: visitor sessions, each a greeting, then ``cycles`` times "the visitor
+* ``sessions``: visits, each a greeting, then ``cycles`` times "the visitor
   interrupts the reply with the next question"; reports the probes' timings, press-to-
   first-audio and the resident set size after each session;
 * ``stream``: one session whose greeting plays for the whole window while the microphone
@@ -34,7 +34,7 @@ from kiosk.bench.probe import FifoCard, ProbeTrace, TimedBuffer
 from kiosk.bench.voices import visitor_utterance
 from kiosk.config import Settings, load_settings
 from kiosk.leads.store import Store
-from kiosk.runtime.kiosk import Kiosk, build_parts
+from kiosk.runtime.compose import build_kiosk
 
 LIMIT_S = 20.0  # any single wait; a stuck benchmark fails instead of hanging
 
@@ -61,7 +61,7 @@ class Watch:
     def tool(self, name: str, arguments: str, output: str) -> None:
         """Ignore."""
 
-    def session_ended(self, reason: cv.EndReason, duration_s: float | None) -> None:
+    def visit_ended(self, reason: cv.EndReason, duration_s: float | None) -> None:
         """Ignore."""
 
     def playing(self, playing: bool) -> None:
@@ -116,10 +116,8 @@ class Bench:
         self.store = Store(self.settings.store.path)
         # The bench's own lights (no history kept) and no prerecorded messages in play: the
         # rest is built exactly as the daemon builds it.
-        self.kiosk = Kiosk(
-            build_parts(
-                self.settings, self.store, self.mic, self.speaker, NoLights(), trace=self.trace, observer=self.watch
-            )
+        self.kiosk = build_kiosk(
+            self.settings, self.store, self.mic, self.speaker, NoLights(), trace=self.trace, observer=self.watch
         )
         self.result: dict[str, Any] = {}
 

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from kiosk.config import LoadedConfig
-from kiosk.errors import StoreError
+from kiosk.config import LoadedConfig, load_settings
+from kiosk.errors import UsageError
 from kiosk.leads import outbox as ob
 from kiosk.leads.store import Store
 from kiosk.logs import setup_logging
-
-EX_UNAVAILABLE = 69
-EX_CONFIG = 78
-Loader = Callable[[argparse.Namespace], LoadedConfig]
 
 
 def register(sub: Any) -> None:
@@ -29,7 +26,7 @@ def register(sub: Any) -> None:
     sync.add_argument("--once", action="store_true", required=True, help="one pass, then exit")
     sync.add_argument("--force", action="store_true", help="ignore retry pauses: try every pending row now")
     sync.add_argument("--purge", action="store_true", help="also apply the retention schedule")
-    sync.set_defaults(handler=_sync)
+    sync.set_defaults(handler=handle, run=_sync)
 
     leads = sub.add_parser("leads", help="inspect and re-queue leads")
     lsub = leads.add_subparsers(dest="leads_command", required=True)
@@ -44,7 +41,7 @@ def register(sub: Any) -> None:
     retry = lsub.add_parser("retry", help="re-queue dead-lettered rows")
     retry.add_argument("lead_ids", nargs="*", help="lead ids (all their dead rows)")
     retry.add_argument("--all-dead", action="store_true", help="every dead row")
-    leads.set_defaults(handler=_leads)
+    leads.set_defaults(handler=handle, run=_leads)
 
 
 def mask(value: str | None, kind: str) -> str:
@@ -69,7 +66,7 @@ def _sync(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         if problems and syncer.mailer is None:
             for p in problems:
                 print(f"sync: {p}", file=sys.stderr)
-            return EX_CONFIG
+            return os.EX_CONFIG
         if args.purge:
             syncer.purge()
         report = syncer.drain(force=args.force)
@@ -81,7 +78,7 @@ def _sync(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         print(f"sync: {reason}", file=sys.stderr)
     if report.dead:
         return 1
-    return EX_UNAVAILABLE if report.retried else 0
+    return os.EX_UNAVAILABLE if report.retried else 0
 
 
 _LIST = """
@@ -127,7 +124,7 @@ def _list(store: Store, args: argparse.Namespace) -> int:
         err = f"  {d['last_error']}" if d["state"] == ob.DEAD or (d["state"] == ob.PENDING and d["last_error"]) else ""
         print(f"{d['id']}  {d['created_at']}  {d['product_type']:<10} {d['state'] or '-':<7} "
               f"x{d['attempts'] or 0}  {d['name']}  {d['email']}  {d['phone']}{err}")  # fmt: skip
-    print(ob.sync_status(store).line())
+    print(ob.sync_status(store.conn).line())
     return 0
 
 
@@ -154,28 +151,16 @@ def _show(store: Store, args: argparse.Namespace) -> int:
 
 def _retry(store: Store, args: argparse.Namespace) -> int:
     if not args.lead_ids and not args.all_dead:
-        print("leads retry: give lead ids or --all-dead", file=sys.stderr)
-        return 2
+        raise UsageError("give lead ids or --all-dead")
     n = ob.requeue(store, args.lead_ids, all_dead=args.all_dead)
     print(f"leads: {n} dead row(s) re-queued; `kiosk sync --once` sends them now")
     return 0 if n else 1
 
 
-def run(args: argparse.Namespace, load: Loader) -> int:
-    """Dispatch a ``sync`` / ``leads`` command (after the config loaded)."""
-    from kiosk.errors import ConfigError
-
-    try:
-        loaded = load(args)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(f"config: {line}", file=sys.stderr)
-        return EX_CONFIG
+def handle(args: argparse.Namespace) -> int:
+    """Run a ``sync`` / ``leads`` command."""
+    loaded = load_settings(args.config)
     s = loaded.settings
     setup_logging(s.log.level if args.command == "sync" else "WARNING", redact_pii=s.log.redact_pii)
-    try:
-        handler: Callable[[argparse.Namespace, LoadedConfig], int] = args.handler
-        return handler(args, loaded)
-    except StoreError as exc:
-        print(f"{args.command}: {exc}", file=sys.stderr)
-        return EX_UNAVAILABLE
+    run: Callable[[argparse.Namespace, LoadedConfig], int] = args.run
+    return run(args, loaded)

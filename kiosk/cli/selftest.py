@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
@@ -29,8 +28,6 @@ from typing import Any, Literal, TextIO
 
 from kiosk.config import AudioSettings, LoadedConfig, Settings, load_settings
 from kiosk.errors import ConfigError, DeviceError, FatalRealtimeError, RealtimeError, StoreError
-
-EX_CONFIG = 78
 
 Status = Literal["PASS", "FAIL", "SKIP"]
 
@@ -241,47 +238,33 @@ async def check_panel(settings: Settings, opts: Options, pin_factory: Any, out: 
 
 
 async def check_realtime(settings: Settings) -> Result:
-    """Connect, authenticate, and have ``session.update`` confirmed by ``session.updated``."""
-    from kiosk.realtime import session as rs
-    from kiosk.realtime.connection import RealtimeConnection
-    from kiosk.runtime.kiosk import default_tools, load_instructions, session_config
+    """Connect, authenticate, and have ``session.update`` confirmed by ``session.updated``.
+
+    The session is opened exactly as the daemon opens a visitor's (same opener, same
+    configuration with the configured instructions and tools), then closed.
+    """
+    from kiosk.runtime.compose import realtime_opener
 
     r = settings.realtime
     where = f"{r.url} model {r.model}"
-    key = settings.secrets.openai_api_key
-    if key is None:
+    if settings.secrets.openai_api_key is None:
         return fail("realtime", "no API key: credential openai_api_key (or KIOSK_SECRETS__OPENAI_API_KEY) missing")
-    core = rs.RealtimeSession(session_config(settings, load_instructions(settings), default_tools(1.0)))
+    opener = realtime_opener(settings)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     limit = r.connect_timeout_s + 10.0
     try:
         async with asyncio.timeout(limit):
-            conn = await RealtimeConnection.open(
-                r.url, r.model, key, connect_timeout=r.connect_timeout_s, ping_interval=r.ping_interval_s
-            )
-            try:
-                core.start()
-                # A refusing server sends its error and closes at once, so a failed send
-                # is not the verdict: the error frame may still be waiting to be read.
-                with contextlib.suppress(RealtimeError):
-                    for e in core.drain():
-                        await conn.send(e)
-                while True:
-                    for eff in core.receive(await conn.recv(), loop.time()):
-                        if isinstance(eff, rs.Ready):
-                            ms = (loop.time() - t0) * 1000
-                            return ok("realtime", f"{where}: authenticated, session.update confirmed in {ms:.0f} ms")
-                        if isinstance(eff, rs.FatalError):
-                            return fail("realtime", f"{where}: refused: {eff.code}: {eff.message}")
-            finally:
-                await conn.close()
+            opened = await opener.open(id_prefix="selftest")
+            await opened.conn.close()
     except FatalRealtimeError as exc:
-        return fail("realtime", f"{where}: authentication failed: {exc}")
+        return fail("realtime", f"{where}: refused: {exc}")
     except RealtimeError as exc:
         return fail("realtime", f"{where}: unreachable: {exc}")
     except TimeoutError:
         return fail("realtime", f"{where}: no session.updated within {limit:.0f} s")
+    ms = (loop.time() - t0) * 1000
+    return ok("realtime", f"{where}: authenticated, session.update confirmed in {ms:.0f} ms")
 
 
 # An endpoint that exists but wants a POSTed batch answers a bare GET with one of these.
@@ -368,7 +351,7 @@ def render(results: list[Result]) -> str:
 def exit_code(results: list[Result]) -> int:
     """78 for an invalid configuration, 1 when any check failed, else 0."""
     if any(r.name == "config" and r.status == "FAIL" for r in results):
-        return EX_CONFIG
+        return os.EX_CONFIG
     return 1 if any(r.status == "FAIL" for r in results) else 0
 
 

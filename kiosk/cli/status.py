@@ -12,27 +12,13 @@ import argparse
 import json
 import os
 import sqlite3
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from kiosk.config import Settings, load_settings
-from kiosk.errors import ConfigError
+from kiosk.leads import outbox as ob
 from kiosk.runtime.systemd import boot_id, boottime_s, read_status
-
-EX_UNAVAILABLE = 69
-EX_CONFIG = 78
-
-
-@dataclass(frozen=True)
-class OutboxCounts:
-    """The upload backlog, from the outbox table."""
-
-    pending_leads: int
-    dead_leads: int
-    last_sync: str | None
-    last_sync_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,24 +39,13 @@ class Report:
     problems: tuple[str, ...]
 
 
-def outbox_counts(db: Path) -> OutboxCounts:
-    """Pending and dead leads and the last upload, read-only; raises sqlite3.Error / OSError."""
-    if not db.is_file():
-        raise FileNotFoundError(f"no database at {db}")
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
+def outbox_status(db: Path) -> ob.SyncStatus:
+    """The outbox as the daemon's ``STATUS=`` line counts it, read-only; raises sqlite3.Error / OSError."""
+    conn = ob.open_read_only(db)
     try:
-        rows = dict(
-            conn.execute("SELECT state, count(*) FROM outbox WHERE kind = 'lead' GROUP BY state").fetchall()
-        )
-        last = conn.execute("SELECT max(sent_at) FROM outbox WHERE state = 'sent'").fetchone()[0]
-        sync_error = None
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sync_state'").fetchone():
-            state = dict(conn.execute("SELECT key, value FROM sync_state").fetchall())
-            if state.get("last_error"):
-                sync_error = f"{state.get('last_error_at', '?')}: {state['last_error']}"
+        return ob.sync_status(conn)
     finally:
         conn.close()
-    return OutboxCounts(int(rows.get("pending", 0)), int(rows.get("dead", 0)), last, sync_error)
 
 
 def _alive(pid: int) -> bool:
@@ -99,7 +74,7 @@ def collect(settings: Settings) -> Report:
     if running and isinstance(data.get("started_boottime_s"), int | float):
         uptime = max(0.0, boottime_s() - float(data["started_boottime_s"]))
     try:
-        counts: OutboxCounts | None = outbox_counts(settings.store.path)
+        counts: ob.SyncStatus | None = outbox_status(settings.store.path)
     except (sqlite3.Error, OSError) as exc:
         counts = None
         problems.append(f"database {settings.store.path} unavailable: {exc}")
@@ -113,10 +88,16 @@ def collect(settings: Settings) -> Report:
         last_error=_last_error(data),
         pending_leads=counts.pending_leads if counts else None,
         dead_leads=counts.dead_leads if counts else None,
-        last_sync=counts.last_sync if counts else None,
-        last_sync_error=counts.last_sync_error if counts else None,
+        last_sync=counts.last_success_at if counts else None,
+        last_sync_error=_sync_error(counts),
         problems=tuple(problems),
     )
+
+
+def _sync_error(counts: ob.SyncStatus | None) -> str | None:
+    if counts is None or not counts.last_error:
+        return None
+    return f"{counts.last_error_at or '?'}: {counts.last_error}"
 
 
 def _last_session(d: dict[str, Any]) -> str:
@@ -171,15 +152,9 @@ def register(sub: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Print the report; 0 when the daemon runs and the database answers, else 69."""
-    try:
-        settings = load_settings(args.config).settings
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(f"config: {line}", file=sys.stderr)
-        return EX_CONFIG
-    report = collect(settings)
+    report = collect(load_settings(args.config).settings)
     if args.json:
         print(json.dumps(asdict(report), indent=2))
     else:
         print(render(report))
-    return 0 if not report.problems else EX_UNAVAILABLE
+    return 0 if not report.problems else os.EX_UNAVAILABLE

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sqlite3
 import sys
 import uuid
@@ -12,16 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.config import Settings, load_settings
-from kiosk.errors import ConfigError, StoreError
+from kiosk.errors import StoreError, UsageError
 from kiosk.leads.store import Store
 from kiosk.tools import catalog
 from kiosk.tools.knowledge import KnowledgeBase
-from kiosk.tools.registry import ToolContext
-
-EX_USAGE = 2
-EX_UNAVAILABLE = 69
-EX_CONFIG = 78
-COMMANDS = ("tools", "kb")
 
 
 def register(sub: Any) -> None:
@@ -33,7 +28,7 @@ def register(sub: Any) -> None:
     call.add_argument("name", help="tool name, e.g. analyzeDeal")
     call.add_argument("--args", default="{}", help="arguments as one JSON object (default {})")
     call.add_argument(
-        "--session", default=None, help="visitor session id to act in (its saved leads are in scope); default: new"
+        "--session", default=None, help="visit id to act in (its saved leads are in scope); default: new"
     )
 
     kb = sub.add_parser("kb", help="the knowledge base")
@@ -43,22 +38,19 @@ def register(sub: Any) -> None:
     search.add_argument("query")
     search.add_argument("--top-k", type=int, default=3)
     search.add_argument("--json", action="store_true", help="print the results as JSON")
+    for p in (tools, kb):
+        p.set_defaults(handler=handle)
 
 
-def main(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
     """Run ``kiosk tools ...`` or ``kiosk kb ...``; returns the exit status."""
+    settings = load_settings(args.config).settings
     try:
-        settings = load_settings(args.config).settings
         if args.command == "kb":
             return _kb(args, settings)
         return _tools(args, settings)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(f"config: {line}", file=sys.stderr)
-        return EX_CONFIG
-    except (StoreError, OSError, sqlite3.Error) as exc:
-        print(f"unavailable: {exc}", file=sys.stderr)
-        return EX_UNAVAILABLE
+    except (OSError, sqlite3.Error) as exc:  # the knowledge index or its directory
+        raise StoreError(str(exc)) from None
 
 
 def _tools(args: argparse.Namespace, settings: Settings) -> int:
@@ -67,15 +59,10 @@ def _tools(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(registry.schemas(), indent=2))
         return 0
     if args.name not in registry.tools:
-        print(f"unknown tool {args.name!r}; tools: {', '.join(registry.tools)}", file=sys.stderr)
-        return EX_USAGE
+        raise UsageError(f"unknown tool {args.name!r}; tools: {', '.join(registry.tools)}")
     store = Store(settings.store.path)
     try:
-        ctx = ToolContext(
-            store=store, kiosk_id=settings.kiosk_id, branch=settings.branch,
-            phone_region=settings.tools.default_phone_region,
-        )
-        ctx.new_session(args.session or f"cli-{uuid.uuid4()}")
+        ctx = catalog.tool_site(settings, store).visit(args.session or f"cli-{uuid.uuid4()}")
         if args.session:
             ctx.lead_ids = set(store.session_lead_ids(args.session))
         print(asyncio.run(registry.call(args.name, args.args, ctx)))
@@ -88,7 +75,7 @@ def _kb(args: argparse.Namespace, settings: Settings) -> int:
     source = settings.tools.knowledge_dir
     if not source.is_dir():
         print(f"config: tools.knowledge_dir: {source} is not a directory", file=sys.stderr)
-        return EX_CONFIG
+        return os.EX_CONFIG
     if args.kb_command == "build":
         path = catalog.index_path(settings)
         kb = KnowledgeBase.open_or_build(source, path, force=True)

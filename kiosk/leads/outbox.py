@@ -8,9 +8,11 @@ seconds, like every timestamp in the store, so they compare as text.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from kiosk.leads.store import Store
@@ -137,10 +139,16 @@ def get_state(store: Store) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class SyncStatus:
-    """What ops need to know about the outbox."""
+    """What ops need to know about the outbox.
 
-    pending: int
-    dead: int
+    ``pending_leads`` is THE number of leads waiting for upload: systemd's ``STATUS=`` line,
+    the status file and ``kiosk status`` all show this one count.
+    """
+
+    pending_leads: int
+    dead_leads: int
+    pending_mail: int
+    dead_mail: int
     last_success_at: str | None
     last_error: str | None
     last_error_at: str | None
@@ -148,7 +156,11 @@ class SyncStatus:
 
     def line(self) -> str:
         """One short line for ``kiosk status`` and systemd ``STATUS=`` (no personal data)."""
-        text = f"outbox {self.pending} pending, {self.dead} dead"
+        text = f"{self.pending_leads} lead(s) waiting for upload"
+        if self.dead_leads:
+            text += f", {self.dead_leads} dead"
+        if self.pending_mail or self.dead_mail:
+            text += f"; e-mail {self.pending_mail} pending, {self.dead_mail} dead"
         text += f"; last sync {self.last_success_at}" if self.last_success_at else "; never synced"
         failing = self.last_error_at and (not self.last_success_at or self.last_error_at > self.last_success_at)
         if failing and self.last_error:
@@ -160,16 +172,31 @@ class SyncStatus:
         return asdict(self)
 
 
-def sync_status(store: Store) -> SyncStatus:
-    """Pending and dead counts, last success, last error: cheap, read-only, any process."""
-    counts = dict(store.conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall())
-    state = get_state(store)
+def sync_status(conn: sqlite3.Connection) -> SyncStatus:
+    """The outbox's counts and the syncer's last success and error: cheap and read-only, so
+    ``kiosk status`` can run it on a read-only connection while the daemon writes."""
+    counts: dict[tuple[bool, str], int] = {
+        (bool(is_lead), state): int(n)
+        for is_lead, state, n in conn.execute(
+            "SELECT kind IN ('lead'), state, count(*) FROM outbox GROUP BY 1, 2"
+        ).fetchall()
+    }
+    has_state = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sync_state'").fetchone()
+    state = dict(conn.execute("SELECT key, value FROM sync_state").fetchall()) if has_state else {}
     return SyncStatus(
-        pending=int(counts.get(PENDING, 0)),
-        dead=int(counts.get(DEAD, 0)),
+        pending_leads=counts.get((True, PENDING), 0),
+        dead_leads=counts.get((True, DEAD), 0),
+        pending_mail=counts.get((False, PENDING), 0),
+        dead_mail=counts.get((False, DEAD), 0),
         last_success_at=state.get("last_success_at"),
         last_error=state.get("last_error"),
         last_error_at=state.get("last_error_at"),
         last_purge_at=state.get("last_purge_at"),
     )
 
+
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """The database without write access (``kiosk status`` next to the running daemon)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no database at {path}")
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)

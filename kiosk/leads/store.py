@@ -85,7 +85,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX leads_session ON leads(session_id);
     CREATE INDEX scores_lead ON scores(lead_id, id);
     """,
-    # 3: token usage and cost per visitor session (cost guards, ops)
+    # 3: token usage and cost per visit (cost guards, ops)
     """
     CREATE TABLE usage (
         session_id TEXT PRIMARY KEY,
@@ -277,7 +277,7 @@ class Store:
         return rows[0] if rows else None
 
     def session_lead_ids(self, session_id: str) -> list[str]:
-        """Ids of the leads saved in one visitor session (the CLI resumes a session with these)."""
+        """Ids of the leads saved in one visit (the CLI resumes a session with these)."""
         rows = self.conn.execute("SELECT id FROM leads WHERE session_id = ? ORDER BY created_at", (session_id,))
         return [str(r[0]) for r in rows]
 
@@ -314,7 +314,7 @@ class Store:
         return int(self.conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()[0])
 
     def record_usage(self, session_id: str, day: str, tokens: dict[str, int], cost_usd: float) -> None:
-        """Upsert one visitor session's cumulative usage (token counts by kind, and cost)."""
+        """Upsert one visit's cumulative usage (token counts by kind, and cost)."""
         now = utc_now()
         row = {"session_id": session_id, "day": day, "updated_at": now, "cost_usd": cost_usd, **tokens}
         with self.transaction():

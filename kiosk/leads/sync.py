@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from kiosk import __version__
 from kiosk.config import NotifySettings, RetentionSettings, Secrets, SyncSettings
+from kiosk.errors import backoff_delay
 from kiosk.leads import outbox as ob
 from kiosk.leads.http import HttpReply, HttpTransport, Transport
 from kiosk.leads.mail import Mailer, MailRefused, SmtpMailer
@@ -75,12 +76,6 @@ class SystemClock:
 def is_retryable_status(status: int) -> bool:
     """408, 425, 429 and 5xx may pass later; any other 4xx will not."""
     return status in RETRYABLE_STATUS or status >= 500
-
-
-def backoff_delay(failures: int, base_s: float, cap_s: float, rand: Callable[[], float]) -> float:
-    """Full jitter: uniform in [0, min(cap, base * 2^(failures-1))] (AWS architecture blog)."""
-    ceiling = min(cap_s, base_s * 2 ** min(max(failures - 1, 0), 32))
-    return float(rand() * ceiling)
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -449,7 +444,7 @@ class Syncer:
 
     def status(self) -> ob.SyncStatus:
         """Pending/dead counts, last success, last error; call from one thread (the event loop)."""
-        return ob.sync_status(self._reader)
+        return ob.sync_status(self._reader.conn)
 
     def close(self) -> None:
         """Close the syncer's store (after ``run()`` returned)."""

@@ -3,7 +3,7 @@
 It moves frames and nothing else: the protocol lives in :mod:`kiosk.realtime.session`.
 It adds the Authorization header, a connect time limit and keepalive pings, classifies
 failures (a bad key or close code 3000 is fatal: no retry storm), and writes the optional
-wire trace. Reconnect policy is :func:`backoff` plus :class:`Reconnector`, pure and small.
+wire trace. Reconnect policy is :class:`Reconnector` over :func:`kiosk.errors.backoff_delay`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlencode
@@ -21,7 +20,7 @@ from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from kiosk.errors import FatalRealtimeError, RealtimeError
+from kiosk.errors import FatalRealtimeError, RealtimeError, backoff_delay
 from kiosk.realtime.events import Event, trace_view
 
 log = logging.getLogger(__name__)
@@ -29,21 +28,13 @@ log = logging.getLogger(__name__)
 CLOSE_INVALID_KEY = 3000
 
 
-def backoff(base: float, cap: float, rng: random.Random | None = None) -> Iterator[float]:
-    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**n))."""
-    r = rng or random.Random()
-    n = 0
-    while True:
-        yield r.uniform(0, min(cap, base * 2**n))
-        n = min(n + 1, 62)
-
-
 class Reconnector:
     """Delays between connection attempts; reset once a connection stayed up long enough."""
 
     def __init__(self, base: float, cap: float, stable_after: float, rng: random.Random | None = None) -> None:
-        self._base, self._cap, self._stable, self._rng = base, cap, stable_after, rng
-        self._delays = backoff(base, cap, rng)
+        self._base, self._cap, self._stable = base, cap, stable_after
+        self._rand = (rng or random.Random()).random
+        self._failures = 0
         self._up_since: float | None = None
 
     def connected(self, now: float) -> None:
@@ -53,9 +44,10 @@ class Reconnector:
     def next_delay(self, now: float) -> float:
         """The wait before the next attempt, after a failure or drop at ``now``."""
         if self._up_since is not None and now - self._up_since >= self._stable:
-            self._delays = backoff(self._base, self._cap, self._rng)
+            self._failures = 0
         self._up_since = None
-        return next(self._delays)
+        self._failures += 1
+        return backoff_delay(self._failures, self._base, self._cap, self._rand)
 
 
 class TraceWriter:

@@ -25,9 +25,44 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kiosk.config import RealtimeSettings
 from kiosk.realtime import events as ev
+from kiosk.realtime.effects import (
+    Effect,
+    FatalError,
+    FlushPlayback,
+    IdleTimeout,
+    PlayAudio,
+    Ready,
+    Recycle,
+    ResponseFinished,
+    RunTools,
+    ToolCall,
+    Transcript,
+    Usage,
+    VisitorSpeaking,
+)
 
 log = logging.getLogger(__name__)
+
+# The effects are part of this core's interface: ``rs.Ready``, ``rs.Usage``, ...
+__all__ = [
+    "Effect",
+    "FatalError",
+    "FlushPlayback",
+    "IdleTimeout",
+    "PlayAudio",
+    "Ready",
+    "RealtimeSession",
+    "Recycle",
+    "ResponseFinished",
+    "RunTools",
+    "SessionConfig",
+    "ToolCall",
+    "Transcript",
+    "Usage",
+    "VisitorSpeaking",
+]
 
 BYTES_PER_MS = 48  # 24 kHz * 2 bytes, mono
 
@@ -39,204 +74,49 @@ RECYCLE_CODES = frozenset({"session_expired"})
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """What the session.update says; built from settings by the composition root."""
+    """What the session.update says: the ``[realtime]`` settings as they are, plus what the
+    composition root adds (the rendered instructions and the tools' schemas)."""
 
-    model: str
-    voice: str
+    settings: RealtimeSettings
     instructions: str
     tools: tuple[dict[str, Any], ...] = ()
-    transcription_model: str = "gpt-4o-mini-transcribe"
-    language: str = "en"
-    vad_threshold: float = 0.5
-    prefix_padding_ms: int = 300
-    silence_duration_ms: int = 500
-    interrupt_response: bool = True
-    idle_timeout_ms: int | None = 15000
-    max_output_tokens: int = 1024
     speed: float = 1.0
 
     def session_object(self) -> dict[str, Any]:
         """The GA ``session`` object of a full ``session.update``."""
+        r = self.settings
         turn: dict[str, Any] = {
             "type": "server_vad",
-            "threshold": self.vad_threshold,
-            "prefix_padding_ms": self.prefix_padding_ms,
-            "silence_duration_ms": self.silence_duration_ms,
+            "threshold": r.vad_threshold,
+            "prefix_padding_ms": r.prefix_padding_ms,
+            "silence_duration_ms": r.silence_duration_ms,
             "create_response": True,
-            "interrupt_response": self.interrupt_response,
+            "interrupt_response": r.interrupt_response,
         }
-        if self.idle_timeout_ms is not None:
-            turn["idle_timeout_ms"] = self.idle_timeout_ms
+        if r.idle_timeout_ms is not None:
+            turn["idle_timeout_ms"] = r.idle_timeout_ms
         return {
             "type": "realtime",
-            "model": self.model,
+            "model": r.model,
             "output_modalities": ["audio"],
             "instructions": self.instructions,
             "audio": {
                 "input": {
                     "format": {"type": "audio/pcm", "rate": 24000},
                     "noise_reduction": {"type": "far_field"},
-                    "transcription": {"model": self.transcription_model, "language": self.language},
+                    "transcription": {"model": r.transcription_model, "language": r.language},
                     "turn_detection": turn,
                 },
                 "output": {
                     "format": {"type": "audio/pcm", "rate": 24000},
-                    "voice": self.voice,
+                    "voice": r.voice,
                     "speed": self.speed,
                 },
             },
             "tools": list(self.tools),
             "tool_choice": "auto",
-            "max_output_tokens": self.max_output_tokens,
+            "max_output_tokens": r.max_output_tokens,
         }
-
-
-# ---- effects ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Ready:
-    """The session is configured; the first ``session.updated`` arrived."""
-
-
-@dataclass(frozen=True)
-class PlayAudio:
-    """Queue assistant audio (PCM16 24 kHz) for the speaker, tagged with its item id."""
-
-    item_id: str
-    pcm: bytes
-
-
-@dataclass(frozen=True)
-class FlushPlayback:
-    """Stop the speaker now and drop queued audio; then call ``playback_flushed``."""
-
-
-@dataclass(frozen=True)
-class VisitorSpeaking:
-    """Server VAD started (True) or stopped (False) hearing the visitor."""
-
-    speaking: bool
-
-
-@dataclass(frozen=True)
-class Transcript:
-    """A finished transcript line: ``role`` is ``assistant`` or ``visitor``."""
-
-    role: str
-    text: str
-    item_id: str
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """One function call from the model."""
-
-    call_id: str
-    name: str
-    arguments: str
-    response_id: str
-
-
-@dataclass(frozen=True)
-class RunTools:
-    """Run these calls (from one completed response) and hand the outputs to ``tool_results``."""
-
-    calls: tuple[ToolCall, ...]
-
-
-@dataclass(frozen=True)
-class ResponseFinished:
-    """A response ended; ``status`` is completed | cancelled | failed | incomplete."""
-
-    response_id: str
-    status: str
-    reason: str | None
-    usage: Usage
-
-
-@dataclass(frozen=True)
-class IdleTimeout:
-    """The server's idle timer fired; it is creating a check-in response by itself."""
-
-
-@dataclass(frozen=True)
-class Recycle:
-    """The session must be replaced (expired); replay with :meth:`RealtimeSession.replay`."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class FatalError:
-    """The service refused us for good (bad key, no quota)."""
-
-    code: str
-    message: str
-
-
-Effect = (
-    Ready
-    | PlayAudio
-    | FlushPlayback
-    | VisitorSpeaking
-    | Transcript
-    | RunTools
-    | ResponseFinished
-    | IdleTimeout
-    | Recycle
-    | FatalError
-)
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Token usage of one response, or a sum of several."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    input_audio_tokens: int = 0
-    input_text_tokens: int = 0
-    cached_tokens: int = 0
-    output_audio_tokens: int = 0
-    output_text_tokens: int = 0
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(*(a + b for a, b in zip(self.astuple(), other.astuple(), strict=True)))
-
-    def astuple(self) -> tuple[int, ...]:
-        """Fields in declaration order."""
-        return (
-            self.input_tokens,
-            self.output_tokens,
-            self.input_audio_tokens,
-            self.input_text_tokens,
-            self.cached_tokens,
-            self.output_audio_tokens,
-            self.output_text_tokens,
-        )
-
-    @classmethod
-    def from_response(cls, usage: Mapping[str, Any] | None) -> Usage:
-        """Read ``response.done.response.usage`` (missing parts count as zero)."""
-        if not usage:
-            return cls()
-        inp = usage.get("input_token_details") or {}
-        out = usage.get("output_token_details") or {}
-
-        def n(d: Mapping[str, Any], k: str) -> int:
-            v = d.get(k)
-            return v if isinstance(v, int) else 0
-
-        return cls(
-            n(usage, "input_tokens"),
-            n(usage, "output_tokens"),
-            n(inp, "audio_tokens"),
-            n(inp, "text_tokens"),
-            n(inp, "cached_tokens"),
-            n(out, "audio_tokens"),
-            n(out, "text_tokens"),
-        )
 
 
 @dataclass
@@ -422,7 +302,7 @@ class RealtimeSession:
         out: list[Effect] = [VisitorSpeaking(True)]
         if self._audio:
             out.append(FlushPlayback())
-        if not self.config.interrupt_response:
+        if not self.config.settings.interrupt_response:
             self.cancel_active()
         return out
 

@@ -1,8 +1,8 @@
-"""Warm standby: a configured Realtime connection waiting for the next visitor.
+"""Opened standby: a configured Realtime connection waiting for the next visitor.
 
 Opening a WebSocket and configuring a session costs a few hundred milliseconds that a
 visitor would otherwise spend looking at a blinking light. So at start-up, and again
-after each visitor session ends, a fresh connection is opened and configured
+after each visit ends, a fresh connection is opened and configured
 (``session.update`` answered by ``session.updated``) in the background and parked. The
 next press takes it and greets at once. A parked connection is never reused: each visitor
 gets a brand-new server session, so no one inherits another's conversation. It is replaced
@@ -15,26 +15,14 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from kiosk.errors import FatalRealtimeError, RealtimeError
 from kiosk.logs import event
-from kiosk.realtime import session as rs
-from kiosk.realtime.connection import RealtimeConnection, Reconnector
+from kiosk.realtime.connection import Reconnector
+from kiosk.realtime.handshake import Opened, Opener
 
 log = logging.getLogger(__name__)
-
-CONFIGURE_TIMEOUT_S = 10.0
-
-
-@dataclass
-class Warm:
-    """A configured connection, ready for one visitor."""
-
-    conn: RealtimeConnection
-    core: rs.RealtimeSession
-    opened_at: float
 
 
 class Standby:
@@ -42,8 +30,7 @@ class Standby:
 
     def __init__(
         self,
-        open_connection: Callable[[], Awaitable[RealtimeConnection]],
-        config: rs.SessionConfig,
+        opener: Opener,
         *,
         max_age_s: float,
         backoff_base_s: float = 1.0,
@@ -51,13 +38,12 @@ class Standby:
         on_ready: Callable[[], None] = lambda: None,
         on_fatal: Callable[[str], None] = lambda reason: None,
     ) -> None:
-        self._open = open_connection
+        self._opener = opener
         self._on_ready = on_ready
         self._on_fatal = on_fatal
-        self._config = config
         self._max_age_s = max_age_s
         self._recon = Reconnector(backoff_base_s, backoff_cap_s, stable_after=max_age_s)
-        self._warm: Warm | None = None
+        self._warm: Opened | None = None
         self._parked: asyncio.Task[None] | None = None
         self._wanted = asyncio.Event()
         self._wanted.set()  # at start-up
@@ -71,7 +57,7 @@ class Standby:
         """A warm connection is waiting."""
         return self._warm is not None
 
-    def take(self) -> Warm | None:
+    def take(self) -> Opened | None:
         """The warm connection, if any, now owned by the caller; None means connect yourself."""
         warm, self._warm = self._warm, None
         self.ready_event.clear()
@@ -82,7 +68,7 @@ class Standby:
         return warm
 
     def refill(self) -> None:
-        """A visitor session ended: prepare the next connection."""
+        """A visit ended: prepare the next connection."""
         self._wanted.set()
 
     async def run(self) -> None:
@@ -95,7 +81,7 @@ class Standby:
                     self._wanted.clear()
                     continue
                 try:
-                    warm = await self._connect(loop.time())
+                    warm = await self._connect()
                 except FatalRealtimeError as exc:
                     # A bad key or no quota: say so now (ERROR light), not at the next press.
                     log.error(
@@ -118,7 +104,7 @@ class Standby:
                     )
                     await asyncio.sleep(delay)
                     continue
-                self._recon.connected(loop.time())
+                self._recon.connected(warm.opened_at)
                 self._warm = warm
                 self.ready_event.set()
                 self.settled.set()
@@ -128,36 +114,13 @@ class Standby:
         finally:
             await self.close()
 
-    async def _connect(self, now: float) -> Warm:
-        conn = await self._open()
-        try:
-            core = rs.RealtimeSession(self._config, id_prefix=f"w{uuid.uuid4().hex[:6]}")
-            core.start()
-            loop = asyncio.get_running_loop()
-            async with asyncio.timeout(CONFIGURE_TIMEOUT_S):
-                try:
-                    for e in core.drain():
-                        await conn.send(e)
-                except RealtimeError:
-                    # The socket closed under the send; the frames already received may say
-                    # why (an invalid_api_key error), so read them before giving up.
-                    pass
-                while True:
-                    effects = core.receive(await conn.recv(), loop.time())
-                    for eff in effects:
-                        if isinstance(eff, rs.FatalError):
-                            raise FatalRealtimeError(f"{eff.code}: {eff.message}")
-                    if any(isinstance(eff, rs.Ready) for eff in effects):
-                        break
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await conn.close()
-            raise
+    async def _connect(self) -> Opened:
+        opened = await self._opener.open(id_prefix=f"w{uuid.uuid4().hex[:6]}")
         self.opened += 1
         log.info("warm standby ready", extra=event("standby_ready"))
-        return Warm(conn, core, now)
+        return opened
 
-    async def _park(self, warm: Warm) -> None:
+    async def _park(self, warm: Opened) -> None:
         """Watch the parked connection: replace it when it drops or gets old."""
         loop = asyncio.get_running_loop()
         try:

@@ -15,7 +15,8 @@ from kiosk.leads.store import Store
 from kiosk.leads.sync import Syncer
 from kiosk.panel.ports import KeyboardButton, Lights, LogLights
 from kiosk.realtime.connection import TraceWriter
-from kiosk.runtime.kiosk import Kiosk, build_parts
+from kiosk.runtime.compose import build_kiosk
+from kiosk.runtime.kiosk import Kiosk
 from kiosk.runtime.systemd import (
     Notifier,
     ServiceMonitor,
@@ -84,7 +85,7 @@ async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
     )
     try:
         mic, speaker = _open_audio(devices, a)
-        parts = build_parts(
+        kiosk = build_kiosk(
             settings,
             store,
             mic,
@@ -93,7 +94,6 @@ async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
             trace=TraceWriter(trace) if trace else None,
             syncer=syncer,
         )
-        kiosk = Kiosk(parts)
         if panel is not None:
             panel.attach(kiosk.submit_threadsafe)
         else:
@@ -145,10 +145,9 @@ def _monitor(
         notifier,
         status,
         lambda: kiosk.state.value,
-        lambda: syncer.status().pending,
+        syncer.status,
         watchdog,
         tick_s=tick_for(period),
-        detail=lambda: syncer.status().line(),
     )
 
 

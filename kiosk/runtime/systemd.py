@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from kiosk.leads.outbox import SyncStatus
 from kiosk.leads.store import utc_now
 from kiosk.logs import event, fields_of, redact
 from systemd import daemon
@@ -231,8 +232,9 @@ class StatusLogHandler(logging.Handler):
 class ServiceMonitor:
     """The daemon's periodic service duties: watchdog, STATUS= line, status file.
 
-    ``state`` and ``pending`` are read on every tick (the state machine's state, the
-    outbox's pending count); only changes are sent to systemd and written to the file.
+    ``state`` and ``outbox`` are read on every tick (the state machine's state, the
+    outbox's :class:`~kiosk.leads.outbox.SyncStatus`); only changes are sent to systemd and
+    written to the file, so ``systemctl status`` and ``kiosk status`` show the same counts.
     """
 
     def __init__(
@@ -240,39 +242,31 @@ class ServiceMonitor:
         notifier: Notifier,
         status: StatusFile,
         state: Callable[[], str],
-        pending: Callable[[], int],
+        outbox: Callable[[], SyncStatus],
         watchdog: Watchdog | None,
         *,
         tick_s: float = 1.0,
-        detail: Callable[[], str] | None = None,
     ) -> None:
-        self._notifier, self._status, self._state, self._pending = notifier, status, state, pending
-        self._detail = detail  # more for the STATUS= line (the outbox: dead letters, last sync)
+        self._notifier, self._status, self._state, self._outbox = notifier, status, state, outbox
         self.watchdog = watchdog
         self._tick_s = tick_s
-        self._shown: tuple[str, int, str] | None = None
+        self._shown: tuple[str, SyncStatus | None] | None = None
 
     def tick(self, now: float) -> None:
-        """One round: watchdog check, then STATUS and the file when state or backlog changed."""
+        """One round: watchdog check, then STATUS and the file when state or outbox changed."""
         if self.watchdog is not None:
             self.watchdog.check(now)
         try:
-            pending = self._pending()
+            outbox: SyncStatus | None = self._outbox()
         except Exception as exc:  # a busy database must not stop the watchdog
-            log.debug("pending count unavailable: %s", exc)
-            pending = self._shown[1] if self._shown else 0
-        detail = ""
-        if self._detail is not None:
-            try:
-                detail = self._detail()
-            except Exception as exc:  # as above: status text is never worth a missed ping
-                log.debug("status detail unavailable: %s", exc)
-        shown = (self._state(), pending, detail)
+            log.debug("outbox status unavailable: %s", exc)
+            outbox = self._shown[1] if self._shown else None
+        shown = (self._state(), outbox)
         if shown != self._shown:
             self._shown = shown
-            line = status_line(shown[0], pending)
-            self._notifier.status(f"{line}; {detail}" if detail else line)
-            self._status.update(state=shown[0], pending_leads=pending)
+            self._notifier.status(status_line(*shown))
+            pending = {} if outbox is None else {"pending_leads": outbox.pending_leads, "dead_leads": outbox.dead_leads}
+            self._status.update(state=shown[0], **pending)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until ``stop`` is set."""
@@ -285,9 +279,9 @@ class ServiceMonitor:
         self._status.update(state="stopped")
 
 
-def status_line(state: str, pending: int) -> str:
+def status_line(state: str, outbox: SyncStatus | None) -> str:
     """The one-line ``STATUS=`` text ``systemctl status`` shows."""
-    return f"{state}; {pending} lead(s) waiting for upload"
+    return state if outbox is None else f"{state}; {outbox.line()}"
 
 
 def tick_for(watchdog_s: float | None) -> float:

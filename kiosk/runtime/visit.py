@@ -1,7 +1,8 @@
-"""One visitor's Realtime link: connect, configure, read, send, run tools, reconnect, recycle.
+"""One visit: the visitor's Realtime session from press to hang-up, and its tool scope.
 
-The link owns the connection lifecycle of one visitor session and routes the session
-core's effects to the host (the kiosk). Policy in one place:
+A visit takes the warm standby's session or opens its own (``kiosk.realtime.handshake``),
+reads and sends, runs tools in the visit's own scope, reconnects and recycles, and routes
+the session core's effects to the host (the kiosk). Policy in one place:
 
 * the first connect failing is reported at once (the visitor hears the offline message
   instead of waiting); a drop mid-session is retried with exponential backoff and full
@@ -20,16 +21,13 @@ import contextlib
 import logging
 from typing import Protocol
 
-from pydantic import SecretStr
-
 from kiosk import conversation as cv
 from kiosk.audio.ports import Speaker
-from kiosk.config import RealtimeSettings
 from kiosk.errors import FatalRealtimeError, RealtimeError
 from kiosk.logs import event
 from kiosk.realtime import session as rs
-from kiosk.realtime.connection import RealtimeConnection, Reconnector, TraceWriter
-from kiosk.realtime.standby import Warm
+from kiosk.realtime.connection import RealtimeConnection, Reconnector
+from kiosk.realtime.handshake import Opened, Opener
 from kiosk.tools.registry import ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -40,18 +38,9 @@ class _RecycleNow(Exception):
 
 
 class Host(Protocol):
-    """What a link needs from the kiosk."""
+    """What a visit needs from the kiosk."""
 
-    config: rs.SessionConfig
-    ctx: ToolContext
-
-    @property
-    def settings_realtime(self) -> RealtimeSettings:
-        """Connection settings."""
-
-    @property
-    def api_key(self) -> SecretStr | None:
-        """The OpenAI API key."""
+    opener: Opener
 
     @property
     def speaker(self) -> Speaker:
@@ -60,10 +49,6 @@ class Host(Protocol):
     @property
     def tools(self) -> ToolRegistry:
         """The tools."""
-
-    @property
-    def trace(self) -> TraceWriter | None:
-        """The wire trace, if any."""
 
     def submit(self, inp: cv.Input) -> None:
         """Queue an input for the state machine."""
@@ -77,19 +62,20 @@ class Host(Protocol):
     def is_quiet(self) -> bool:
         """Nobody is speaking (a moment to recycle the connection)."""
 
-    def usage_changed(self, session_id: str, total: rs.Usage) -> None:
+    def usage_changed(self, visit_id: str, total: rs.Usage) -> None:
         """The session's cumulative token usage grew (a response finished)."""
 
     async def state_changed(self) -> None:
         """Return at the next state change."""
 
 
-class VisitorLink:
-    """The Realtime side of one visitor session; ``run`` is its task."""
+class Visit:
+    """One visit's Realtime side; ``run`` is its task."""
 
-    def __init__(self, host: Host, session_id: str, warm: Warm | None = None) -> None:
+    def __init__(self, host: Host, visit_id: str, scope: ToolContext, warm: Opened | None = None) -> None:
         self.h = host
-        self.session_id = session_id
+        self.visit_id = visit_id
+        self.scope = scope  # this visit's own tool scope: made for it, dropped with it
         self.warm = warm  # a configured connection from the standby: no handshake to wait for
         self.was_warm = warm is not None
         self.task: asyncio.Task[None]
@@ -121,56 +107,36 @@ class VisitorLink:
             log.error(
                 "Realtime refused the kiosk: %s (no retry until restarted)",
                 exc,
-                extra=event("realtime_fatal", session=self.session_id),
+                extra=event("realtime_fatal", session=self.visit_id),
             )
             self.h.submit(cv.Fatal(str(exc)))
         except Exception:
-            log.exception("visitor session failed", extra=event("session_error", session=self.session_id))
+            log.exception("visit failed", extra=event("session_error", session=self.visit_id))
             self.h.submit(cv.ReconnectFailed("internal error") if self.ready else cv.ConnectFailed("internal error"))
 
-    async def _open(self) -> RealtimeConnection:
-        s = self.h.settings_realtime
-        return await RealtimeConnection.open(
-            s.url,
-            s.model,
-            self.h.api_key,
-            connect_timeout=s.connect_timeout_s,
-            ping_interval=s.ping_interval_s,
-            trace=self.h.trace,
-        )
-
     async def _run(self) -> None:
-        s = self.h.settings_realtime
+        s = self.h.opener.settings
         loop = asyncio.get_running_loop()
         recon = Reconnector(s.backoff_base_s, s.backoff_cap_s, s.stable_after_s)
         previous: rs.RealtimeSession | None = None
         while True:
-            warm, self.warm = self.warm, None
-            if warm is not None:
-                # Configured in the background by the standby: ready right now.
-                conn, core, opened = warm.conn, warm.core, warm.opened_at
-            else:
-                fresh = await self._connect(previous is None, recon)
-                if fresh is None:
+            opened, self.warm = self.warm, None
+            if opened is None:
+                # A visit without a warm standby, a reconnect, or a recycle replaying the conversation.
+                opened = await self._connect(previous, recon)
+                if opened is None:
                     return
-                conn = fresh
-                opened = loop.time()
-                core = rs.RealtimeSession(self.h.config, id_prefix=f"k{self.session_id[:6]}")
-                if previous is None:
-                    core.start()
-                else:
-                    previous.replay_into(core)
-            recon.connected(opened)
+            conn, core = opened.conn, opened.core
+            recon.connected(opened.opened_at)
             self.core = core
             try:
-                if warm is not None:
-                    self._effect(rs.Ready(), core)
-                await self._serve(conn, core, opened)
+                self._effect(rs.Ready(), core)
+                await self._serve(conn, core, opened.opened_at)
             except _RecycleNow:
                 self.recycles += 1
                 log.info(
                     "Realtime connection recycled; conversation replayed",
-                    extra=event("recycled", session=self.session_id),
+                    extra=event("recycled", session=self.visit_id),
                 )
                 self.ready = False
                 previous = core
@@ -179,7 +145,7 @@ class VisitorLink:
             except RealtimeError as exc:
                 self.reconnects += 1
                 log.warning(
-                    "Realtime connection lost: %s", exc, extra=event("connection_lost", session=self.session_id)
+                    "Realtime connection lost: %s", exc, extra=event("connection_lost", session=self.visit_id)
                 )
                 self.ready = False
                 self.h.submit(cv.ConnectionLost(str(exc)))
@@ -189,17 +155,17 @@ class VisitorLink:
                 with contextlib.suppress(Exception):
                     await conn.close()
 
-    async def _connect(self, first: bool, recon: Reconnector) -> RealtimeConnection | None:
-        """A new connection, retried with backoff; None when the visitor's first attempt failed."""
+    async def _connect(self, previous: rs.RealtimeSession | None, recon: Reconnector) -> Opened | None:
+        """A configured session, retried with backoff; None when the visitor's first attempt failed."""
         loop = asyncio.get_running_loop()
         while True:
             try:
-                return await self._open()
+                return await self.h.opener.open(id_prefix=f"k{self.visit_id[:6]}", replay=previous)
             except RealtimeError as exc:
                 if isinstance(exc, FatalRealtimeError):
                     raise
-                if first:
-                    log.warning("connect failed: %s", exc, extra=event("connect_failed", session=self.session_id))
+                if previous is None:
+                    log.warning("connect failed: %s", exc, extra=event("connect_failed", session=self.visit_id))
                     self.h.submit(cv.ConnectFailed(str(exc)))
                     return None
                 delay = recon.next_delay(loop.time())
@@ -207,7 +173,7 @@ class VisitorLink:
                     "reconnect failed (%s); next try in %.1f s",
                     exc,
                     delay,
-                    extra=event("reconnect_wait", session=self.session_id),
+                    extra=event("reconnect_wait", session=self.visit_id),
                 )
                 await asyncio.sleep(delay)
 
@@ -236,7 +202,7 @@ class VisitorLink:
 
     async def _recycle_when_due(self, core: rs.RealtimeSession, opened: float) -> None:
         loop = asyncio.get_running_loop()
-        await asyncio.sleep(max(0.0, opened + self.h.settings_realtime.recycle_after_s - loop.time()))
+        await asyncio.sleep(max(0.0, opened + self.h.opener.settings.recycle_after_s - loop.time()))
         while not (core.quiet and self.h.is_quiet()):
             await self.h.state_changed()
         raise _RecycleNow
@@ -270,17 +236,17 @@ class VisitorLink:
             case rs.VisitorSpeaking(speaking=speaking):
                 h.submit(cv.VisitorSpeech(speaking))
             case rs.Transcript(role=role, text=text):
-                h.ctx.transcript.append((role, text))
+                self.scope.transcript.append((role, text))
                 h.transcript(role, text)
             case rs.RunTools(calls=calls):
                 self._children.add(asyncio.create_task(self._run_tools(calls, core)))
             case rs.ResponseFinished(status=status, usage=usage):
                 self.usage = self.usage + usage
                 h.speaker.end_of_stream()
-                h.usage_changed(self.session_id, self.usage)
+                h.usage_changed(self.visit_id, self.usage)
                 log.debug("response %s %s", eff.response_id, status)
             case rs.IdleTimeout():
-                log.info("visitor silent; assistant checks in", extra=event("idle_timeout", session=self.session_id))
+                log.info("visitor silent; assistant checks in", extra=event("idle_timeout", session=self.visit_id))
                 h.submit(cv.VisitorIdle())
             case rs.Recycle():
                 raise _RecycleNow
@@ -290,12 +256,12 @@ class VisitorLink:
     async def _run_tools(self, calls: tuple[rs.ToolCall, ...], core: rs.RealtimeSession) -> None:
         results = []
         for call in calls:
-            output = await self.h.tools.call(call.name, call.arguments, self.h.ctx)
+            output = await self.h.tools.call(call.name, call.arguments, self.scope)
             self.h.tool_ran(call.name, call.arguments, output)
             log.info(
                 "tool %s ran",
                 call.name,
-                extra=event("tool", tool=call.name, session=self.session_id, ok=not output.startswith('{"error"')),
+                extra=event("tool", tool=call.name, session=self.visit_id, ok=not output.startswith('{"error"')),
             )
             results.append((call.call_id, output))
         core.tool_results(results)

@@ -1,4 +1,4 @@
-"""``kiosk demo``: one whole visitor session, offline, with the real kiosk code.
+"""``kiosk demo``: one whole visit, offline, with the real kiosk code.
 
 It starts the Realtime simulator on loopback, builds the kiosk with file-backed audio
 (a scripted visitor speaking WAV fixtures; the assistant's audio written to a WAV),
@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from kiosk import conversation as cv
 from kiosk.audio.pcm import read_wav
+from kiosk.errors import UsageError
 from kiosk.leads.store import Store
 from kiosk.sim.rig import TURN_TIMEOUT_S, Rig
 from kiosk.sim.scenario import load_scenario
@@ -163,8 +164,8 @@ def _session_checks(rig: Rig, expect: dict[str, Any]) -> list[tuple[str, bool]]:
         for name, n in dict(expect["tool_calls"]).items():
             checks.append((f"{name} ran {ran[name]} time(s) (expected {n})", ran[name] == int(n)))
     if "visitor_sessions" in expect:
-        n, want_n = rig.kiosk.sessions_started, int(expect["visitor_sessions"])
-        checks.append((f"visitor sessions started: {n} (expected {want_n})", n == want_n))
+        n, want_n = rig.kiosk.visits_started, int(expect["visitor_sessions"])
+        checks.append((f"visits started: {n} (expected {want_n})", n == want_n))
     if "lights" in expect:
         shown = {p.value for p in rig.lights.shown}
         missing = [p for p in expect["lights"] if p not in shown]
@@ -212,8 +213,7 @@ def main(
     try:
         load_scenario(scenario)
     except ValueError as exc:
-        print(f"kiosk demo: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     ctx = tempfile.TemporaryDirectory(prefix="kiosk-demo-") if workdir is None else contextlib.nullcontext(str(workdir))
     with ctx as d:
         result = asyncio.run(run_demo(scenario, Path(d), speed=speed, config=config, trace=trace))

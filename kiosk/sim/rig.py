@@ -21,7 +21,8 @@ from kiosk.config import Settings, load_settings
 from kiosk.leads.store import Store
 from kiosk.panel.ports import RecordingLights
 from kiosk.realtime.connection import TraceWriter
-from kiosk.runtime.kiosk import Kiosk, build_parts
+from kiosk.runtime.compose import build_kiosk
+from kiosk.runtime.kiosk import Kiosk
 from kiosk.sim.room import Room, RoomMicrophone
 from kiosk.sim.scenario import Scenario
 from kiosk.sim.server import Faults, SimOptions, SimServer
@@ -57,7 +58,7 @@ class Recorder:
             verdict = "error" if output.startswith('{"error"') else "ok"
             print(f"  [tool {name}: {verdict}]", file=self.out, flush=True)
 
-    def session_ended(self, reason: cv.EndReason, duration_s: float | None) -> None:
+    def visit_ended(self, reason: cv.EndReason, duration_s: float | None) -> None:
         """Remember why."""
         self.ended.append(reason)
 
@@ -144,7 +145,7 @@ class Rig:
             else:
                 self.mic = RoomMicrophone(self.room, chunk_ms, speed=self.speed)
                 self.speaker = WavSpeaker(self.speaker_wav, prebuffer_ms, speed=self.speed, tap=self.room.tap)
-            parts = build_parts(
+            self.kiosk = build_kiosk(
                 self.settings,
                 self.store,
                 self.mic,
@@ -154,8 +155,7 @@ class Rig:
                 observer=self.rec,
                 today=lambda: self.day,
             )
-            self.offline_audio, self.unavailable_audio = parts.offline_audio, parts.unavailable_audio
-            self.kiosk = Kiosk(parts)
+            self.offline_audio, self.unavailable_audio = self.kiosk.p.offline_audio, self.kiosk.p.unavailable_audio
             stop = asyncio.Event()
             async with asyncio.TaskGroup() as tg:
                 up = asyncio.Event()
@@ -190,7 +190,7 @@ class Rig:
         """Press the button; optionally wait for one of ``until``.
 
         A press that starts a session waits (briefly) for the warm standby first, as a
-        visitor walking up would, so each visitor session is one simulator session.
+        visitor walking up would, so each visit is one simulator session.
         """
         await self.kiosk.wait_for_standby(10)
         self.kiosk.submit(cv.ButtonPressed())

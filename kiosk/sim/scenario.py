@@ -51,14 +51,14 @@ EXPECT_KEYS = {
     "greeted": "the assistant spoke first after the press (bool)",
     "lead_saved": "a lead (with consent evidence and outbox row) was stored (bool)",
     "tool_calls": "exact number of runs per tool name, e.g. {\"saveLead\": 1}",
-    "end_reason": "why the last visitor session ended (an EndReason value)",
-    "end_reasons": "why each visitor session ended, in order (EndReason values)",
+    "end_reason": "why the last visit ended (an EndReason value)",
+    "end_reasons": "why each visit ended, in order (EndReason values)",
     "lights": "light patterns that must have been shown (Pattern values)",
     "final_state": "the kiosk state once the visitor is done (a State value)",
     "played": "local prerecorded messages the speaker played: 'offline', 'unavailable'",
     "truncated": "a barge-in truncated the assistant's audio and the server accepted it (bool)",
     "assistant_said": "scenario replies the assistant said: 'greeting', 'idle', 'goodbye', 'fallback'",
-    "visitor_sessions": "number of visitor sessions the kiosk started (int)",
+    "visitor_sessions": "number of visits the kiosk started (int)",
 }
 SETUP_KEYS = ("spent_today_usd",)
 LEAVES = ("press", "silence")

@@ -7,9 +7,10 @@ import sqlite3
 from pathlib import Path
 
 from kiosk.config import REPO_ROOT, Settings
+from kiosk.leads.store import Store
 from kiosk.tools import booking, deals, knowledge, leads, scoring, websearch
 from kiosk.tools.lending import load_lending
-from kiosk.tools.registry import Tool, ToolRegistry
+from kiosk.tools.registry import Tool, ToolRegistry, ToolSite
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +70,13 @@ def build_registry(settings: Settings | None = None) -> ToolRegistry:
     """The registry of the six tools with the configured time limit."""
     s = settings if settings is not None else checkout_settings()
     return ToolRegistry(build_tools(settings), timeout_s=s.tools.timeout_s)
+
+
+def tool_site(settings: Settings, store: Store) -> ToolSite:
+    """What every visit's tools share, from settings: the store, the kiosk and branch."""
+    return ToolSite(
+        store=store,
+        kiosk_id=settings.kiosk_id,
+        branch=settings.branch,
+        phone_region=settings.tools.default_phone_region,
+    )

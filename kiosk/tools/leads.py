@@ -111,8 +111,8 @@ def save_lead(args: SaveLeadArgs, ctx: ToolContext, cfg: LendingConfig) -> dict[
             "read the consent disclosure, ask the visitor for a clear yes, then call saveLead "
             "with consentGiven true; if they decline, do not save",
         )
-    if not ctx.session_id:
-        raise ToolError("not saved: no visitor session is active", "do not retry")
+    if ctx.closed:
+        raise ToolError("not saved: the visit has ended", "do not retry")
     name = d.name.strip()
     if not name:
         raise ToolError("not saved: the name is empty", "ask the visitor for their name")
@@ -131,7 +131,7 @@ def save_lead(args: SaveLeadArgs, ctx: ToolContext, cfg: LendingConfig) -> dict[
             email=email,
             phone=phone,
             product_type=d.productType,
-            session_id=ctx.session_id,
+            session_id=ctx.visit_id,
             kiosk_id=ctx.kiosk_id,
             analysis=ctx.latest_analysis,
             details=details or None,

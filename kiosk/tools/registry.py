@@ -25,27 +25,59 @@ from kiosk.leads.store import Store
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ToolContext:
-    """What a tool may touch: the store and this visitor session's scope, nothing more."""
+@dataclass(frozen=True)
+class ToolSite:
+    """What the tools of every visit share: the store and who this kiosk speaks for."""
 
     store: Store
     kiosk_id: str
     branch: BranchSettings
     phone_region: str = "US"
-    session_id: str = ""
+
+    def visit(self, visit_id: str) -> ToolContext:
+        """A fresh, empty scope for a visit that starts now."""
+        return ToolContext(self, visit_id)
+
+
+@dataclass(eq=False)
+class ToolContext:
+    """One visit's tool scope: the shared site plus what this visit said, computed and saved.
+
+    A new one is made when a visit starts and handed to that visit's tools only, so work
+    still finishing for the last visitor (a save in its worker thread) can only ever touch
+    the last visitor's scope, never the next one's.
+    """
+
+    site: ToolSite
+    visit_id: str
     transcript: list[tuple[str, str]] = field(default_factory=list)
     latest_analysis: dict[str, Any] | None = None
     lead_ids: set[str] = field(default_factory=set)
+    closed: bool = False
 
-    def new_session(self, session_id: str) -> None:
-        """Start a visitor session with an empty scope."""
-        self.wipe()
-        self.session_id = session_id
+    @property
+    def store(self) -> Store:
+        """The kiosk's database."""
+        return self.site.store
 
-    def wipe(self) -> None:
-        """Forget everything session-scoped (end of a visitor session)."""
-        self.session_id = ""
+    @property
+    def kiosk_id(self) -> str:
+        """This kiosk's id (leads, consent evidence)."""
+        return self.site.kiosk_id
+
+    @property
+    def branch(self) -> BranchSettings:
+        """Who the kiosk speaks for."""
+        return self.site.branch
+
+    @property
+    def phone_region(self) -> str:
+        """Region for phone numbers spoken without a country code."""
+        return self.site.phone_region
+
+    def close(self) -> None:
+        """The visit is over (or the visitor asked to be forgotten): drop what it holds."""
+        self.closed = True
         self.transcript = []
         self.latest_analysis = None
         self.lead_ids = set()

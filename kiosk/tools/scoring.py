@@ -205,9 +205,9 @@ class ScoreLeadArgs(BaseModel):
 
 
 def require_session_lead(ctx: ToolContext, lead_id: str) -> dict[str, Any]:
-    """The lead row, only when it was saved in this visitor session; else ToolError "unknown lead"."""
+    """The lead row, only when it was saved in this visit; else ToolError "unknown lead"."""
     lead = ctx.store.lead(lead_id) if lead_id in ctx.lead_ids else None
-    if lead is None or lead["session_id"] != ctx.session_id:
+    if lead is None or lead["session_id"] != ctx.visit_id:
         raise ToolError("unknown lead", "use the leadId that saveLead returned in this conversation")
     return lead
 

@@ -1,254 +1,45 @@
-"""The kiosk state machine: pure, time passed in.
-
-``Conversation.handle(input, now)`` turns one input (button, session event, timer tick)
-into a list of commands (connect, greet, hang up, wipe, set lights, ...). It never
-touches a socket, a device or the clock, so every path is a table-driven test.
-
-States::
-
-    IDLE -> CONNECTING -> ACTIVE (LISTENING | VISITOR_SPEAKING | ASSISTANT_SPEAKING)
-         -> ENDING -> IDLE            plus OFFLINE and ERROR
-
-The lights are derived from the state (and the local VAD while listening); a ``Lights``
-command is emitted only when the derived pattern changes.
-"""
+"""The kiosk state machine itself: ``Conversation.handle(input, now) -> commands``."""
 
 from __future__ import annotations
 
-import enum
 import logging
 from dataclasses import dataclass, field
 
+from kiosk.conversation.vocabulary import (
+    ACTIVE,
+    AssistantAudio,
+    BudgetRestored,
+    BudgetSpent,
+    ButtonHeld,
+    ButtonPressed,
+    Command,
+    Connect,
+    ConnectFailed,
+    ConnectionLost,
+    EndReason,
+    Fatal,
+    Greet,
+    Hangup,
+    Input,
+    Lights,
+    LocalVoice,
+    NetworkRestored,
+    Pattern,
+    PlayOfflineMessage,
+    PlayUnavailableMessage,
+    ReconnectFailed,
+    SayGoodbye,
+    SessionReady,
+    Shutdown,
+    State,
+    StopPlayback,
+    Tick,
+    VisitorIdle,
+    VisitorSpeech,
+    Wipe,
+)
+
 log = logging.getLogger(__name__)
-
-
-class State(enum.Enum):
-    """What the kiosk is doing, as ops and the lights see it."""
-
-    IDLE = "idle"
-    CONNECTING = "connecting"
-    LISTENING = "listening"
-    VISITOR_SPEAKING = "visitor_speaking"
-    ASSISTANT_SPEAKING = "assistant_speaking"
-    ENDING = "ending"
-    OFFLINE = "offline"
-    UNAVAILABLE = "unavailable"  # the daily budget is spent: no new sessions today
-    ERROR = "error"
-
-
-ACTIVE = frozenset({State.LISTENING, State.VISITOR_SPEAKING, State.ASSISTANT_SPEAKING})
-
-
-class Pattern(enum.Enum):
-    """Light patterns; the panel maps each to concrete LED behaviour."""
-
-    IDLE = "idle"  # slow breathe: press me
-    CONNECTING = "connecting"  # fast blink
-    LISTENING = "listening"  # solid
-    VISITOR_SPEAKING = "visitor_speaking"
-    ASSISTANT_SPEAKING = "assistant_speaking"  # pulse
-    OFFLINE = "offline"
-    UNAVAILABLE = "unavailable"
-    ERROR = "error"  # fast blink
-
-
-class EndReason(enum.Enum):
-    """Why a visitor session ended (journald ``KIOSK_REASON``)."""
-
-    BUTTON = "button"
-    LONG_PRESS = "long_press"
-    MAX_LENGTH = "max_length"
-    IDLE = "idle"
-    BUDGET = "budget"
-    GOODBYE = "goodbye"
-    CONNECT_TIMEOUT = "connect_timeout"
-    CONNECTION_LOST = "connection_lost"
-    OFFLINE = "offline"
-    FATAL = "fatal"
-    SHUTDOWN = "shutdown"
-
-
-# ---- inputs -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ButtonPressed:
-    """A short press of the big button."""
-
-
-@dataclass(frozen=True)
-class ButtonHeld:
-    """A long press: end now and wipe (privacy)."""
-
-
-@dataclass(frozen=True)
-class SessionReady:
-    """The Realtime session is configured (``session.updated``)."""
-
-
-@dataclass(frozen=True)
-class ConnectFailed:
-    """Connecting failed; ``fatal`` for a bad key or no quota."""
-
-    reason: str
-    fatal: bool = False
-
-
-@dataclass(frozen=True)
-class ConnectionLost:
-    """The connection dropped during a session; the connection layer is reconnecting."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class ReconnectFailed:
-    """The connection layer gave up reconnecting during a session."""
-
-    reason: str
-    fatal: bool = False
-
-
-@dataclass(frozen=True)
-class VisitorSpeech:
-    """Server VAD: the visitor started (True) or stopped (False) speaking."""
-
-    speaking: bool
-
-
-@dataclass(frozen=True)
-class VisitorIdle:
-    """The server's idle timer fired (``input_audio_buffer.timeout_triggered``): the model
-    is asking whether the visitor is still there."""
-
-
-@dataclass(frozen=True)
-class BudgetSpent:
-    """A cost budget is spent: ``daily`` refuses new sessions, else this session ends."""
-
-    daily: bool
-
-
-@dataclass(frozen=True)
-class BudgetRestored:
-    """A new day: the daily budget is available again."""
-
-
-@dataclass(frozen=True)
-class AssistantAudio:
-    """The speaker started (True) or finished (False) playing the assistant."""
-
-    playing: bool
-
-
-@dataclass(frozen=True)
-class LocalVoice:
-    """The local webrtcvad heard voice (lights only, never turn-taking)."""
-
-    active: bool
-
-
-@dataclass(frozen=True)
-class NetworkRestored:
-    """A background connection attempt succeeded: the service is reachable again."""
-
-
-@dataclass(frozen=True)
-class Fatal:
-    """Something the kiosk cannot recover from by itself (bad API key, ...)."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class Shutdown:
-    """The daemon is stopping."""
-
-
-@dataclass(frozen=True)
-class Tick:
-    """Timers are checked on every input; a tick is an input that carries only time."""
-
-
-Input = (
-    ButtonPressed
-    | ButtonHeld
-    | SessionReady
-    | ConnectFailed
-    | ConnectionLost
-    | ReconnectFailed
-    | VisitorSpeech
-    | AssistantAudio
-    | LocalVoice
-    | VisitorIdle
-    | BudgetSpent
-    | BudgetRestored
-    | NetworkRestored
-    | Fatal
-    | Shutdown
-    | Tick
-)
-
-# ---- commands -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Connect:
-    """Open (or take the warm) Realtime session for a new visitor."""
-
-    session_no: int
-
-
-@dataclass(frozen=True)
-class Greet:
-    """Ask the assistant to greet the visitor first."""
-
-
-@dataclass(frozen=True)
-class SayGoodbye:
-    """Ask the assistant for a short spoken goodbye (a limit reached, or the visitor left)."""
-
-    reason: EndReason = EndReason.MAX_LENGTH
-
-
-@dataclass(frozen=True)
-class StopPlayback:
-    """Silence the speaker now and drop queued audio."""
-
-
-@dataclass(frozen=True)
-class Hangup:
-    """Close the visitor's Realtime session."""
-
-    reason: EndReason
-    duration_s: float | None
-
-
-@dataclass(frozen=True)
-class Wipe:
-    """Forget the visitor: conversation, session-scoped lead ids and analyses."""
-
-
-@dataclass(frozen=True)
-class PlayOfflineMessage:
-    """Play the local prerecorded 'we are offline' message."""
-
-
-@dataclass(frozen=True)
-class PlayUnavailableMessage:
-    """Play the local 'not available right now' message (daily budget spent)."""
-
-
-@dataclass(frozen=True)
-class Lights:
-    """Show a light pattern."""
-
-    pattern: Pattern
-
-
-Command = (
-    Connect | Greet | SayGoodbye | StopPlayback | Hangup | Wipe | PlayOfflineMessage | PlayUnavailableMessage | Lights
-)
 
 
 @dataclass(frozen=True)
@@ -256,7 +47,7 @@ class Timing:
     """Timer lengths, in seconds (from settings)."""
 
     connect_timeout_s: float = 10.0
-    max_session_s: float = 600.0
+    max_visit_s: float = 600.0
     goodbye_s: float = 8.0
     offline_hold_s: float = 30.0
     idle_end_s: float = 8.0  # silence after the 'are you still there?' that ends the session
@@ -268,8 +59,8 @@ class Conversation:
 
     timing: Timing = field(default_factory=Timing)
     state: State = State.IDLE
-    session_no: int = 0
-    _session_started: float | None = None
+    visit_no: int = 0
+    _visit_started: float | None = None
     _deadline: float | None = None
     _reconnecting: bool = False
     _voice: bool = False
@@ -319,7 +110,7 @@ class Conversation:
                 self.state.value,
                 new.value,
                 why,
-                extra={"kiosk": {"event": "state", "state": new.value, "session": self.session_no}},
+                extra={"kiosk": {"event": "state", "state": new.value, "session": self.visit_no}},
             )
             self.state = new
         if new not in ACTIVE:
@@ -328,12 +119,12 @@ class Conversation:
             self.state = State.UNAVAILABLE  # sessions stay refused until the budget is back
 
     def _duration(self, now: float) -> float | None:
-        return None if self._session_started is None else now - self._session_started
+        return None if self._visit_started is None else now - self._visit_started
 
     def _end(self, reason: EndReason, now: float, *, stop: bool = True) -> list[Command]:
         out: list[Command] = [StopPlayback()] if stop else []
         out += [Hangup(reason, self._duration(now)), Wipe()]
-        self._session_started = None
+        self._visit_started = None
         self._deadline = None
         self._idle_deadline = None
         self._idle_checked = False
@@ -385,11 +176,11 @@ class Conversation:
             case ButtonPressed() if s is State.UNAVAILABLE:
                 return [PlayUnavailableMessage()]
             case ButtonPressed() if s in (State.IDLE, State.OFFLINE):
-                self.session_no += 1
-                self._session_started = now
+                self.visit_no += 1
+                self._visit_started = now
                 self._deadline = now + self.timing.connect_timeout_s
                 self._go(State.CONNECTING, "button")
-                return [Connect(self.session_no)]
+                return [Connect(self.visit_no)]
             case ButtonPressed() if s is State.ERROR:
                 return [PlayOfflineMessage()]
             case ButtonPressed() if s in ACTIVE or s in (State.CONNECTING, State.ENDING):
@@ -399,8 +190,8 @@ class Conversation:
             case SessionReady() if s is State.CONNECTING:
                 greet = not self._reconnecting
                 self._reconnecting = False
-                started = now if self._session_started is None else self._session_started
-                self._deadline = started + self.timing.max_session_s
+                started = now if self._visit_started is None else self._visit_started
+                self._deadline = started + self.timing.max_visit_s
                 self._go(State.LISTENING, "session ready" if greet else "reconnected")
                 return [Greet()] if greet else []
             case ConnectFailed(reason=reason, fatal=fatal) if s is State.CONNECTING:

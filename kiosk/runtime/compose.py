@@ -1,0 +1,105 @@
+"""The composition root: settings -> the parts of a running kiosk.
+
+Everything that follows from the settings alone is decided here, once: the tools, the
+assistant's instructions, the Realtime session configuration and its opener, the
+prerecorded messages. ``build_kiosk`` is the one way to build a kiosk: the daemon (real
+devices), the demo and test rig (files and the simulator) and the bench call it with their
+own devices; the self-test uses the same :func:`realtime_opener`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from kiosk.audio.pcm import read_wav
+from kiosk.audio.ports import Microphone, Speaker
+from kiosk.config import Settings
+from kiosk.leads.store import Store
+from kiosk.panel.ports import Lights
+from kiosk.realtime import session as rs
+from kiosk.realtime.connection import TraceWriter
+from kiosk.realtime.handshake import Opener
+from kiosk.runtime.kiosk import Kiosk, Parts
+from kiosk.tools import catalog
+from kiosk.tools.registry import ToolRegistry
+
+log = logging.getLogger(__name__)
+
+
+def load_instructions(settings: Settings) -> str:
+    """The assistant's instructions, with branch values filled in."""
+    path = settings.realtime.instructions_file
+    try:
+        template = path.read_text(encoding="utf-8")
+    except OSError:
+        log.warning("instructions file %s not readable; using a minimal prompt", path)
+        template = "You are {lender_name}'s kiosk assistant. Answer in at most three short sentences."
+    return template.format_map(_Blank(settings.branch.model_dump()))
+
+
+class _Blank(dict[str, object]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def realtime_opener(
+    settings: Settings, tools: ToolRegistry | None = None, trace: TraceWriter | None = None
+) -> Opener:
+    """Opens Realtime sessions configured from settings: instructions, voice, VAD, the tools."""
+    registry = tools if tools is not None else catalog.build_registry(settings)
+    config = rs.SessionConfig(settings.realtime, load_instructions(settings), tuple(registry.schemas()))
+    return Opener(settings.realtime, settings.secrets.openai_api_key, config, trace=trace)
+
+
+def read_message(path: Path | None) -> bytes | None:
+    """A prerecorded message WAV (offline, unavailable), if configured and readable."""
+    if path is None:
+        return None
+    try:
+        return read_wav(path)
+    except (OSError, ValueError) as exc:
+        log.warning("prerecorded message %s unusable: %s", path, exc)
+        return None
+
+
+def build_parts(
+    settings: Settings,
+    store: Store,
+    mic: Microphone,
+    speaker: Speaker,
+    lights: Lights,
+    *,
+    trace: TraceWriter | None = None,
+    **extra: Any,
+) -> Parts:
+    """Parts with everything that follows from the settings; ``extra`` sets the rest
+    (observer, syncer, today)."""
+    tools = catalog.build_registry(settings)
+    return Parts(
+        settings=settings,
+        store=store,
+        tools=tools,
+        opener=realtime_opener(settings, tools, trace),
+        mic=mic,
+        speaker=speaker,
+        lights=lights,
+        offline_audio=read_message(settings.session.offline_message),
+        unavailable_audio=read_message(settings.session.unavailable_message),
+        **extra,
+    )
+
+
+def build_kiosk(
+    settings: Settings,
+    store: Store,
+    mic: Microphone,
+    speaker: Speaker,
+    lights: Lights,
+    *,
+    trace: TraceWriter | None = None,
+    **extra: Any,
+) -> Kiosk:
+    """A kiosk built from settings around the given devices, store and lights."""
+    return Kiosk(build_parts(settings, store, mic, speaker, lights, trace=trace, **extra))
