@@ -12,7 +12,6 @@ reader and a single sender, so client events leave in the order the core queued 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -30,7 +29,6 @@ from kiosk.audio.ports import Microphone, Speaker
 from kiosk.audio.vad import LedVad
 from kiosk.config import RealtimeSettings, Settings
 from kiosk.errors import StoreError
-from kiosk.leads.mail import queue_officer_email
 from kiosk.leads.store import Store
 from kiosk.leads.sync import Syncer
 from kiosk.logs import event
@@ -237,24 +235,15 @@ class Kiosk:
         self.p.observer.transcript(role, text)
 
     def tool_ran(self, name: str, arguments: str, output: str) -> None:
-        """A tool ran: a saved lead may notify its loan officer; the outbox is drained at once."""
-        if name == "saveLead":
-            self._after_save(output)
-        if name in ("saveLead", "scheduleCall") and self.p.syncer is not None:
+        """A tool ran: whatever it queued in the outbox (a lead, e-mails) is delivered at once.
+
+        Every tool run kicks the syncer, so the shell need not know which tools write what; a
+        pass with nothing due is two indexed SELECTs in a worker thread, and a kick never
+        shortens a retry pause.
+        """
+        if self.p.syncer is not None:
             self.p.syncer.kick()
         self.p.observer.tool(name, arguments, output)
-
-    def _after_save(self, output: str) -> None:
-        try:
-            lead_id = json.loads(output).get("leadId")
-        except (json.JSONDecodeError, AttributeError):
-            return
-        if not isinstance(lead_id, str):
-            return  # saveLead refused (no consent, bad e-mail): nothing was stored
-        try:
-            queue_officer_email(self.p.store, lead_id, self.p.settings.notify, self.p.settings.branch)
-        except (ValueError, StoreError) as exc:
-            log.error("loan-officer e-mail not queued: %s", exc, extra=event("email_error", lead_id=lead_id))
 
     def is_quiet(self) -> bool:
         """Nobody speaks: listening, with the speaker idle."""
