@@ -126,3 +126,49 @@ def test_config_check_and_show_cli_ok(tmp_path: Path) -> None:
     shown = json.loads(r.stdout)
     assert shown["secrets"]["openai_api_key"] == "<set>"
     assert "sk-very-secret" not in r.stdout
+
+
+OLD_FOLLOWUP = '''
+[followup]
+postal_address = "Example Lending LLC, 100 Example Street, Example City, ST 00000"
+subject = "Your call with {lender_name}"
+body = """Hello {name}, book here: {booking_url}"""
+'''
+
+
+def _config_dir(tmp_path: Path) -> Path:
+    """A kiosk.toml with its own copy of lending.toml and the e-mail templates."""
+    import shutil
+
+    shutil.copy(REPO_CONFIG.parent / "lending.toml", tmp_path / "lending.toml")
+    shutil.copytree(REPO_CONFIG.parent / "templates", tmp_path / "templates")
+    cfg = tmp_path / "kiosk.toml"
+    cfg.write_text('[tools]\nlending_file = "lending.toml"\n[notify]\ntemplates_dir = "templates"\n')
+    return cfg
+
+
+def test_config_check_says_where_the_old_followup_section_went(tmp_path: Path) -> None:
+    cfg = _config_dir(tmp_path)
+    assert run_cli("--config", str(cfg), "config", "check").returncode == 0
+    with (tmp_path / "lending.toml").open("a") as f:  # a lending.toml from before the e-mail moved
+        f.write(OLD_FOLLOWUP)
+    r = run_cli("--config", str(cfg), "config", "check")
+    assert r.returncode == 78
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"config: {tmp_path / 'lending.toml'}: [followup] is no longer read here")
+    assert "templates/visitor_email.txt" in line and "[notify] postal_address" in line
+    assert "Traceback" not in r.stderr
+
+
+def test_config_check_refuses_a_template_the_kiosk_cannot_fill(tmp_path: Path) -> None:
+    cfg = _config_dir(tmp_path)
+    visitor = tmp_path / "templates" / "visitor_email.txt"
+    visitor.write_text(visitor.read_text().replace("$product_name", "{product_name}").replace("$name", "$nmae"))
+    (tmp_path / "templates" / "officer_email.txt").unlink()
+    r = run_cli("--config", str(cfg), "config", "check")
+    assert r.returncode == 78
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert "officer_email.txt cannot be read" in lines[0]
+    assert "visitor_email.txt uses unknown placeholder(s) $nmae" in lines[1]
+    assert "Traceback" not in r.stderr

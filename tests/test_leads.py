@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from kiosk.leads.mail import Email
 from kiosk.leads.store import Store
 from kiosk.tools.registry import ToolContext
 from tests.toolkit import DEAL, DRAFT, REPO, call, make_ctx, make_registry
@@ -140,13 +141,12 @@ def test_schedule_call_queues_one_email_with_the_branch_link(store: Store) -> No
         assert out["emailQueued"] is True
     rows = store.conn.execute("SELECT state, payload_json FROM outbox WHERE kind = 'email_visitor'").fetchall()
     assert len(rows) == 1 and rows[0][0] == "pending"
-    payload = json.loads(rows[0][1])
-    assert payload["to"] == "Jane.Doe@example.com"
-    assert payload["lead_id"] == lead_id
-    assert "https://example.com/book/main" in payload["text"]
-    assert "fix-and-flip loan" in payload["text"]
-    assert "UNSUBSCRIBE" in payload["text"] and "100 Example Street" in payload["text"]
-    assert payload["subject"] == "Your call with Example Lending LLC"
+    email = Email.from_payload(json.loads(rows[0][1]))
+    assert email.to == "Jane.Doe@example.com"
+    assert "https://example.com/book/main" in email.body
+    assert "fix-and-flip loan" in email.body
+    assert "UNSUBSCRIBE" in email.body and "1 Main St, Springfield" in email.body  # [notify] postal_address
+    assert email.subject == "Your call with Example Lending LLC"
 
 
 def test_schedule_call_without_consent_on_record_sends_nothing(store: Store) -> None:
@@ -164,14 +164,16 @@ CHILD = textwrap.dedent(
     """
     import sys
     from kiosk.leads.store import Store
-    from tests.toolkit import DRAFT, call, make_ctx, make_registry
+    from tests.toolkit import DEAL, DRAFT, call, composer, make_ctx, make_registry
 
     store = Store(__import__("pathlib").Path(sys.argv[1]))
-    reg = make_registry()
+    reg = make_registry(mail=composer(officer_email="lo@lender.example"))
     ctx = make_ctx(store, sys.argv[2])
+    call(reg, "analyzeDeal", DEAL, ctx)
+    draft = {**DRAFT, "timeline": "under_30_days", "occupancy": "investment"}  # qualified: the officer is e-mailed
     print("ready", flush=True)
     while True:
-        out = call(reg, "saveLead", {"leadDraft": DRAFT}, ctx)
+        out = call(reg, "saveLead", {"leadDraft": draft}, ctx)
         print(out["leadId"], flush=True)
     """
 )
@@ -205,7 +207,9 @@ def test_sigkill_mid_save_leaves_all_or_nothing(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     leads = {r[0] for r in conn.execute("SELECT id FROM leads")}
     assert set(acknowledged) <= leads  # a lead reported saved survived
-    for table, column in (("consent", "lead_id"), ("scores", "lead_id"), ("outbox", "ref")):
-        ids = [r[0] for r in conn.execute(f"SELECT {column} FROM {table}")]
-        assert sorted(ids) == sorted(leads), f"{table} rows do not match the leads one to one"
-    assert conn.execute("SELECT count(*) FROM outbox WHERE kind != 'lead'").fetchone()[0] == 0
+    for table, column, where in (("consent", "lead_id", ""), ("scores", "lead_id", ""),
+                                 ("outbox", "ref", "WHERE kind = 'lead'"),
+                                 ("outbox", "ref", "WHERE kind = 'email_officer'")):  # fmt: skip
+        ids = [r[0] for r in conn.execute(f"SELECT {column} FROM {table} {where}")]
+        assert sorted(ids) == sorted(leads), f"{table} rows {where} do not match the leads one to one"
+    assert conn.execute("SELECT count(*) FROM outbox WHERE kind NOT IN ('lead', 'email_officer')").fetchone()[0] == 0

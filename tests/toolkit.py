@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from kiosk.config import BranchSettings
+from kiosk.config import BranchSettings, NotifySettings
+from kiosk.leads.mail import Composer
 from kiosk.leads.store import Store
 from kiosk.tools import booking, deals, knowledge, leads, scoring, websearch
 from kiosk.tools.lending import LendingConfig, load_lending
@@ -45,11 +46,17 @@ def make_ctx(store: Store, visit: str = "s1") -> ToolContext:
     return ctx
 
 
+def composer(**notify: Any) -> Composer:
+    """The shipped e-mail templates with these [notify] values (no loan-officer address unless given)."""
+    return Composer(NotifySettings(**{"templates_dir": CONFIG / "templates", **notify}), BranchSettings())
+
+
 def make_registry(
-    search_url: str = "http://127.0.0.1:9", key: str | None = None, timeout_s: float = 8.0
+    search_url: str = "http://127.0.0.1:9", key: str | None = None, timeout_s: float = 8.0, mail: Composer | None = None
 ) -> ToolRegistry:
-    """All six tools over the shipped knowledge base and lending.toml; web search at ``search_url``."""
+    """All six tools over the shipped knowledge base, lending.toml and templates; web search at ``search_url``."""
     cfg = lending()
+    mail = mail if mail is not None else composer()
     client = websearch.PerplexityClient(
         api_key=SecretStr(key) if key else None, base_url=search_url, timeout_s=2.0, max_chars=300
     )
@@ -57,9 +64,9 @@ def make_registry(
     tools = [
         knowledge.make_tool(kb),
         deals.TOOL,
-        leads.make_tool(cfg),
+        leads.make_tool(cfg, mail),
         scoring.make_tool(cfg),
-        booking.make_tool(cfg),
+        booking.make_tool(cfg, mail),
         websearch.make_tool(client),
     ]
     return ToolRegistry(tools, timeout_s=timeout_s)

@@ -74,8 +74,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> int:
+    from kiosk.leads.mail import check_templates
+
     loaded = load_settings(args.config)
-    load_lending(loaded.settings.tools.lending_file)  # part of the configuration: checked too
+    # lending.toml and the e-mail templates are part of the configuration: checked too, so
+    # a template typo is refused here instead of costing e-mails at run time.
+    s = loaded.settings
+    problems = check_templates(s.notify.templates_dir)
+    try:
+        load_lending(s.tools.lending_file)
+    except ConfigError as exc:
+        problems = exc.problems + problems
+    if problems:
+        raise ConfigError(problems)
     if args.config_command == "check":
         where = loaded.path or "(defaults only: no config file found)"
         print(f"config OK: {where}")

@@ -1,14 +1,17 @@
-"""E-mail notifications: queued in the outbox (they survive outages), sent over SMTP with STARTTLS.
+"""E-mail, in one place: the payload, the templates, and the SMTP sender.
 
-Tools call :func:`queue_officer_email` after scoring a lead and :func:`queue_visitor_email`
-when the visitor asked for the scheduling link, then ``Syncer.kick()``. Both render a
-template from ``notify.templates_dir`` (``config/templates/``) into the outbox row's
-``payload_json`` as ``{"to", "subject", "body"}``, at most once per lead and kind (the
-outbox's UNIQUE(kind, ref)). Anything else may queue ``email_visitor`` / ``email_officer``
-rows with that payload shape; the syncer sends them all alike.
-
-Delivery is at least once: a crash after the server accepted a message and before the row
-is marked sent sends it again, with the same ``Message-ID`` so mail clients can fold it.
+* :class:`Email` is the only shape of an e-mail outbox row's ``payload_json``
+  (``{"to", "subject", "body"}``): the writers queue ``Email.to_payload()`` and the syncer
+  reads ``Email.from_payload()``, so the two sides cannot drift apart.
+* :class:`Composer` writes the kiosk's two e-mails from the templates in
+  ``notify.templates_dir`` (``config/templates/``): a ``Subject:`` line, a blank line, the
+  body, ``$placeholders`` (:class:`string.Template`). saveLead queues the loan-officer
+  e-mail (kind ``email_officer``) in the lead's own transaction; scheduleCall queues the
+  visitor's follow-up (kind ``email_visitor``). At most one row per lead and kind (the
+  outbox's UNIQUE(kind, ref)).
+* :class:`SmtpMailer` sends over STARTTLS. Delivery is at least once: a crash after the
+  server accepted a message and before the row is marked sent sends it again, with the same
+  ``Message-ID`` so mail clients can fold it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import smtplib
 import string
+from collections.abc import Mapping
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
@@ -26,121 +31,205 @@ from pydantic import SecretStr
 from kiosk.config import BranchSettings, NotifySettings
 from kiosk.errors import KioskError
 from kiosk.leads.http import tls_context
-from kiosk.leads.store import Store
+from kiosk.leads.store import LeadRecord, ScoreRecord
 
-OFFICER_TEMPLATE = "officer_email.txt"
-VISITOR_TEMPLATE = "visitor_email.txt"
+OFFICER_KIND = "email_officer"
+VISITOR_KIND = "email_visitor"
+PAYLOAD_FIELDS = ("to", "subject", "body")
 
 
 class MailRefused(KioskError, ValueError):
     """The SMTP server refused this message for good (5xx for a recipient, sender or content)."""
 
 
+class MailError(KioskError, ValueError):
+    """An e-mail cannot be written: a bad payload or a bad template. Writers catch this one:
+    an e-mail that cannot be written must never cost the lead it is about."""
+
+
+class EmailPayloadError(MailError):
+    """An e-mail payload lacks a field or has a bad one; the message names the field."""
+
+
+class MailTemplateError(MailError):
+    """An e-mail template cannot be read, or uses placeholders the kiosk does not fill."""
+
+
+@dataclass(frozen=True)
+class Email:
+    """One e-mail as queued in the outbox and as sent; every field a non-empty string."""
+
+    to: str
+    subject: str
+    body: str
+
+    def __post_init__(self) -> None:
+        for name in PAYLOAD_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise EmailPayloadError(f"e-mail field '{name}' must be a non-empty string")
+
+    def to_payload(self) -> dict[str, str]:
+        """The outbox row's ``payload_json``."""
+        return {"to": self.to, "subject": self.subject, "body": self.body}
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any] | None) -> Email:
+        """Read an outbox payload back; EmailPayloadError names the first missing or bad field."""
+        if not isinstance(payload, Mapping):
+            raise EmailPayloadError("e-mail payload is missing (expected to, subject and body)")
+        for name in PAYLOAD_FIELDS:
+            if name not in payload:
+                raise EmailPayloadError(f"e-mail payload lacks '{name}'")
+        return cls(to=payload["to"], subject=payload["subject"], body=payload["body"])
+
+
 class Mailer(Protocol):
     """Sends one e-mail; raises MailRefused (final) or OSError (try again later)."""
 
-    def send(self, to: str, subject: str, body: str, *, message_key: str) -> None:
+    def send(self, email: Email, *, message_key: str) -> None:
         """Send a plain-text message; ``message_key`` makes its Message-ID stable."""
         ...
 
 
-def render(templates_dir: Path, name: str, values: dict[str, Any]) -> tuple[str, str]:
-    """(subject, body) from a template: a ``Subject:`` line, a blank line, the body; ``$name`` fields."""
-    path = templates_dir / name
+# -- templates -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """A template file, the placeholders the kiosk fills in it and those it must use."""
+
+    name: str
+    fields: frozenset[str]
+    required: frozenset[str]
+
+
+_BRANCH_FIELDS = frozenset({"lender_name", "nmls_id", "branch_name"})
+OFFICER_TEMPLATE = TemplateSpec(
+    "officer_email.txt",
+    _BRANCH_FIELDS
+    | {"lead_id", "name", "email", "phone", "product_type", "created_at", "kiosk_id", "score_total",
+       "disposition", "rubric_version", "reasons"},
+    frozenset({"lead_id"}),  # the officer finds the lead in the CRM by its id
+)  # fmt: skip
+VISITOR_TEMPLATE = TemplateSpec(
+    "visitor_email.txt",
+    _BRANCH_FIELDS | {"name", "product_name", "booking_url", "postal_address"},
+    frozenset({"booking_url", "postal_address"}),  # the point of the e-mail, and CAN-SPAM
+)
+
+
+def _parse(path: Path) -> tuple[string.Template, string.Template]:
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"e-mail template {path} cannot be read: {exc.strerror or exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise MailTemplateError(f"e-mail template {path} cannot be read: {reason}") from None
     head, sep, body = text.partition("\n\n")
-    if not sep or not head.startswith("Subject:"):
-        raise ValueError(f"e-mail template {path} must start with 'Subject: ...' and a blank line")
+    subject = head.removeprefix("Subject:").strip()
+    if not sep or not head.startswith("Subject:") or "\n" in head or not subject or not body.strip():
+        raise MailTemplateError(
+            f"e-mail template {path} must be a 'Subject: ...' line, a blank line, then the body"
+        )
+    return string.Template(subject), string.Template(body)
+
+
+def _check(path: Path, subject: string.Template, body: string.Template, spec: TemplateSpec) -> None:
+    if not (subject.is_valid() and body.is_valid()):
+        raise MailTemplateError(f"e-mail template {path} has a bad placeholder ('$' not followed by a name; '$$' is $)")
+    used = set(subject.get_identifiers()) | set(body.get_identifiers())
+    unknown = sorted(used - spec.fields)
+    if unknown:
+        raise MailTemplateError(
+            f"e-mail template {path} uses unknown placeholder(s) {', '.join('$' + n for n in unknown)}; "
+            f"known: {', '.join('$' + n for n in sorted(spec.fields))}"
+        )
+    missing = sorted(spec.required - used)
+    if missing:
+        raise MailTemplateError(f"e-mail template {path} must use {', '.join('$' + n for n in missing)}")
+
+
+def render(templates_dir: Path, spec: TemplateSpec, values: Mapping[str, object]) -> tuple[str, str]:
+    """(subject, body) of a template; MailTemplateError when it is unreadable or uses unknown placeholders."""
+    path = templates_dir / spec.name
+    subject, body = _parse(path)
+    _check(path, subject, body, spec)
     fields = {k: "" if v is None else str(v) for k, v in values.items()}
-    try:
-        subject = string.Template(head.removeprefix("Subject:").strip()).substitute(fields)
-        return subject, string.Template(body).substitute(fields)
-    except (KeyError, ValueError) as exc:
-        raise ValueError(f"e-mail template {path} uses an unknown or bad placeholder: {exc}") from None
+    return subject.substitute(fields), body.substitute(fields)
 
 
-def _latest_score(store: Store, lead_id: str) -> dict[str, Any] | None:
-    rows = list(
-        store.db.query("SELECT * FROM scores WHERE lead_id = ? ORDER BY id DESC LIMIT 1", [lead_id])
-    )
-    return rows[0] if rows else None
+def check_templates(templates_dir: Path) -> list[str]:
+    """One line per problem with the e-mail templates (``kiosk config check``, start-up)."""
+    problems = []
+    for spec in (OFFICER_TEMPLATE, VISITOR_TEMPLATE):
+        try:
+            render(templates_dir, spec, dict.fromkeys(spec.fields, "x"))
+        except MailTemplateError as exc:
+            problems.append(str(exc))
+    return problems
 
 
-def _reason_lines(reasons_json: str) -> str:
-    import json
-
-    reasons = json.loads(reasons_json)
-    if not isinstance(reasons, list):
-        reasons = [reasons]
-    return "\n".join(f"  - {r if isinstance(r, str) else json.dumps(r, sort_keys=True)}" for r in reasons)
+def _reason_lines(reasons: list[str]) -> str:
+    return "\n".join(f"  - {r}" for r in reasons)
 
 
-def queue_officer_email(store: Store, lead_id: str, notify: NotifySettings, branch: BranchSettings) -> bool:
-    """Queue the loan-officer e-mail when the lead's latest score is ``qualified``.
+class Composer:
+    """Writes the kiosk's e-mails from the templates; the tools get one through their constructors.
 
-    Returns True when a row was queued (or already was), False when no officer address is
-    configured or the lead is not qualified. Raises ValueError for an unknown lead or a
-    broken template. Call ``Syncer.kick()`` afterwards.
+    Templates are read at each use, so an edit needs no restart; a template broken on a
+    running kiosk raises MailTemplateError and the caller decides (a lead is never lost to it).
     """
-    lead = store.lead(lead_id)
-    if lead is None:
-        raise ValueError(f"no lead {lead_id}")
-    score = _latest_score(store, lead_id)
-    if not notify.officer_email or score is None or score["disposition"] != "qualified":
-        return False
-    subject, body = render(
-        notify.templates_dir,
-        OFFICER_TEMPLATE,
-        {
-            "lead_id": lead_id,
-            "name": lead["name"],
-            "email": lead["email"],
-            "phone": lead["phone"],
-            "product_type": lead["product_type"],
-            "created_at": lead["created_at"],
-            "kiosk_id": lead["kiosk_id"],
-            "score_total": score["total"],
-            "disposition": score["disposition"],
-            "rubric_version": score["rubric_version"],
-            "reasons": _reason_lines(score["reasons_json"]),
-            "branch_name": branch.branch_name,
-            "lender_name": branch.lender_name,
-        },
-    )
-    store.enqueue("email_officer", lead_id, {"to": notify.officer_email, "subject": subject, "body": body})
-    return True
 
+    def __init__(self, notify: NotifySettings, branch: BranchSettings) -> None:
+        self.notify = notify
+        self.branch = branch
 
-def queue_visitor_email(
-    store: Store, lead_id: str, notify: NotifySettings, branch: BranchSettings, booking_url: str | None = None
-) -> bool:
-    """Queue the scheduling-link e-mail to a saved (so consenting) visitor; False without an address.
+    def problems(self) -> list[str]:
+        """What is wrong with the templates (empty when nothing)."""
+        return check_templates(self.notify.templates_dir)
 
-    The template carries the postal address and the unsubscribe line CAN-SPAM asks for.
-    Raises ValueError for an unknown lead or a broken template. Call ``Syncer.kick()`` afterwards.
-    """
-    lead = store.lead(lead_id)
-    if lead is None:
-        raise ValueError(f"no lead {lead_id}")
-    if not lead["email"] or store.consent(lead_id) is None:
-        return False
-    subject, body = render(
-        notify.templates_dir,
-        VISITOR_TEMPLATE,
-        {
-            "name": lead["name"],
-            "booking_url": booking_url or branch.booking_url,
-            "lender_name": branch.lender_name,
-            "nmls_id": branch.nmls_id,
-            "branch_name": branch.branch_name,
-            "postal_address": notify.postal_address,
-        },
-    )
-    store.enqueue("email_visitor", lead_id, {"to": lead["email"], "subject": subject, "body": body})
-    return True
+    def _branch_values(self) -> dict[str, str]:
+        b = self.branch
+        return {"lender_name": b.lender_name, "nmls_id": b.nmls_id, "branch_name": b.branch_name}
+
+    def officer(self, lead: LeadRecord, score: ScoreRecord) -> Email | None:
+        """The loan officer's e-mail for a ``qualified`` lead; None for others or with no officer address."""
+        if not self.notify.officer_email or score.disposition != "qualified":
+            return None
+        subject, body = render(
+            self.notify.templates_dir,
+            OFFICER_TEMPLATE,
+            self._branch_values()
+            | {
+                "lead_id": lead.id,
+                "name": lead.name,
+                "email": lead.email,
+                "phone": lead.phone,
+                "product_type": lead.product_type,
+                "created_at": lead.created_at,
+                "kiosk_id": lead.kiosk_id,
+                "score_total": score.total,
+                "disposition": score.disposition,
+                "rubric_version": score.rubric_version,
+                "reasons": _reason_lines(score.reasons),
+            },
+        )
+        return Email(self.notify.officer_email, subject, body)
+
+    def visitor(self, *, to: str, name: str | None, product_name: str, booking_url: str) -> Email:
+        """The visitor's follow-up: the booking link, the postal address and the opt-out CAN-SPAM asks for."""
+        subject, body = render(
+            self.notify.templates_dir,
+            VISITOR_TEMPLATE,
+            self._branch_values()
+            | {
+                "name": name or "there",
+                "product_name": product_name,
+                "booking_url": booking_url,
+                "postal_address": self.notify.postal_address,
+            },
+        )
+        return Email(to, subject, body)
 
 
 class SmtpMailer:
@@ -152,21 +241,21 @@ class SmtpMailer:
         self.kiosk_id = kiosk_id
         self.context = tls_context(notify.smtp_ca_bundle)
 
-    def message(self, to: str, subject: str, body: str, message_key: str) -> EmailMessage:
+    def message(self, email: Email, message_key: str) -> EmailMessage:
         """The message as sent."""
         msg = EmailMessage()
         msg["From"] = self.s.from_address
-        msg["To"] = to
-        msg["Subject"] = subject
+        msg["To"] = email.to
+        msg["Subject"] = email.subject
         msg["Date"] = formatdate(usegmt=True)
         digest = hashlib.sha256(message_key.encode()).hexdigest()[:32]
         msg["Message-ID"] = f"<{digest}@{self.kiosk_id}.kiosk.invalid>"
-        msg.set_content(body)
+        msg.set_content(email.body)
         return msg
 
-    def send(self, to: str, subject: str, body: str, *, message_key: str) -> None:
+    def send(self, email: Email, *, message_key: str) -> None:
         """Connect, STARTTLS, log in when configured, send; MailRefused on a permanent refusal."""
-        msg = self.message(to, subject, body, message_key)
+        msg = self.message(email, message_key)
         try:
             with smtplib.SMTP(self.s.smtp_host, self.s.smtp_port, timeout=self.s.smtp_timeout_s) as smtp:
                 smtp.ehlo()

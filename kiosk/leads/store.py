@@ -3,8 +3,8 @@
 * Schema migrations by ``PRAGMA user_version``: append to ``MIGRATIONS``, never edit one.
 * WAL, so the sync task reads while a save writes; ``synchronous=FULL`` so a lead that
   was reported saved survives a power cut.
-* A lead, its consent evidence and its outbox row are written in one transaction: a
-  crash mid-save leaves all or nothing.
+* A lead, its consent evidence, its score and its outbox rows (the CRM upload, the loan
+  officer's e-mail) are written in one transaction: a crash mid-save leaves all or nothing.
 * The file is created with mode 0600: it holds personal data.
 """
 
@@ -16,9 +16,9 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -121,9 +121,15 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def new_lead_id() -> str:
+    """A fresh lead id (a random UUID: unique across kiosks, nothing to guess from it)."""
+    return str(uuid.uuid4())
+
+
 @dataclass(frozen=True)
 class LeadRecord:
-    """What saveLead stores."""
+    """What saveLead stores. It has its id and time before it is stored, so e-mails about it
+    can be written first and committed in the same transaction as the lead."""
 
     name: str
     email: str
@@ -133,6 +139,8 @@ class LeadRecord:
     kiosk_id: str
     analysis: dict[str, Any] | None
     details: dict[str, Any] | None = None  # optional deal facts the visitor gave (scoring inputs)
+    id: str = field(default_factory=new_lead_id)
+    created_at: str = field(default_factory=utc_now)
 
 
 @dataclass(frozen=True)
@@ -215,10 +223,19 @@ class Store:
         """The applied migration count."""
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
-    def save_lead(self, lead: LeadRecord, consent: ConsentEvidence, score: ScoreRecord | None = None) -> str:
-        """Store a lead with its consent evidence, outbox row and (optional) score, atomically; returns its id."""
-        lead_id = str(uuid.uuid4())
-        now = utc_now()
+    def save_lead(
+        self,
+        lead: LeadRecord,
+        consent: ConsentEvidence,
+        score: ScoreRecord | None = None,
+        outbox: Iterable[tuple[str, dict[str, Any]]] = (),
+    ) -> str:
+        """Store a lead with its consent evidence, (optional) score and outbox rows, atomically; returns its id.
+
+        ``outbox`` holds further rows about this lead as (kind, payload), e.g. the loan
+        officer's e-mail: they commit with the lead or not at all.
+        """
+        lead_id, now = lead.id, lead.created_at
         with self.transaction():
             self._table("leads").insert(
                 {
@@ -249,6 +266,8 @@ class Store:
             if score is not None:
                 self._insert_score(lead_id, score, now)
             self.enqueue("lead", lead_id)
+            for kind, payload in outbox:
+                self.enqueue(kind, lead_id, payload)
         return lead_id
 
     def save_score(self, lead_id: str, score: ScoreRecord, analysis: dict[str, Any] | None = None) -> None:

@@ -41,7 +41,7 @@ from kiosk.config import NotifySettings, RetentionSettings, Secrets, SyncSetting
 from kiosk.errors import backoff_delay
 from kiosk.leads import outbox as ob
 from kiosk.leads.http import HttpReply, HttpTransport, Transport
-from kiosk.leads.mail import Mailer, MailRefused, SmtpMailer
+from kiosk.leads.mail import Email, EmailPayloadError, Mailer, MailRefused, SmtpMailer
 from kiosk.leads.retention import purge
 from kiosk.leads.store import Store
 from kiosk.logs import event, redact
@@ -325,12 +325,13 @@ class Syncer:
             if not rows:
                 return
             row = rows[0]
-            p = row.payload or {}
-            if not all(isinstance(p.get(k), str) and p.get(k) for k in ("to", "subject", "body")):
-                self._dead(self._smtp, [row], "e-mail payload lacks to, subject or body", report)
+            try:
+                email = Email.from_payload(row.payload)
+            except EmailPayloadError as exc:
+                self._dead(self._smtp, [row], _reason(str(exc)), report)
                 continue
             try:
-                self.mailer.send(p["to"], p["subject"], p["body"], message_key=f"{row.kind}.{row.ref}")
+                self.mailer.send(email, message_key=f"{row.kind}.{row.ref}")
             except MailRefused as exc:
                 self._dead(self._smtp, [row], _reason(f"smtp: {exc}"), report)
                 continue

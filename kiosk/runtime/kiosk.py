@@ -153,7 +153,12 @@ class Kiosk:
         self.p.observer.transcript(role, text)
 
     def tool_ran(self, name: str, arguments: str, output: str) -> None:
-        """A tool ran: whatever it queued in the outbox is delivered at once."""
+        """A tool ran: whatever it queued in the outbox (a lead, e-mails) is delivered at once.
+
+        Every tool run kicks the syncer, so the shell need not know which tools write what; a
+        pass with nothing due is two indexed SELECTs in a worker thread, and a kick never
+        shortens a retry pause.
+        """
         if self.p.syncer is not None:
             self.p.syncer.kick()
         self.p.observer.tool(name, arguments, output)

@@ -7,7 +7,9 @@ import sqlite3
 from pathlib import Path
 
 from kiosk.config import REPO_ROOT, Settings
+from kiosk.leads.mail import Composer
 from kiosk.leads.store import Store
+from kiosk.logs import event
 from kiosk.tools import booking, deals, knowledge, leads, scoring, websearch
 from kiosk.tools.lending import load_lending
 from kiosk.tools.registry import Tool, ToolRegistry, ToolSite
@@ -35,19 +37,27 @@ def open_knowledge(settings: Settings, *, persist: bool = True, force: bool = Fa
 
 
 def checkout_settings() -> Settings:
-    """Defaults with the checkout's knowledge base and lending file (for callers without settings)."""
+    """Defaults with the checkout's knowledge base, lending file and e-mail templates (for callers without settings)."""
     config = REPO_ROOT / "config"
-    return Settings(tools={"knowledge_dir": config / "knowledge", "lending_file": config / "lending.toml"})
+    return Settings(
+        tools={"knowledge_dir": config / "knowledge", "lending_file": config / "lending.toml"},
+        notify={"templates_dir": config / "templates"},
+    )
 
 
 def build_tools(settings: Settings | None = None) -> list[Tool]:
-    """The six tools. ConfigError when lending.toml is invalid.
+    """The six tools. ConfigError when lending.toml is invalid; e-mail template problems are logged.
 
     With no settings: the checkout's config files, the index in memory, web search off.
     """
     persist = settings is not None
     s = settings if settings is not None else checkout_settings()
     cfg = load_lending(s.tools.lending_file)
+    composer = Composer(s.notify, s.branch)
+    # A broken template must not keep the kiosk from taking leads: `kiosk config check`
+    # refuses it, the running kiosk says so loudly and stores leads without that e-mail.
+    for problem in composer.problems():
+        log.error("%s", problem, extra=event("email_template_error"))
     t = s.tools
     client = websearch.PerplexityClient(
         api_key=s.secrets.perplexity_api_key,
@@ -59,9 +69,9 @@ def build_tools(settings: Settings | None = None) -> list[Tool]:
     return [
         knowledge.make_tool(open_knowledge(s, persist=persist)),
         deals.TOOL,
-        leads.make_tool(cfg),
+        leads.make_tool(cfg, composer),
         scoring.make_tool(cfg),
-        booking.make_tool(cfg),
+        booking.make_tool(cfg, composer),
         websearch.make_tool(client),
     ]
 

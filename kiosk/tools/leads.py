@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from kiosk.config import BranchSettings
 from kiosk.errors import ToolError
-from kiosk.leads.store import ConsentEvidence, LeadRecord
+from kiosk.leads.mail import OFFICER_KIND, Composer, Email, MailError
+from kiosk.leads.store import ConsentEvidence, LeadRecord, ScoreRecord
+from kiosk.logs import event
 from kiosk.tools.lending import LendingConfig
 from kiosk.tools.registry import Tool, ToolContext
 from kiosk.tools.scoring import explain, facts_from, score
@@ -102,8 +104,22 @@ def normalize_phone(raw: str, region: str) -> str:
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
-def save_lead(args: SaveLeadArgs, ctx: ToolContext, cfg: LendingConfig) -> dict[str, Any]:
-    """The tool. Refuses without consent; stores lead + consent + score + outbox atomically."""
+def officer_email(composer: Composer, lead: LeadRecord, score: ScoreRecord) -> Email | None:
+    """The loan officer's e-mail about a lead, or None (not qualified, no officer address, or a
+    broken template: the lead matters more than the e-mail, so that is logged, never raised)."""
+    try:
+        return composer.officer(lead, score)
+    except MailError as exc:
+        log.error(
+            "loan-officer e-mail not queued: %s", exc,
+            extra=event("email_error", lead_id=lead.id, kind=OFFICER_KIND),
+        )  # fmt: skip
+        return None
+
+
+def save_lead(args: SaveLeadArgs, ctx: ToolContext, cfg: LendingConfig, composer: Composer) -> dict[str, Any]:
+    """The tool. Refuses without consent; stores lead + consent + score + outbox rows (the CRM
+    upload and, for a qualified lead, the loan officer's e-mail) in one transaction."""
     d = args.leadDraft
     if d.consentGiven is not True:
         raise ToolError(
@@ -125,17 +141,19 @@ def save_lead(args: SaveLeadArgs, ctx: ToolContext, cfg: LendingConfig) -> dict[
     scored = score(facts, cfg.rubric)
     text = disclosure_text(ctx.branch)
     words = [t for role, t in ctx.transcript if role == "visitor"][-WORDS_KEPT:]
+    record = LeadRecord(
+        name=name,
+        email=email,
+        phone=phone,
+        product_type=d.productType,
+        session_id=ctx.visit_id,
+        kiosk_id=ctx.kiosk_id,
+        analysis=ctx.latest_analysis,
+        details=details or None,
+    )
+    officer = officer_email(composer, record, scored.record)
     lead_id = ctx.store.save_lead(
-        LeadRecord(
-            name=name,
-            email=email,
-            phone=phone,
-            product_type=d.productType,
-            session_id=ctx.visit_id,
-            kiosk_id=ctx.kiosk_id,
-            analysis=ctx.latest_analysis,
-            details=details or None,
-        ),
+        record,
         ConsentEvidence(
             disclosure_text=text,
             disclosure_version=disclosure_version(text),
@@ -143,12 +161,16 @@ def save_lead(args: SaveLeadArgs, ctx: ToolContext, cfg: LendingConfig) -> dict[
             visitor_words="\n".join(words),
         ),
         scored.record,
+        # The officer's e-mail commits with the lead or not at all: no lead without its
+        # e-mail, no e-mail about a lead that was never stored.
+        outbox=[] if officer is None else [(OFFICER_KIND, officer.to_payload())],
     )
     ctx.lead_ids.add(lead_id)
     log.info(
         "lead saved",
         extra={"kiosk": {"event": "lead_saved", "lead_id": lead_id, "product": d.productType,
-                         "score": scored.record.total, "disposition": scored.record.disposition}},
+                         "score": scored.record.total, "disposition": scored.record.disposition,
+                         "officer_email": officer is not None}},
     )
     return {
         "leadId": lead_id,
@@ -160,8 +182,8 @@ def save_lead(args: SaveLeadArgs, ctx: ToolContext, cfg: LendingConfig) -> dict[
     }
 
 
-def make_tool(cfg: LendingConfig) -> Tool:
-    """The saveLead tool, scoring with the configured rubric."""
+def make_tool(cfg: LendingConfig, composer: Composer) -> Tool:
+    """The saveLead tool, scoring with the configured rubric and e-mailing the loan officer through ``composer``."""
 
     return Tool(
         name="saveLead",
@@ -170,5 +192,5 @@ def make_tool(cfg: LendingConfig) -> Tool:
             "yes; e-mail and phone read back and confirmed first. Returns the lead id and its score."
         ),
         args=SaveLeadArgs,
-        func=lambda args, ctx: save_lead(args, ctx, cfg),
+        func=lambda args, ctx: save_lead(args, ctx, cfg, composer),
     )

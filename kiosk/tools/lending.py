@@ -1,9 +1,10 @@
-"""The lender's business rules as configuration: rubric, rate sheet, booking links, follow-up.
+"""The lender's business rules as configuration: rubric, rate sheet, booking links.
 
 Everything a lender tunes lives in ``lending.toml`` (see ``config/lending.toml``), never in
 code: points per factor, the bands that award them, disposition thresholds, indicative
-rates and max LTV per product, booking links per product and branch, and the follow-up
-e-mail. The file is validated once at start; a mistake is a ConfigError naming the field.
+rates and max LTV per product, booking links per product and branch. (The follow-up
+e-mail is a template next to the others: ``templates/visitor_email.txt``.) The file is
+validated once at start; a mistake is a ConfigError naming the field.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ FACTORS = ("product_fit", "deal_strength", "leverage", "timeline", "contact")
 TIMELINES = ("under_30_days", "30_to_90_days", "over_90_days", "just_looking", "unknown")
 
 Flag = Literal["none", "soft", "hard"]
+
+FOLLOWUP_MOVED = (
+    "[followup] is no longer read here: the follow-up e-mail moved to templates/visitor_email.txt "
+    "(kiosk.toml [notify] templates_dir; $placeholders instead of {placeholders}) and its postal address "
+    "to kiosk.toml [notify] postal_address; copy your text there and delete [followup] from this file"
+)
 
 
 class _Frozen(BaseModel):
@@ -118,21 +125,12 @@ class Booking(_Frozen):
         return at_branch.get(product) or at_branch.get("default") or self.products.get(product) or fallback
 
 
-class Followup(_Frozen):
-    """The follow-up e-mail queued by scheduleCall."""
-
-    postal_address: str = Field(min_length=1)
-    subject: str = Field(min_length=1)
-    body: str = Field(min_length=1)
-
-
 class LendingConfig(_Frozen):
     """Everything in lending.toml."""
 
     rubric: Rubric
     rate_sheet: dict[str, ProductTerms]
     booking: Booking = Booking()
-    followup: Followup
 
     @model_validator(mode="after")
     def _every_product(self) -> LendingConfig:
@@ -150,7 +148,12 @@ def load_lending(path: Path) -> LendingConfig:
         raise ConfigError([f"{path}: cannot read lending file: {exc.strerror or exc}"]) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    # Older lending files carried the follow-up e-mail: say where it went, not "unknown setting".
+    problems = [f"{path}: {FOLLOWUP_MOVED}"] if data.pop("followup", None) is not None else []
     try:
-        return LendingConfig.model_validate(data)
+        cfg = LendingConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([f"{path}: {line}" for line in format_validation_error(exc)]) from None
+        raise ConfigError(problems + [f"{path}: {line}" for line in format_validation_error(exc)]) from None
+    if problems:
+        raise ConfigError(problems)
+    return cfg
