@@ -1,0 +1,70 @@
+"""Settings: one TOML file, ``KIOSK_`` environment overrides, secrets from systemd credentials.
+
+Precedence, highest first: environment (``KIOSK_REALTIME__MODEL=...``), the TOML file,
+the defaults in :mod:`kiosk.config.sections`. Secrets never live in the TOML file: they come from files in
+``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``) or from ``KIOSK_SECRETS__*``.
+
+Every component receives only its own frozen sub-model; nothing else reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from kiosk.config.loading import (
+    REPO_CONFIG,
+    REPO_ROOT,
+    SYSTEM_CONFIG,
+    LoadedConfig,
+    default_config_path,
+    format_validation_error,
+    load_settings,
+    masked_dump,
+)
+from kiosk.config.sections import (
+    SECRET_NAMES,
+    AudioSettings,
+    BranchSettings,
+    CostSettings,
+    EchoSettings,
+    LogSettings,
+    NotifySettings,
+    PanelSettings,
+    RealtimeSettings,
+    RetentionSettings,
+    Secrets,
+    ServiceSettings,
+    SessionSettings,
+    Settings,
+    StoreSettings,
+    SyncSettings,
+    ToolSettings,
+    VadSettings,
+)
+
+__all__ = [
+    "REPO_CONFIG",
+    "REPO_ROOT",
+    "SECRET_NAMES",
+    "SYSTEM_CONFIG",
+    "AudioSettings",
+    "BranchSettings",
+    "CostSettings",
+    "EchoSettings",
+    "LoadedConfig",
+    "LogSettings",
+    "NotifySettings",
+    "PanelSettings",
+    "RealtimeSettings",
+    "RetentionSettings",
+    "Secrets",
+    "ServiceSettings",
+    "SessionSettings",
+    "Settings",
+    "StoreSettings",
+    "SyncSettings",
+    "ToolSettings",
+    "VadSettings",
+    "default_config_path",
+    "format_validation_error",
+    "load_settings",
+    "masked_dump",
+]
