@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from kiosk.leads.store import Store
 from kiosk.runtime.kiosk import default_tools
 from kiosk.tools.registry import Tool, ToolContext, ToolRegistry
-from tests.toolkit import DEAL, DRAFT, call, make_ctx, make_registry
+from tests.toolkit import DEAL, DRAFT, call, checkout_settings, make_ctx, make_registry
 
 NAMES = ["searchKnowledgeBase", "analyzeDeal", "saveLead", "scoreLead", "scheduleCall", "perplexitySearch"]
 # What a successful output of each tool always carries.
@@ -59,8 +59,9 @@ def test_the_contract_names_and_shapes() -> None:
     assert "$ref" not in text and '"title"' not in text and '"null"' not in text
 
 
-def test_the_daemon_registry_has_all_six_tools() -> None:
-    assert [s["name"] for s in default_tools(5.0).schemas()] == NAMES
+def test_the_daemon_registry_has_all_six_tools(tmp_path: Path) -> None:
+    configured = checkout_settings({"store": {"path": str(tmp_path / "kiosk.db")}})
+    assert [s["name"] for s in default_tools(5.0, configured).schemas()] == NAMES
 
 
 def _json_values() -> st.SearchStrategy[Any]:

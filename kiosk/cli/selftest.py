@@ -251,7 +251,7 @@ async def check_realtime(settings: Settings) -> Result:
     key = settings.secrets.openai_api_key
     if key is None:
         return fail("realtime", "no API key: credential openai_api_key (or KIOSK_SECRETS__OPENAI_API_KEY) missing")
-    core = rs.RealtimeSession(session_config(settings, load_instructions(settings), default_tools(1.0)))
+    core = rs.RealtimeSession(session_config(settings, load_instructions(settings), default_tools(1.0, settings)))
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     limit = r.connect_timeout_s + 10.0

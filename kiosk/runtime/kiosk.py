@@ -84,11 +84,8 @@ class NullObserver:
         """Ignore."""
 
 
-def default_tools(timeout_s: float, settings: Settings | None = None) -> ToolRegistry:
-    """The assistant's six tools; pass ``settings`` for the configured knowledge base, rubric and web search.
-
-    Without settings the checkout's knowledge base and lending.toml are used and web search is off.
-    """
+def default_tools(timeout_s: float, settings: Settings) -> ToolRegistry:
+    """The assistant's six tools over the configured knowledge base, rubric and web search."""
     return ToolRegistry(catalog.build_tools(settings), timeout_s=timeout_s)
 
 
