@@ -22,8 +22,6 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from kiosk.errors import ConfigError
 
 SYSTEM_CONFIG = Path("/etc/kiosk/kiosk.toml")
-REPO_ROOT = Path(__file__).resolve().parent.parent
-REPO_CONFIG = REPO_ROOT / "config" / "kiosk.toml"
 
 SECRET_NAMES = (
     "openai_api_key",
@@ -360,11 +358,12 @@ class LoadedConfig:
 
 
 def default_config_path() -> Path | None:
-    """/etc/kiosk/kiosk.toml, else the checkout's config/kiosk.toml, else None."""
-    for candidate in (SYSTEM_CONFIG, REPO_CONFIG):
-        if candidate.is_file():
-            return candidate
-    return None
+    """/etc/kiosk/kiosk.toml when it exists, else None (defaults only).
+
+    Never the checkout's config/: an installed kiosk has no checkout, and one that quietly
+    used it would run with settings nobody installed. In a checkout, pass ``--config``.
+    """
+    return SYSTEM_CONFIG if SYSTEM_CONFIG.is_file() else None
 
 
 def _read_credentials(directory: Path | None) -> dict[str, str]:

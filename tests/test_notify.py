@@ -14,13 +14,14 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from pydantic import SecretStr
 
-from kiosk.config import REPO_CONFIG, BranchSettings, NotifySettings, RetentionSettings, Secrets, SyncSettings
+from kiosk.config import BranchSettings, NotifySettings, RetentionSettings, Secrets, SyncSettings
 from kiosk.leads.mail import queue_officer_email, queue_visitor_email, render
 from kiosk.leads.store import Store
 from kiosk.leads.sync import Syncer
 from tests.synckit import ManualClock, free_port, make_cert, save_leads, server_tls
+from tests.toolkit import CONFIG
 
-TEMPLATES = REPO_CONFIG.parent / "templates"
+TEMPLATES = CONFIG / "templates"
 BRANCH = BranchSettings()
 
 

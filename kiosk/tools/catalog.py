@@ -6,7 +6,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from kiosk.config import REPO_ROOT, Settings
+from kiosk.config import Settings
 from kiosk.tools import booking, deals, knowledge, leads, scoring, websearch
 from kiosk.tools.lending import load_lending
 from kiosk.tools.registry import Tool, ToolRegistry
@@ -33,30 +33,22 @@ def open_knowledge(settings: Settings, *, persist: bool = True, force: bool = Fa
         return knowledge.KnowledgeBase.open_or_build(source)
 
 
-def checkout_settings() -> Settings:
-    """Defaults with the checkout's knowledge base and lending file (for callers without settings)."""
-    config = REPO_ROOT / "config"
-    return Settings(tools={"knowledge_dir": config / "knowledge", "lending_file": config / "lending.toml"})
+def build_tools(settings: Settings) -> list[Tool]:
+    """The six tools over the configured knowledge base and lending file; ConfigError when lending.toml is invalid.
 
-
-def build_tools(settings: Settings | None = None) -> list[Tool]:
-    """The six tools. ConfigError when lending.toml is invalid.
-
-    With no settings: the checkout's config files, the index in memory, web search off.
+    Settings are required: the files they name are the only ones read (an installed kiosk has no checkout).
     """
-    persist = settings is not None
-    s = settings if settings is not None else checkout_settings()
-    cfg = load_lending(s.tools.lending_file)
-    t = s.tools
+    cfg = load_lending(settings.tools.lending_file)
+    t = settings.tools
     client = websearch.PerplexityClient(
-        api_key=s.secrets.perplexity_api_key,
+        api_key=settings.secrets.perplexity_api_key,
         base_url=t.search_base_url,
         model=t.search_model,
         timeout_s=t.search_timeout_s,
         max_chars=t.search_max_chars,
     )
     return [
-        knowledge.make_tool(open_knowledge(s, persist=persist)),
+        knowledge.make_tool(open_knowledge(settings)),
         deals.TOOL,
         leads.make_tool(cfg),
         scoring.make_tool(cfg),
@@ -65,7 +57,6 @@ def build_tools(settings: Settings | None = None) -> list[Tool]:
     ]
 
 
-def build_registry(settings: Settings | None = None) -> ToolRegistry:
+def build_registry(settings: Settings) -> ToolRegistry:
     """The registry of the six tools with the configured time limit."""
-    s = settings if settings is not None else checkout_settings()
-    return ToolRegistry(build_tools(settings), timeout_s=s.tools.timeout_s)
+    return ToolRegistry(build_tools(settings), timeout_s=settings.tools.timeout_s)
