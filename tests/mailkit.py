@@ -14,12 +14,13 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from pydantic import SecretStr
 
-from kiosk.config import REPO_CONFIG, NotifySettings, RetentionSettings, Secrets, SyncSettings
+from kiosk.config import NotifySettings, RetentionSettings, Secrets, SyncSettings
 from kiosk.leads.store import Store
 from kiosk.leads.sync import Clock, Syncer
 from tests.synckit import server_tls
+from tests.toolkit import CHECKOUT_CONFIG
 
-TEMPLATES = REPO_CONFIG.parent / "templates"
+TEMPLATES = CHECKOUT_CONFIG.parent / "templates"
 SMTP_USER, SMTP_PASSWORD = "kiosk", "smtp-pw"
 OFFICER = "lo@lender.example"
 

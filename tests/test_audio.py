@@ -18,11 +18,11 @@ from kiosk.audio.pcm import RATE, read_wav, write_wav
 from kiosk.audio.playback import FADE_MS, PlaybackBuffer
 from kiosk.audio.resample import Resampler
 from kiosk.audio.vad import LedVad
-from kiosk.sim.scenario import SCENARIO_DIR
+from kiosk.sim.scenario import SCENARIOS
 from tests.alsa import frequency, tone
 
 pytestmark = pytest.mark.timeout(60)
-SPEECH = SCENARIO_DIR / "audio" / "happy_v1.wav"
+SPEECH = SCENARIOS / "audio" / "happy_v1.wav"
 
 
 class Clock:

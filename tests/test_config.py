@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from kiosk.config import REPO_CONFIG, load_settings, masked_dump
+from kiosk.config import SYSTEM_CONFIG, load_settings, masked_dump
 from kiosk.errors import ConfigError
+from tests.toolkit import CHECKOUT_CONFIG
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -20,18 +21,18 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 def test_repo_config_is_valid_and_complete() -> None:
-    loaded = load_settings(REPO_CONFIG)
+    loaded = load_settings(CHECKOUT_CONFIG)
     s = loaded.settings
     assert s.realtime.model == "gpt-realtime"
     assert s.panel.button_pin == 17
     # Relative paths are resolved against the config file, not the working directory.
-    assert s.realtime.instructions_file == REPO_CONFIG.parent / "instructions.md"
-    assert s.tools.knowledge_dir == REPO_CONFIG.parent / "knowledge"
+    assert s.realtime.instructions_file == CHECKOUT_CONFIG.parent / "instructions.md"
+    assert s.tools.knowledge_dir == CHECKOUT_CONFIG.parent / "knowledge"
 
 
 def test_every_setting_is_documented_in_the_shipped_file() -> None:
-    text = REPO_CONFIG.read_text()
-    s = load_settings(REPO_CONFIG).settings
+    text = CHECKOUT_CONFIG.read_text()
+    s = load_settings(CHECKOUT_CONFIG).settings
     for section, model in s:
         if section == "secrets" or not isinstance(model, BaseModel):
             continue
@@ -42,7 +43,7 @@ def test_every_setting_is_documented_in_the_shipped_file() -> None:
 def test_environment_overrides_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KIOSK_REALTIME__MODEL", "gpt-realtime-mini")
     monkeypatch.setenv("KIOSK_AUDIO__CHUNK_MS", "20")
-    s = load_settings(REPO_CONFIG).settings
+    s = load_settings(CHECKOUT_CONFIG).settings
     assert s.realtime.model == "gpt-realtime-mini"
     assert s.audio.chunk_ms == 20
     assert s.realtime.voice == "marin"  # the rest of the section still comes from the file
@@ -52,7 +53,7 @@ def test_secrets_from_credentials_directory(tmp_path: Path, monkeypatch: pytest.
     (tmp_path / "openai_api_key").write_text("sk-test-123\n")
     (tmp_path / "sync_token").write_text("")  # empty means unset
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
-    s = load_settings(REPO_CONFIG).settings
+    s = load_settings(CHECKOUT_CONFIG).settings
     assert s.secrets.openai_api_key is not None
     assert s.secrets.openai_api_key.get_secret_value() == "sk-test-123"
     assert s.secrets.sync_token is None
@@ -111,6 +112,15 @@ def test_config_check_cli_missing_file(tmp_path: Path) -> None:
     assert "cannot read config file" in r.stderr
 
 
+@pytest.mark.skipif(SYSTEM_CONFIG.exists(), reason="this machine has an installed configuration")
+def test_without_config_the_checkout_is_not_used_and_the_error_says_what_to_pass() -> None:
+    # Run from the checkout's root: its config/kiosk.toml is right there, and must not be picked up.
+    r = subprocess.run([sys.executable, "-m", "kiosk", "config", "check"], capture_output=True, text=True,
+                       check=False, timeout=60, cwd=CHECKOUT_CONFIG.parent.parent)
+    assert r.returncode == 78, r.stdout + r.stderr
+    assert "pass --config PATH" in r.stderr
+
+
 def test_config_check_and_show_cli_ok(tmp_path: Path) -> None:
     import os
 
@@ -118,10 +128,10 @@ def test_config_check_and_show_cli_ok(tmp_path: Path) -> None:
     creds.mkdir()
     (creds / "openai_api_key").write_text("sk-very-secret")
     env = {**os.environ, "CREDENTIALS_DIRECTORY": str(creds)}
-    r = run_cli("--config", str(REPO_CONFIG), "config", "check", env=env)
+    r = run_cli("--config", str(CHECKOUT_CONFIG), "config", "check", env=env)
     assert r.returncode == 0, r.stderr
     assert "config OK" in r.stdout
-    r = run_cli("--config", str(REPO_CONFIG), "config", "show", env=env)
+    r = run_cli("--config", str(CHECKOUT_CONFIG), "config", "show", env=env)
     assert r.returncode == 0
     shown = json.loads(r.stdout)
     assert shown["secrets"]["openai_api_key"] == "<set>"
@@ -140,8 +150,8 @@ def _config_dir(tmp_path: Path) -> Path:
     """A kiosk.toml with its own copy of lending.toml and the e-mail templates."""
     import shutil
 
-    shutil.copy(REPO_CONFIG.parent / "lending.toml", tmp_path / "lending.toml")
-    shutil.copytree(REPO_CONFIG.parent / "templates", tmp_path / "templates")
+    shutil.copy(CHECKOUT_CONFIG.parent / "lending.toml", tmp_path / "lending.toml")
+    shutil.copytree(CHECKOUT_CONFIG.parent / "templates", tmp_path / "templates")
     cfg = tmp_path / "kiosk.toml"
     cfg.write_text('[tools]\nlending_file = "lending.toml"\n[notify]\ntemplates_dir = "templates"\n')
     return cfg

@@ -18,6 +18,7 @@ from kiosk.sim.demo import run_demo
 from kiosk.sim.scenario import load_scenario
 from kiosk.sim.server import SimOptions, SimServer
 from tests import oracle
+from tests.toolkit import CHECKOUT_CONFIG
 
 DATA = Path(__file__).parent / "data"
 
@@ -26,7 +27,8 @@ DATA = Path(__file__).parent / "data"
 def demo_events(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Every client and server event of one whole demo session."""
     out = io.StringIO()
-    result = asyncio.run(run_demo("happy_path", tmp_path_factory.mktemp("demo"), speed=10.0, out=out, record=True))
+    workdir = tmp_path_factory.mktemp("demo")
+    result = asyncio.run(run_demo("happy_path", workdir, speed=10.0, out=out, record=True, config=CHECKOUT_CONFIG))
     assert result.ok, out.getvalue()
     received = [e for s in result.sim.sessions for e in s.received]
     sent = [e for s in result.sim.sessions for e in s.sent]

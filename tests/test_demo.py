@@ -11,12 +11,13 @@ from pathlib import Path
 
 from kiosk import conversation as cv
 from kiosk.sim.demo import run_demo
+from tests.toolkit import CHECKOUT_CONFIG
 
 
 async def test_happy_path_demo_saves_a_lead(tmp_path: Path) -> None:
     out = io.StringIO()
     trace = tmp_path / "trace.jsonl"
-    result = await run_demo("happy_path", tmp_path, speed=10.0, out=out, trace=trace)
+    result = await run_demo("happy_path", tmp_path, speed=10.0, out=out, trace=trace, config=CHECKOUT_CONFIG)
     text = out.getvalue()
     assert result.ok, text
     assert "Visitor  : Yes, I agree." in text
@@ -39,8 +40,8 @@ async def test_happy_path_demo_saves_a_lead(tmp_path: Path) -> None:
 
 
 def test_demo_cli_exit_status(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "kiosk", "demo", "--speed", "10", "--workdir", str(tmp_path),
-                        "--json"], capture_output=True, text=True, timeout=120, check=False)
+    r = subprocess.run([sys.executable, "-m", "kiosk", "--config", str(CHECKOUT_CONFIG), "demo", "--speed", "10",
+                        "--workdir", str(tmp_path), "--json"], capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["ok"] is True

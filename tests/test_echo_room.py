@@ -13,10 +13,11 @@ from kiosk import conversation as cv
 from kiosk.audio.pcm import apply_gain, read_wav, write_wav
 from kiosk.sim.rig import Rig
 from kiosk.sim.room import Room
-from kiosk.sim.scenario import SCENARIO_DIR, Reply, Scenario, Turn
+from kiosk.sim.scenario import SCENARIOS, Reply, Scenario, Turn
+from tests.toolkit import CHECKOUT_CONFIG
 
 pytestmark = pytest.mark.timeout(90)
-AUDIO = SCENARIO_DIR / "audio"
+AUDIO = SCENARIOS / "audio"
 
 
 def long_reply(tmp_path: Path) -> Reply:
@@ -37,7 +38,7 @@ def scenario(tmp_path: Path) -> Scenario:
 
 
 async def test_gate_mode_does_not_let_the_assistant_interrupt_itself(tmp_path: Path) -> None:
-    rig = Rig(scenario(tmp_path), tmp_path, speed=4, room=Room(-6.0, 30), record=True)
+    rig = Rig(scenario(tmp_path), tmp_path, config=CHECKOUT_CONFIG, speed=4, room=Room(-6.0, 30), record=True)
     async with rig.running():
         assert rig.settings.echo.mode == "gate"  # the default
         await rig.press()
@@ -59,7 +60,7 @@ async def test_gate_mode_does_not_let_the_assistant_interrupt_itself(tmp_path: P
 
 
 async def test_a_visitor_speaking_over_the_echo_still_barges_in(tmp_path: Path) -> None:
-    rig = Rig(scenario(tmp_path), tmp_path, speed=4, room=Room(-6.0, 30), record=True)
+    rig = Rig(scenario(tmp_path), tmp_path, config=CHECKOUT_CONFIG, speed=4, room=Room(-6.0, 30), record=True)
     visitor = apply_gain(read_wav(AUDIO / "happy_v1.wav"), 6.0)  # close to the array
     async with rig.running():
         await rig.press()

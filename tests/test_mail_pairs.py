@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from kiosk.config import REPO_CONFIG, Settings, load_settings
+from kiosk.config import Settings, load_settings
 from kiosk.leads import outbox as ob
 from kiosk.leads.store import Store
 from kiosk.leads.sync import Syncer
@@ -28,7 +28,7 @@ from kiosk.tools import catalog
 from kiosk.tools.registry import ToolContext, ToolRegistry
 from tests.mailkit import OFFICER, TEMPLATES, Inbox, Smtp, smtp_secrets, smtp_values
 from tests.synckit import ManualClock, free_port, make_cert
-from tests.toolkit import DEAL, DRAFT
+from tests.toolkit import CHECKOUT_CONFIG, DEAL, DRAFT
 
 VISITOR = "jane.doe@example.com"
 # Scores "qualified" with the shipped rubric after analyzeDeal(DEAL); plain DRAFT does not.
@@ -70,7 +70,7 @@ class Kiosk:
 
 def kiosk(tmp_path: Path, cert: tuple[Path, Path], port: int, **notify: Any) -> Kiosk:
     """The shipped config, pointed at a temp database and the test SMTP server."""
-    settings = load_settings(REPO_CONFIG, overrides={
+    settings = load_settings(CHECKOUT_CONFIG, overrides={
         "store": {"path": tmp_path / "kiosk.db"},
         "notify": smtp_values(port, cert[0], **notify),
         "branch": {"branch_name": "Riverside booth"},  # no branch link in lending.toml: the product's applies

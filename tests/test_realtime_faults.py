@@ -14,6 +14,7 @@ from kiosk.audio.pcm import read_wav
 from kiosk.sim.rig import Rig
 from kiosk.sim.scenario import Reply, Scenario, Turn, load_scenario
 from kiosk.sim.server import Faults
+from tests.toolkit import CHECKOUT_CONFIG
 
 FAST = {"realtime": {"backoff_base_s": 0.05, "backoff_cap_s": 0.2}}
 HAPPY = load_scenario("happy_path")
@@ -29,7 +30,8 @@ def states(rig: Rig) -> list[cv.Pattern]:
 
 
 async def test_drop_mid_reply_reconnects_and_the_session_continues(tmp_path: Path) -> None:
-    rig = Rig(HAPPY, tmp_path, speed=10, overrides=FAST, faults=Faults(drop_after_deltas=3), record=True)
+    rig = Rig(HAPPY, tmp_path, speed=10, overrides=FAST, faults=Faults(drop_after_deltas=3), record=True,
+              config=CHECKOUT_CONFIG)
     async with rig.running():
         await rig.press(until={cv.State.CONNECTING})
         # The greeting is cut after three deltas; the kiosk shows it is reconnecting...
@@ -50,7 +52,8 @@ async def test_drop_mid_reply_reconnects_and_the_session_continues(tmp_path: Pat
 
 async def test_reconnect_that_fails_ends_offline(tmp_path: Path) -> None:
     faults = Faults(drop_after_deltas=3)
-    rig = Rig(HAPPY, tmp_path, speed=10, overrides={**FAST, "session": {"connect_timeout_s": 1.0}}, faults=faults)
+    rig = Rig(HAPPY, tmp_path, speed=10, overrides={**FAST, "session": {"connect_timeout_s": 1.0}}, faults=faults,
+              config=CHECKOUT_CONFIG)
     async with rig.running():
         await rig.press()
         await rig.kiosk.wait_state({cv.State.CONNECTING}, limit_s=5)
@@ -66,7 +69,7 @@ async def test_reconnect_that_fails_ends_offline(tmp_path: Path) -> None:
                                    Faults(http_status=401)], ids=["error-event", "close-3000", "http-401"])
 async def test_invalid_key_is_fatal_once_without_retry(tmp_path: Path, fault: Faults,
                                                        caplog: pytest.LogCaptureFixture) -> None:
-    rig = Rig(HAPPY, tmp_path, speed=10, overrides=FAST, faults=fault)
+    rig = Rig(HAPPY, tmp_path, config=CHECKOUT_CONFIG, speed=10, overrides=FAST, faults=fault)
     async with rig.running():
         await rig.press(until={cv.State.ERROR}, limit_s=10)
         await rig.press()  # pressing again must not reconnect
@@ -80,7 +83,7 @@ async def test_invalid_key_is_fatal_once_without_retry(tmp_path: Path, fault: Fa
 
 
 async def test_session_expired_is_recycled_with_the_conversation(tmp_path: Path) -> None:
-    rig = Rig(HAPPY, tmp_path, speed=10, overrides=FAST, record=True)
+    rig = Rig(HAPPY, tmp_path, config=CHECKOUT_CONFIG, speed=10, overrides=FAST, record=True)
     async with rig.running():
         await rig.press(until={cv.State.LISTENING, cv.State.ASSISTANT_SPEAKING})
         await rig.assistant_turn()
@@ -100,7 +103,8 @@ async def test_session_expired_is_recycled_with_the_conversation(tmp_path: Path)
 
 
 async def test_connection_is_recycled_before_the_limit_at_a_quiet_moment(tmp_path: Path) -> None:
-    rig = Rig(HAPPY, tmp_path, speed=10, overrides={"realtime": {"recycle_after_s": 0.2}}, record=True)
+    rig = Rig(HAPPY, tmp_path, speed=10, overrides={"realtime": {"recycle_after_s": 0.2}}, record=True,
+              config=CHECKOUT_CONFIG)
     async with rig.running():
         await rig.press(until={cv.State.LISTENING, cv.State.ASSISTANT_SPEAKING})
         await rig.assistant_turn()  # the greeting is never cut: recycling waits for quiet
@@ -115,7 +119,7 @@ async def test_malformed_and_unknown_server_events_are_logged_and_skipped(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     frames = ["{not json", json.dumps({"type": "response.output_audio.delta", "delta": 7}),
               json.dumps({"type": "response.brand_new_event", "x": 1}), json.dumps([1, 2, 3])]
-    rig = Rig(HAPPY, tmp_path, speed=10, faults=Faults(inject_frames=frames))
+    rig = Rig(HAPPY, tmp_path, config=CHECKOUT_CONFIG, speed=10, faults=Faults(inject_frames=frames))
     caplog.set_level(logging.DEBUG, logger="kiosk")
     async with rig.running():
         await rig.press(until={cv.State.LISTENING, cv.State.ASSISTANT_SPEAKING})
@@ -131,7 +135,8 @@ async def test_barge_in_stops_playback_and_truncates_to_what_was_played(tmp_path
     long_greeting = Reply("Welcome! " + "Let me tell you about our investor loan programs in some detail. " * 3)
     scenario = Scenario(name="barge", greeting=long_greeting,
                         turns=(Turn(HAPPY.turns[0].visitor, reply=Reply("Sure, go ahead.")),))
-    rig = Rig(scenario, tmp_path, speed=4, overrides={"echo": {"mode": "hardware"}}, record=True)
+    rig = Rig(scenario, tmp_path, speed=4, overrides={"echo": {"mode": "hardware"}}, record=True,
+              config=CHECKOUT_CONFIG)
     async with rig.running():
         await rig.press()
         await rig.talk_over(1500, SPEECH, limit_s=10)

@@ -14,6 +14,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,13 @@ import pytest
 
 from kiosk import conversation as cv
 from kiosk.audio.pcm import read_wav
-from kiosk.config import load_settings
 from kiosk.runtime.compose import load_instructions
 from kiosk.sim.demo import DemoResult, run_demo
 from kiosk.sim.rig import Rig
 from kiosk.sim.scenario import load_scenario, scenario_names
 from kiosk.sim.server import SimSession
 from kiosk.tools.leads import disclosure_text
+from tests.toolkit import CHECKOUT_CONFIG, checkout_settings
 
 SPEED = 10.0
 P = cv.Pattern
@@ -36,7 +37,7 @@ GREETED = {cv.State.LISTENING, cv.State.ASSISTANT_SPEAKING}
 
 async def demo(name: str, tmp_path: Path) -> DemoResult:
     out = io.StringIO()
-    result = await run_demo(name, tmp_path, speed=SPEED, out=out)
+    result = await run_demo(name, tmp_path, speed=SPEED, out=out, config=CHECKOUT_CONFIG)
     assert result.ok, out.getvalue()
     return result
 
@@ -143,7 +144,7 @@ async def test_budget_spent_refuses_with_the_unavailable_message(tmp_path: Path)
 
 async def test_a_visitor_after_a_finished_one_shares_no_conversation_item(tmp_path: Path) -> None:
     scenario = load_scenario("happy_path")
-    rig = Rig(scenario, tmp_path, speed=SPEED)
+    rig = Rig(scenario, tmp_path, speed=SPEED, config=CHECKOUT_CONFIG)
     async with rig.running():
         standby = rig.kiosk.standby
         assert standby is not None
@@ -190,9 +191,9 @@ async def test_a_visitor_after_a_finished_one_shares_no_conversation_item(tmp_pa
 
 
 def test_demo_cli_runs_a_named_scenario_and_refuses_an_unknown_one(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "kiosk", "demo", "--scenario", "budget_spent", "--speed", "10",
-                        "--workdir", str(tmp_path), "--json"], capture_output=True, text=True, timeout=120,
-                       check=False)
+    r = subprocess.run([sys.executable, "-m", "kiosk", "--config", str(CHECKOUT_CONFIG), "demo", "--scenario",
+                        "budget_spent", "--speed", "10", "--workdir", str(tmp_path), "--json"],
+                       capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["ok"] is True
     bad = subprocess.run([sys.executable, "-m", "kiosk", "demo", "--scenario", "no_such_visitor"],
@@ -214,22 +215,22 @@ async def test_expectations_that_do_not_hold_fail_the_demo(tmp_path: Path) -> No
     data["expect"] |= {"lead_saved": True, "greeted": True}
     path = tmp_path / "wrong.json"
     path.write_text(json.dumps(data))
-    result = await run_demo(str(path), tmp_path / "run", speed=SPEED, out=io.StringIO())
+    result = await run_demo(str(path), tmp_path / "run", speed=SPEED, out=io.StringIO(), config=CHECKOUT_CONFIG)
     assert not result.ok
     failed = [name for name, ok in result.checks if not ok]
     assert any("lead saved" in f for f in failed) and any("greeted" in f for f in failed)
 
 
-def load_scenario_path(name: str) -> Path:
-    from kiosk.sim.scenario import SCENARIO_DIR
+def load_scenario_path(name: str) -> Traversable:
+    from kiosk.sim.scenario import SCENARIOS
 
-    return SCENARIO_DIR / f"{name}.json"
+    return SCENARIOS / f"{name}.json"
 
 
 def test_instructions_render_every_placeholder_and_stay_short() -> None:
-    settings = load_settings(None, overrides={"branch": {
+    settings = checkout_settings({"branch": {
         "lender_name": "Acme Capital LLC", "nmls_id": "123456", "branch_name": "Harbor booth",
-        "booking_url": "https://acme.example/book", "callback_phone": "+15555550199"}}).settings
+        "booking_url": "https://acme.example/book", "callback_phone": "+15555550199"}})
     text = load_instructions(settings)
     assert "{" not in text and "}" not in text
     for value in ("Acme Capital LLC", "123456", "Harbor booth", "https://acme.example/book"):

@@ -214,7 +214,8 @@ async def test_selftest_exits_78_on_invalid_config(demo: Demo) -> None:
     assert rows(out)["config"][0] == "FAIL" and "audio.chunk_ms" in out
 
 
-async def test_realtime_check_reports_a_refused_key(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_realtime_check_reports_a_refused_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("KIOSK_STORE__PATH", str(tmp_path / "kiosk.db"))  # the tools' index goes next to it
     async with SimServer(SimOptions(scenario=load_scenario("default"), faults=Faults(reject_key=True))) as server:
         monkeypatch.setenv("KIOSK_REALTIME__URL", server.url)
         monkeypatch.setenv("KIOSK_SECRETS__OPENAI_API_KEY", "revoked")

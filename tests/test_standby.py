@@ -11,13 +11,14 @@ import pytest
 from kiosk import conversation as cv
 from kiosk.sim.rig import Rig
 from kiosk.sim.scenario import load_scenario
+from tests.toolkit import CHECKOUT_CONFIG
 
 pytestmark = pytest.mark.timeout(60)
 HAPPY = load_scenario("happy_path")
 
 
 async def test_a_press_takes_the_warm_connection_and_greets_without_a_handshake(tmp_path: Path) -> None:
-    rig = Rig(HAPPY, tmp_path, speed=4, record=True)
+    rig = Rig(HAPPY, tmp_path, config=CHECKOUT_CONFIG, speed=4, record=True)
     async with rig.running():
         await rig.press()
         await rig.assistant_turn()
@@ -35,7 +36,7 @@ async def test_a_press_takes_the_warm_connection_and_greets_without_a_handshake(
 
 
 async def test_an_old_standby_is_replaced_before_the_service_would_end_it(tmp_path: Path) -> None:
-    rig = Rig(HAPPY, tmp_path, speed=4, overrides={"realtime": {"recycle_after_s": 0.3}})
+    rig = Rig(HAPPY, tmp_path, config=CHECKOUT_CONFIG, speed=4, overrides={"realtime": {"recycle_after_s": 0.3}})
     async with rig.running():
         standby = rig.kiosk.standby
         assert standby is not None
@@ -49,7 +50,7 @@ async def test_an_old_standby_is_replaced_before_the_service_would_end_it(tmp_pa
 
 
 async def test_a_dropped_standby_is_reopened(tmp_path: Path) -> None:
-    rig = Rig(HAPPY, tmp_path, speed=4)
+    rig = Rig(HAPPY, tmp_path, config=CHECKOUT_CONFIG, speed=4)
     async with rig.running():
         standby = rig.kiosk.standby
         assert standby is not None

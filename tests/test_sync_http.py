@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from importlib.resources import files
 from pathlib import Path
 
 import jsonschema
@@ -16,7 +17,6 @@ from kiosk.leads.store import Store
 from kiosk.leads.sync import DrainReport, build_batch, lead_document
 from kiosk.logs import fields_of
 from tests.synckit import (
-    REPO,
     ManualClock,
     free_port,
     make_cert,
@@ -26,7 +26,8 @@ from tests.synckit import (
     sync_settings,
 )
 
-SCHEMA = json.loads((REPO / "kiosk" / "schemas" / "lead-batch.schema.json").read_text())
+# The schema as the package ships it (what a CRM integrator gets with an installed kiosk).
+SCHEMA = json.loads((files("kiosk") / "schemas" / "lead-batch.schema.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from kiosk.config import load_settings
 from kiosk.leads.store import Store
 from kiosk.tools import catalog
 from kiosk.tools.registry import Tool, ToolContext, ToolRegistry
-from tests.toolkit import CONFIG, DEAL, DRAFT, call, make_ctx, make_registry
+from tests.toolkit import DEAL, DRAFT, call, checkout_settings, make_ctx, make_registry
 
 NAMES = ["searchKnowledgeBase", "analyzeDeal", "saveLead", "scoreLead", "scheduleCall", "perplexitySearch"]
 # What a successful output of each tool always carries.
@@ -61,8 +60,8 @@ def test_the_contract_names_and_shapes() -> None:
 
 
 def test_the_daemon_registry_has_all_six_tools(tmp_path: Path) -> None:
-    settings = load_settings(CONFIG / "kiosk.toml", overrides={"store": {"path": str(tmp_path / "k.db")}}).settings
-    assert [s["name"] for s in catalog.build_registry(settings).schemas()] == NAMES
+    configured = checkout_settings({"store": {"path": str(tmp_path / "kiosk.db")}})
+    assert [s["name"] for s in catalog.build_registry(configured).schemas()] == NAMES
 
 
 def _json_values() -> st.SearchStrategy[Any]:

@@ -15,6 +15,7 @@ from kiosk import conversation as cv
 from kiosk.sim.rig import Rig
 from kiosk.sim.scenario import load_scenario
 from kiosk.tools.registry import Tool, ToolContext
+from tests.toolkit import CHECKOUT_CONFIG
 
 pytestmark = pytest.mark.timeout(60)
 LISTENING = {cv.State.LISTENING, cv.State.ASSISTANT_SPEAKING}
@@ -36,7 +37,7 @@ async def test_a_tool_finishing_after_its_visit_ended_cannot_touch_the_next_visi
         ctx.transcript.append(("visitor", "words of the last visitor"))
         return {"saved": True}
 
-    rig = Rig(load_scenario("happy_path"), tmp_path, speed=4)
+    rig = Rig(load_scenario("happy_path"), tmp_path, speed=4, config=CHECKOUT_CONFIG)
     async with rig.running():
         kiosk = rig.kiosk
         # The kiosk's own registry, with one more tool (the registry's tools are a public table).

@@ -1,15 +1,19 @@
-"""Shared set-up for the tool tests: a real store, the shipped config, a registry of six tools."""
+"""Shared set-up for the tool tests: a real store, the shipped config, a registry of six tools.
+
+Tests may read the checkout's config/; the product never does (it has only the settings it is given).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
 
-from kiosk.config import BranchSettings, NotifySettings
+from kiosk.config import BranchSettings, NotifySettings, Settings, load_settings
 from kiosk.leads.mail import Composer
 from kiosk.leads.store import Store
 from kiosk.tools import booking, deals, knowledge, leads, scoring, websearch
@@ -18,6 +22,7 @@ from kiosk.tools.registry import ToolContext, ToolRegistry, ToolSite
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "config"
+CHECKOUT_CONFIG = CONFIG / "kiosk.toml"
 DRAFT: dict[str, Any] = {
     "name": "Jane Doe",
     "email": "Jane.Doe@Example.COM",
@@ -32,6 +37,11 @@ DEAL: dict[str, Any] = {
     "loanTermYears": 30,
     "monthlyRent": 3200,
 }
+
+
+def checkout_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
+    """The checkout's config/kiosk.toml (and the environment), with ``overrides`` on top."""
+    return load_settings(CHECKOUT_CONFIG, overrides=overrides).settings
 
 
 def lending() -> LendingConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import wave
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import numpy as np
@@ -72,9 +73,12 @@ def chunks(pcm: bytes, size: int) -> list[bytes]:
     return out
 
 
-def read_wav(path: Path, expect_rate: int = RATE) -> bytes:
-    """Read a mono PCM16 WAV at ``expect_rate``; ValueError naming what differs otherwise."""
-    with wave.open(str(path), "rb") as w:
+def read_wav(path: Path | Traversable, expect_rate: int = RATE) -> bytes:
+    """Read a mono PCM16 WAV at ``expect_rate``; ValueError naming what differs otherwise.
+
+    ``path`` may be packaged data (``importlib.resources``), not only a file on disk.
+    """
+    with path.open("rb") as f, wave.open(f, "rb") as w:
         if w.getnchannels() != 1 or w.getsampwidth() != SAMPLE_BYTES or w.getframerate() != expect_rate:
             raise ValueError(
                 f"{path}: need mono 16-bit {expect_rate} Hz, got {w.getnchannels()} ch "

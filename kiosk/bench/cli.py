@@ -4,6 +4,9 @@ Processes: the simulator runs in a process of its own (its CPU is not the kiosk'
 audio benchmark runs the kiosk in a fresh process (:mod:`kiosk.bench.duplex`); start-up
 runs ``kiosk run``; the lead receiver runs as ``scripts/lead-receiver``. ``--quick`` runs
 everything briefly (the smoke test uses it) and checks no budget.
+
+The package reads nothing from a checkout: the kiosk configuration (``--config``) and the
+receiver script (``--lead-receiver``) are arguments; ``scripts/bench`` passes the checkout's.
 """
 
 from __future__ import annotations
@@ -125,11 +128,11 @@ def simulator(workdir: Path, *, greeting_s: float = 0.6, reply_s: float = 3.0) -
         proc.wait(10)
 
 
-def kiosk_process(url: str, workdir: Path, mode: str, *extra: str) -> dict[str, Any]:
+def kiosk_process(url: str, workdir: Path, config: Path | None, mode: str, *extra: str) -> dict[str, Any]:
     """Run :mod:`kiosk.bench.duplex` in a fresh process; its JSON result."""
     out = workdir / "result.json"
     cmd = [sys.executable, "-m", "kiosk.bench.duplex", "--mode", mode, "--url", url]
-    cmd += ["--workdir", str(workdir), "--out", str(out), *extra]
+    cmd += ["--workdir", str(workdir), "--out", str(out), *(["--config", str(config)] if config else []), *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"kiosk benchmark process failed ({mode}):\n{done.stderr[-3000:]}")
@@ -141,12 +144,13 @@ def _ms(values: list[float], q: float, minus: float = 0.0) -> float:
     return round(pct(values, q) - minus, 2)
 
 
-def audio(plan: Plan, root: Path, metrics: dict[str, float], note: dict[str, Any]) -> None:
+def audio(plan: Plan, root: Path, config: Path | None, metrics: dict[str, float], note: dict[str, Any]) -> None:
     """Latency, barge-in, truncation, first audio, memory and CPU on the simulator with FIFO audio."""
-    prebuffer = load_settings(None).settings.audio.prebuffer_ms
+    prebuffer = load_settings(config).settings.audio.prebuffer_ms
     with simulator(root / "sim") as url:
         r = kiosk_process(
-            url, root / "latency", "sessions", "--probes", *_sessions(plan.latency_sessions, plan.latency_cycles)
+            url, root / "latency", config, "sessions", "--probes",
+            *_sessions(plan.latency_sessions, plan.latency_cycles),
         )
         metrics["mic_to_wire_p50_ms"] = _ms(r["mic_to_wire"], 50)
         metrics["mic_to_wire_p99_ms"] = _ms(r["mic_to_wire"], 99)
@@ -162,16 +166,18 @@ def audio(plan: Plan, root: Path, metrics: dict[str, float], note: dict[str, Any
         metrics["first_audio_warm_p99_ms"] = _ms(r["first_audio_ms"], 99, THINK_MS)
         note["samples"] = {k: len(r[k]) for k in ("mic_to_wire", "wire_to_speaker", "barge_in", "truncation_error")}
         note["underruns_latency_run"] = r["underruns"]
-        cold = kiosk_process(url, root / "cold", "sessions", "--cold", *_sessions(plan.cold_sessions, 0))
+        cold = kiosk_process(url, root / "cold", config, "sessions", "--cold", *_sessions(plan.cold_sessions, 0))
         metrics["first_audio_cold_p50_ms"] = _ms(cold["first_audio_ms"], 50, THINK_MS)
         metrics["first_audio_cold_p99_ms"] = _ms(cold["first_audio_ms"], 99, THINK_MS)
-        mem = kiosk_process(url, root / "memory", "sessions", *_sessions(plan.memory_sessions, plan.memory_cycles))
+        mem = kiosk_process(
+            url, root / "memory", config, "sessions", *_sessions(plan.memory_sessions, plan.memory_cycles)
+        )
         metrics["peak_rss_mb"] = round(mem["hwm_kb"] / 1024, 1)
         metrics["rss_growth_mb"] = round((mem["rss_kb"][-1] - mem["rss_kb"][0]) / 1024, 2)
         note["rss_mb_after_each_session"] = [round(v / 1024, 1) for v in mem["rss_kb"]]
         note["rss_at_end_mb"] = {"anon": round(mem["anon_kb"] / 1024, 1), "file": round(mem["file_kb"] / 1024, 1)}
     with simulator(root / "sim-stream", greeting_s=plan.stream_s + 5) as url:
-        cpu = kiosk_process(url, root / "stream", "stream", "--seconds", str(plan.stream_s))
+        cpu = kiosk_process(url, root / "stream", config, "stream", "--seconds", str(plan.stream_s))
         metrics["cpu_percent"] = round(cpu["cpu_percent"], 2)
         note["cpu"] = {k: cpu[k] for k in ("wall_s", "cpu_s", "card_cpu_s", "still_playing", "underruns")}
 
@@ -180,11 +186,11 @@ def _sessions(n: int, cycles: int) -> list[str]:
     return ["--sessions", str(n), "--cycles", str(cycles)]
 
 
-def ready(plan: Plan, root: Path, metrics: dict[str, float], note: dict[str, Any]) -> None:
+def ready(plan: Plan, root: Path, config: Path | None, metrics: dict[str, float], note: dict[str, Any]) -> None:
     """Start-up to READY=1, after one unmeasured start that warms the disk cache and builds the index."""
     with simulator(root / "sim-ready") as url:
-        first = startup.time_to_ready(root / "ready", url)
-        runs = [startup.time_to_ready(root / "ready", url) for _ in range(plan.ready_runs)]
+        first = startup.time_to_ready(root / "ready", url, config)
+        runs = [startup.time_to_ready(root / "ready", url, config) for _ in range(plan.ready_runs)]
     metrics["ready_p50_s"] = round(pct(runs, 50), 3)
     metrics["ready_max_s"] = round(max(runs), 3)
     note["ready_first_start_s"] = round(first, 3)
@@ -198,9 +204,9 @@ def knowledge(plan: Plan, metrics: dict[str, float], note: dict[str, Any]) -> No
     note["kb"] = kb
 
 
-def sync(plan: Plan, root: Path, metrics: dict[str, float], note: dict[str, Any]) -> None:
+def sync(plan: Plan, root: Path, receiver: Path, metrics: dict[str, float], note: dict[str, Any]) -> None:
     """Lead sync to the reference receiver."""
-    s = syncbench.run(root / "sync", plan.sync_leads)
+    s = syncbench.run(root / "sync", plan.sync_leads, receiver)
     metrics["sync_leads_per_s"] = s["leads_per_s"]
     metrics["sync_drain_s"] = s["drain_s"]
     note["sync_leads"] = s["leads"]
@@ -248,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="exit 1 when a metric is over its budget")
     p.add_argument("--json", type=Path, help="write the results here as JSON")
     p.add_argument("--quick", action="store_true", help="a few seconds of each benchmark; budgets not checked")
+    p.add_argument("--config", type=Path, help="kiosk configuration (default: the kiosk's own default)")
+    p.add_argument(
+        "--lead-receiver", type=Path, required=True, help="the reference receiver script (scripts/lead-receiver)"
+    )
     args = p.parse_args(argv)
     plan = QUICK if args.quick else Plan()
     metrics: dict[str, float] = {}
@@ -257,9 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         steps: list[tuple[str, Callable[[], None]]] = [
             ("knowledge base", lambda: knowledge(plan, metrics, note)),
-            ("sync", lambda: sync(plan, root, metrics, note)),
-            ("start-up", lambda: ready(plan, root, metrics, note)),
-            ("audio", lambda: audio(plan, root, metrics, note)),
+            ("sync", lambda: sync(plan, root, args.lead_receiver, metrics, note)),
+            ("start-up", lambda: ready(plan, root, args.config, metrics, note)),
+            ("audio", lambda: audio(plan, root, args.config, metrics, note)),
         ]
         for name, step in steps:
             print(f"bench: {name}...", file=sys.stderr, flush=True)

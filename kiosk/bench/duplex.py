@@ -83,10 +83,10 @@ def rss_kb(field: str = "VmRSS") -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def settings_for(url: str, workdir: Path, *, warm: bool) -> Settings:
-    """The checkout's configuration, pointed at the simulator and a scratch database."""
+def settings_for(url: str, workdir: Path, config: Path | None, *, warm: bool) -> Settings:
+    """The given configuration (None: the kiosk's default), pointed at the simulator and a scratch database."""
     return load_settings(
-        None,
+        config,
         overrides={
             "realtime": {"url": url, "warm_standby": warm},
             "store": {"path": str(workdir / "kiosk.db")},
@@ -102,7 +102,7 @@ class Bench:
         self.args = args
         workdir = Path(args.workdir)
         self.card = FifoCard(workdir, marks=args.probes)
-        self.settings = settings_for(args.url, workdir, warm=not args.cold)
+        self.settings = settings_for(args.url, workdir, args.config, warm=not args.cold)
         a = self.settings.audio
         self.mic = FileMicrophone(self.card.mic_path, chunk_ms=a.chunk_ms, period_ms=10)
         self.speaker = RawSpeaker(self.card.speaker_path, prebuffer_ms=a.prebuffer_ms, period_ms=10)
@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", choices=("sessions", "stream"), required=True)
     p.add_argument("--url", required=True, help="the simulator's realtime URL")
     p.add_argument("--workdir", required=True)
+    p.add_argument("--config", type=Path, help="kiosk configuration (default: the kiosk's own default)")
     p.add_argument("--out", required=True)
     p.add_argument("--sessions", type=int, default=1)
     p.add_argument("--cycles", type=int, default=1)

@@ -3,7 +3,8 @@
 The bench binds the ``$NOTIFY_SOCKET`` datagram socket itself and times from spawning the
 process to the ``READY=1`` datagram. Audio devices are real PortAudio on ALSA devices the
 bench defines (``ALSA_CONFIG_PATH``, as in the tests): capture reads a FIFO fed in real
-time, playback writes a file. The Realtime URL points at the bench's simulator.
+time, playback writes a file. The Realtime URL points at the bench's simulator; the
+configuration is the one the bench was given (``--config``).
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ pcm.!default {{ type asym; playback.pcm "vplay"; capture.pcm "vcap" }}
 pcm.vplay {{ type file; slave.pcm {{ type null }}; file "{spk}"; format "raw"; perm 0644 }}
 pcm.vcap {{ type file; slave.pcm {{ type null }}; file "/dev/null"; infile "{mic}"; format "raw" }}
 """
-REPO = Path(__file__).resolve().parents[2]
 
 
-def time_to_ready(workdir: Path, url: str, *, limit_s: float = 20.0) -> float:
-    """Seconds from spawning ``kiosk run`` to its ``READY=1``; the daemon is stopped with SIGTERM after."""
+def time_to_ready(workdir: Path, url: str, config: Path | None, *, limit_s: float = 20.0) -> float:
+    """Seconds from spawning ``kiosk run`` to its ``READY=1``; the daemon is stopped with SIGTERM after.
+
+    ``config`` is passed as ``--config`` (None: the kiosk's own default).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     card = FifoCard(workdir / "card", marks=False)
     conf = workdir / "asound.conf"
@@ -43,7 +46,7 @@ def time_to_ready(workdir: Path, url: str, *, limit_s: float = 20.0) -> float:
         "KIOSK_STORE__PATH": str(workdir / "data" / "kiosk.db"),
         "KIOSK_SERVICE__STATUS_FILE": str(workdir / "status.json"),
     }
-    cmd = [sys.executable, "-m", "kiosk", "--config", str(REPO / "config" / "kiosk.toml"), "run", "--no-gpio"]
+    cmd = [sys.executable, "-m", "kiosk", *(["--config", str(config)] if config else []), "run", "--no-gpio"]
     card.start()
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, (workdir / "daemon.log").open("ab") as log:
         sock.bind(str(sock_path))

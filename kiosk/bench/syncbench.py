@@ -1,6 +1,7 @@
 """Lead sync throughput: a backlog drained by the real ``Syncer`` into the reference receiver.
 
-The receiver (``scripts/lead-receiver``) runs as its own process on loopback (plain HTTP:
+The receiver (``scripts/lead-receiver``, whose path the caller gives: it is a checkout
+script, not part of the package) runs as its own process on loopback (plain HTTP:
 TLS cost belongs to the network, not to the kiosk), storing every lead in its SQLite
 file as it would in production. The backlog is saved through the real save path.
 """
@@ -20,7 +21,6 @@ from kiosk.config import NotifySettings, RetentionSettings, Secrets, SyncSetting
 from kiosk.leads.store import ConsentEvidence, LeadRecord, Store
 from kiosk.leads.sync import Syncer
 
-REPO = Path(__file__).resolve().parents[2]
 TOKEN, SECRET = "bench-token", "bench-signing-secret"
 CONSENT = ConsentEvidence(
     disclosure_text="Example Lending may call or e-mail you about your loan.",
@@ -49,11 +49,11 @@ def backlog(store: Store, n: int) -> None:
         store.conn.execute("PRAGMA synchronous=FULL")
 
 
-def run(workdir: Path, n: int) -> dict[str, Any]:
-    """Drain ``n`` pending leads; leads per second and the drain time."""
+def run(workdir: Path, n: int, receiver: Path) -> dict[str, Any]:
+    """Drain ``n`` pending leads into the ``receiver`` script; leads per second and the drain time."""
     workdir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "LEAD_RECEIVER_TOKEN": TOKEN, "LEAD_RECEIVER_SECRET": SECRET}
-    cmd = [sys.executable, str(REPO / "scripts" / "lead-receiver"), "--db", str(workdir / "received.db"), "--port", "0"]
+    cmd = [sys.executable, str(receiver), "--db", str(workdir / "received.db"), "--port", "0"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kiosk import __version__
 from kiosk.cli import leads, selftest, status, tools
-from kiosk.config import load_settings, masked_dump
+from kiosk.config import SYSTEM_CONFIG, default_config_path, load_settings, masked_dump
 from kiosk.errors import ConfigError, DeviceError, StoreError, UsageError
 from kiosk.logs import setup_logging
 from kiosk.tools.lending import load_lending
@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=None,
-        help="config file (default /etc/kiosk/kiosk.toml, else the checkout's config/kiosk.toml)",
+        help="config file (default /etc/kiosk/kiosk.toml when it exists, else the built-in defaults)",
     )
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -157,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         # Any command that loads the configuration reports a broken one the same way.
         for line in exc.problems:
             print(f"config: {line}", file=sys.stderr)
+        if getattr(args, "config", None) is None and default_config_path() is None:
+            # Defaults only: say why, since a checkout's config/ is never picked up by itself.
+            print(f"config: no {SYSTEM_CONFIG}; pass --config PATH (config/kiosk.toml in a checkout)", file=sys.stderr)
         return os.EX_CONFIG
     except (DeviceError, StoreError) as exc:
         log.error("%s", exc)

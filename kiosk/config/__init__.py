@@ -10,8 +10,6 @@ Every component receives only its own frozen sub-model; nothing else reads ``os.
 from __future__ import annotations
 
 from kiosk.config.loading import (
-    REPO_CONFIG,
-    REPO_ROOT,
     SYSTEM_CONFIG,
     LoadedConfig,
     default_config_path,
@@ -41,8 +39,6 @@ from kiosk.config.sections import (
 )
 
 __all__ = [
-    "REPO_CONFIG",
-    "REPO_ROOT",
     "SECRET_NAMES",
     "SYSTEM_CONFIG",
     "AudioSettings",

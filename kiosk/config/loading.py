@@ -16,8 +16,6 @@ from kiosk.config.sections import SECRET_NAMES, Settings
 from kiosk.errors import ConfigError
 
 SYSTEM_CONFIG = Path("/etc/kiosk/kiosk.toml")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-REPO_CONFIG = REPO_ROOT / "config" / "kiosk.toml"
 
 
 @dataclass(frozen=True)
@@ -29,11 +27,12 @@ class LoadedConfig:
 
 
 def default_config_path() -> Path | None:
-    """/etc/kiosk/kiosk.toml, else the checkout's config/kiosk.toml, else None."""
-    for candidate in (SYSTEM_CONFIG, REPO_CONFIG):
-        if candidate.is_file():
-            return candidate
-    return None
+    """/etc/kiosk/kiosk.toml when it exists, else None (defaults only).
+
+    Never the checkout's config/: an installed kiosk has no checkout, and one that quietly
+    used it would run with settings nobody installed. In a checkout, pass ``--config``.
+    """
+    return SYSTEM_CONFIG if SYSTEM_CONFIG.is_file() else None
 
 
 def _read_credentials(directory: Path | None) -> dict[str, str]:

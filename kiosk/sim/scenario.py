@@ -1,6 +1,7 @@
 """Simulator scenarios: data files saying what the assistant answers to each visitor turn.
 
-A scenario (JSON, in ``kiosk/sim/scenarios/``)::
+A scenario (JSON, packaged data in ``kiosk/sim/scenarios/``, read through
+``importlib.resources``; or any file given by path)::
 
     {"name": "happy_path", "description": "...",
      "greeting": {"say": "Hi! ...", "audio": "audio/a_greeting.wav"},
@@ -37,6 +38,8 @@ import json
 import math
 from dataclasses import dataclass, field
 from functools import cache
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +47,8 @@ import numpy as np
 
 from kiosk.audio.pcm import RATE, read_wav
 
-SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+# Packaged data, not a path next to this file: the package may not be plain files on disk.
+SCENARIOS: Traversable = files("kiosk.sim") / "scenarios"
 
 # What a scenario may expect; the demo checks each one that is present.
 EXPECT_KEYS = {
@@ -69,7 +73,7 @@ class Reply:
     """What the assistant says: text, and audio (a WAV, or synthesized from the text)."""
 
     say: str
-    audio: Path | None = None
+    audio: Traversable | None = None
 
     def pcm(self) -> bytes:
         """The reply's PCM16 24 kHz audio."""
@@ -89,7 +93,7 @@ class Turn:
     """One visitor turn and the assistant's answer to it."""
 
     visitor: str
-    visitor_audio: Path | None = None
+    visitor_audio: Traversable | None = None
     tools: tuple[ToolSpec, ...] = ()
     reply: Reply | None = None
     pause_ms: int = 400
@@ -120,7 +124,7 @@ class Scenario:
         return str(self.visitor.get("leaves", "press"))
 
 
-def _reply(data: Any, base: Path, default: Reply | None = None) -> Reply | None:
+def _reply(data: Any, base: Traversable, default: Reply | None = None) -> Reply | None:
     if data is None:
         return default
     if not isinstance(data, dict) or not isinstance(data.get("say"), str):
@@ -130,16 +134,21 @@ def _reply(data: Any, base: Path, default: Reply | None = None) -> Reply | None:
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Load a scenario by name (from the package) or by path; ValueError when malformed."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = SCENARIO_DIR / f"{name_or_path}.json"
+    """Load a scenario by name (from the package) or by path; ValueError when malformed.
+
+    Audio files are relative to the scenario file.
+    """
+    given = Path(name_or_path)
+    path: Traversable
+    base: Traversable
+    if given.suffix:
+        path, base, stem = given, given.parent, given.stem
+    else:
+        path, base, stem = SCENARIOS / f"{name_or_path}.json", SCENARIOS, str(name_or_path)
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in SCENARIO_DIR.glob("*.json")))
-        raise ValueError(f"no scenario {name_or_path!r} (known: {known})")
+        raise ValueError(f"no scenario {name_or_path!r} (known: {', '.join(scenario_names())})")
     data = json.loads(path.read_text(encoding="utf-8"))
-    base = path.parent
-    defaults = Scenario(name=path.stem)
+    defaults = Scenario(name=stem)
     turns = []
     for i, t in enumerate(data.get("turns", [])):
         if not isinstance(t, dict) or not isinstance(t.get("visitor"), str):
@@ -159,7 +168,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         )
     _check_sections(path, data)
     return Scenario(
-        name=str(data.get("name", path.stem)),
+        name=str(data.get("name", stem)),
         description=str(data.get("description", "")),
         greeting=_reply(data.get("greeting"), base, defaults.greeting) or defaults.greeting,
         turns=tuple(turns),
@@ -175,7 +184,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     )
 
 
-def _check_sections(path: Path, data: dict[str, Any]) -> None:
+def _check_sections(path: Traversable, data: dict[str, Any]) -> None:
     """Typos in what a scenario expects or sets up would silently check nothing: refuse them."""
     for key, known in (("expect", EXPECT_KEYS), ("setup", SETUP_KEYS)):
         section = data.get(key, {})
@@ -199,12 +208,18 @@ def _check_sections(path: Path, data: dict[str, Any]) -> None:
 
 def scenario_names() -> list[str]:
     """Scenarios shipped with the package."""
-    return sorted(p.stem for p in SCENARIO_DIR.glob("*.json"))
+    return sorted(p.name.removesuffix(".json") for p in SCENARIOS.iterdir() if p.name.endswith(".json"))
 
 
-@cache
-def _wav(path: Path) -> bytes:
-    return read_wav(path, RATE)
+# Keyed by the text of the path: a Traversable need not be hashable (functools.cache).
+_WAVS: dict[str, bytes] = {}
+
+
+def _wav(path: Traversable) -> bytes:
+    key = str(path)
+    if key not in _WAVS:
+        _WAVS[key] = read_wav(path, RATE)
+    return _WAVS[key]
 
 
 @cache

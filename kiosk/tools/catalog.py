@@ -6,7 +6,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from kiosk.config import REPO_ROOT, Settings
+from kiosk.config import Settings
 from kiosk.leads.mail import Composer
 from kiosk.leads.store import Store
 from kiosk.logs import event
@@ -36,22 +36,13 @@ def open_knowledge(settings: Settings, *, persist: bool = True, force: bool = Fa
         return knowledge.KnowledgeBase.open_or_build(source)
 
 
-def checkout_settings() -> Settings:
-    """Defaults with the checkout's knowledge base, lending file and e-mail templates (for callers without settings)."""
-    config = REPO_ROOT / "config"
-    return Settings(
-        tools={"knowledge_dir": config / "knowledge", "lending_file": config / "lending.toml"},
-        notify={"templates_dir": config / "templates"},
-    )
+def build_tools(settings: Settings) -> list[Tool]:
+    """The six tools over the configured files. ConfigError when lending.toml is invalid; e-mail
+    template problems are logged.
 
-
-def build_tools(settings: Settings | None = None) -> list[Tool]:
-    """The six tools. ConfigError when lending.toml is invalid; e-mail template problems are logged.
-
-    With no settings: the checkout's config files, the index in memory, web search off.
+    Settings are required: the files they name are the only ones read (an installed kiosk has no checkout).
     """
-    persist = settings is not None
-    s = settings if settings is not None else checkout_settings()
+    s = settings
     cfg = load_lending(s.tools.lending_file)
     composer = Composer(s.notify, s.branch)
     # A broken template must not keep the kiosk from taking leads: `kiosk config check`
@@ -67,7 +58,7 @@ def build_tools(settings: Settings | None = None) -> list[Tool]:
         max_chars=t.search_max_chars,
     )
     return [
-        knowledge.make_tool(open_knowledge(s, persist=persist)),
+        knowledge.make_tool(open_knowledge(s)),
         deals.TOOL,
         leads.make_tool(cfg, composer),
         scoring.make_tool(cfg),
@@ -76,10 +67,9 @@ def build_tools(settings: Settings | None = None) -> list[Tool]:
     ]
 
 
-def build_registry(settings: Settings | None = None) -> ToolRegistry:
+def build_registry(settings: Settings) -> ToolRegistry:
     """The registry of the six tools with the configured time limit."""
-    s = settings if settings is not None else checkout_settings()
-    return ToolRegistry(build_tools(settings), timeout_s=s.tools.timeout_s)
+    return ToolRegistry(build_tools(settings), timeout_s=settings.tools.timeout_s)
 
 
 def tool_site(settings: Settings, store: Store) -> ToolSite:
