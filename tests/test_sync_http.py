@@ -13,8 +13,9 @@ import jsonschema
 import pytest
 
 from kiosk.leads import outbox as ob
+from kiosk.leads.crm import build_batch, lead_document
 from kiosk.leads.store import Store
-from kiosk.leads.sync import DrainReport, build_batch, lead_document
+from kiosk.leads.sync import DrainReport
 from kiosk.logs import fields_of
 from tests.synckit import (
     ManualClock,
@@ -25,6 +26,7 @@ from tests.synckit import (
     serve_receiver,
     sync_settings,
 )
+from tests.toolkit import DEAL, DRAFT, call, make_ctx, make_registry
 
 # The schema as the package ships it (what a CRM integrator gets with an installed kiosk).
 SCHEMA = json.loads((files("kiosk") / "schemas" / "lead-batch.schema.json").read_text(encoding="utf-8"))
@@ -64,6 +66,30 @@ def test_thousand_leads_queued_while_down_arrive_exactly_once(tmp_path: Path, ce
     lead_schema = {"$schema": SCHEMA["$schema"], "$defs": SCHEMA["$defs"], "$ref": "#/$defs/lead"}
     for doc in list(stored.values())[:50]:
         jsonschema.validate(doc, lead_schema)
+
+
+def test_a_lead_the_tool_saved_reaches_the_receiver_as_the_schema_says(
+    tmp_path: Path, cert: tuple[Path, Path]
+) -> None:
+    """The pair: saveLead writes the lead, the syncer turns it into the CRM document, the
+    reference receiver stores it; what arrived is valid against the shipped schema and says
+    what the visitor said."""
+    store = Store(tmp_path / "k.db")
+    ctx = make_ctx(store, "visit-77")
+    registry = make_registry()
+    call(registry, "analyzeDeal", DEAL, ctx)
+    lead_id = call(registry, "saveLead", {"leadDraft": DRAFT}, ctx)["leadId"]
+    with serve_receiver(tmp_path / "r.db", cert) as rx:
+        syncer = make_syncer(store, sync_settings(rx.url, cert[0]), ManualClock())
+        assert syncer.drain().sent == 1
+        stored = rx.receiver.stored()
+    doc = stored[lead_id]
+    lead_schema = {"$schema": SCHEMA["$schema"], "$defs": SCHEMA["$defs"], "$ref": "#/$defs/lead"}
+    jsonschema.validate(doc, lead_schema)
+    assert doc["session_id"] == "visit-77" and doc["product_type"] == DRAFT["productType"]
+    assert doc["contact"]["email"] == "Jane.Doe@example.com" and doc["contact"]["phone"] == "+14155550132"
+    assert doc["consent"]["visitor_words"] == "Yes, I agree." and doc["analysis"]["dscr"] > 1
+    assert doc["score"]["rubric_version"]
 
 
 def test_batch_validates_against_the_json_schema(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ import pytest
 
 from kiosk.config import SyncSettings
 from kiosk.leads import outbox as ob
+from kiosk.leads.crm import classify_reply, is_retryable_status, parse_retry_after, sign
 from kiosk.leads.http import HttpReply
-from kiosk.leads.sync import classify_reply, is_retryable_status, parse_retry_after, sign
 from tests.synckit import ManualClock, save_leads
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)

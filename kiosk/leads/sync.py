@@ -11,46 +11,34 @@ for exactly the server's ``Retry-After``; the failed rows carry that "not before
 the database so it also holds across restarts. Any other 4xx is final: the row goes to
 ``dead`` with its reason and a ``KIOSK_EVENT=sync_dead_letter`` journal entry.
 
-Wire format (``kiosk/schemas/lead-batch.schema.json``)::
-
-    POST <endpoint>
-    Authorization: Bearer <sync_token>
-    Content-Type: application/json
-    Idempotency-Key: <lead id>[,<lead id>...]   (the batch's lead ids, in body order)
-    X-Kiosk-Timestamp: <unix seconds>
-    X-Kiosk-Signature: v1=<hex HMAC-SHA256(sync_signing_secret, "<timestamp>." + body)>
+The wire format is :mod:`kiosk.leads.crm`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import random
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 from kiosk import __version__
 from kiosk.config import NotifySettings, RetentionSettings, Secrets, SyncSettings
 from kiosk.errors import backoff_delay
+from kiosk.leads import crm
 from kiosk.leads import outbox as ob
-from kiosk.leads.http import HttpReply, HttpTransport, Transport
+from kiosk.leads.http import HttpTransport, Transport
 from kiosk.leads.mail import Email, EmailPayloadError, Mailer, MailRefused, SmtpMailer
 from kiosk.leads.retention import purge
 from kiosk.leads.store import Store
-from kiosk.logs import event, redact
+from kiosk.logs import event
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_STATUS = frozenset({408, 425, 429})
-SIGNATURE_HEADER = "X-Kiosk-Signature"
-TIMESTAMP_HEADER = "X-Kiosk-Timestamp"
 PURGE_EVERY_S = 24 * 3600.0
 
 
@@ -68,90 +56,6 @@ class SystemClock:
     def now(self) -> datetime:
         """The current UTC time."""
         return datetime.now(UTC)
-
-
-# -- pure policy -----------------------------------------------------------------------
-
-
-def is_retryable_status(status: int) -> bool:
-    """408, 425, 429 and 5xx may pass later; any other 4xx will not."""
-    return status in RETRYABLE_STATUS or status >= 500
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date); None when absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-def sign(secret: bytes, timestamp: str, body: bytes) -> str:
-    """The signature header's value: ``v1=`` + hex HMAC-SHA256 over ``timestamp.body``."""
-    return "v1=" + hmac.new(secret, timestamp.encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
-
-
-def _reason(text: str) -> str:
-    """A failure reason fit for the database, logs and STATUS=: short, no personal data."""
-    return redact(" ".join(text.split()))[:200]
-
-
-# -- payload ---------------------------------------------------------------------------
-
-
-def lead_document(store: Store, lead_id: str) -> dict[str, Any] | None:
-    """One lead as the schema's ``lead``; None when its data is gone or incomplete."""
-    lead = store.lead(lead_id)
-    consent = store.consent(lead_id)
-    if lead is None or consent is None or lead["purged_at"] is not None:
-        return None
-    score = store.conn.execute(
-        "SELECT total, disposition, points_json, reasons_json, rubric_version, created_at FROM scores "
-        "WHERE lead_id = ? ORDER BY id DESC LIMIT 1",
-        [lead_id],
-    ).fetchone()
-    return {
-        "id": lead["id"],
-        "created_at": lead["created_at"],
-        "session_id": lead["session_id"],
-        "product_type": lead["product_type"],
-        "contact": {"name": lead["name"], "email": lead["email"], "phone": lead["phone"]},
-        "analysis": json.loads(lead["analysis_json"]) if lead["analysis_json"] else None,
-        "consent": {
-            k: consent[k]
-            for k in ("disclosure_text", "disclosure_version", "channel", "given_at", "kiosk_id", "session_id")
-        }
-        | {"visitor_words": consent["visitor_words"]},
-        "score": None
-        if score is None
-        else {
-            "total": score[0],
-            "disposition": score[1],
-            "points": json.loads(score[2]),
-            "reasons": json.loads(score[3]),
-            "rubric_version": score[4],
-            "created_at": score[5],
-        },
-    }
-
-
-def build_batch(kiosk_id: str, leads: Sequence[Mapping[str, Any]], now: datetime) -> dict[str, Any]:
-    """The request body (see the JSON Schema)."""
-    return {
-        "schema": "kiosk.lead-batch/1",
-        "kiosk_id": kiosk_id,
-        "app_version": __version__,
-        "sent_at": ob.iso(now),
-        "leads": list(leads),
-    }
 
 
 # -- the consumer ----------------------------------------------------------------------
@@ -179,10 +83,6 @@ class DrainReport:
     def ok(self) -> bool:
         """Nothing failed."""
         return not self.retried and not self.dead
-
-
-class _Outcome:
-    OK, RETRY, DEAD = "ok", "retry", "dead"
 
 
 class Syncer:
@@ -275,7 +175,7 @@ class Syncer:
         docs: list[dict[str, Any]] = []
         sendable: list[ob.OutboxRow] = []
         for row in rows:
-            doc = lead_document(self.store, row.ref)
+            doc = crm.lead_document(self.store, row.ref)
             if doc is None:
                 self._dead(self._crm, [row], "lead data missing or purged; nothing to send", report)
             else:
@@ -284,10 +184,10 @@ class Syncer:
         if not sendable:
             return True
         outcome, reason, retry_after = self._post(docs)
-        if outcome == _Outcome.OK:
+        if outcome == crm.Outcome.OK:
             self._sent(self._crm, sendable, report)
             return True
-        if outcome == _Outcome.DEAD:
+        if outcome == crm.Outcome.DEAD:
             if len(sendable) > 1:
                 # One bad lead must not take its batch-mates down with it: try each alone.
                 return all(self._deliver_leads([row], report) for row in sendable)
@@ -299,21 +199,21 @@ class Syncer:
     def _post(self, docs: list[dict[str, Any]]) -> tuple[str, str, float | None]:
         assert self.transport is not None
         now = self.clock.now()
-        body = json.dumps(build_batch(self.kiosk_id, docs, now), separators=(",", ":")).encode()
+        body = json.dumps(crm.build_batch(self.kiosk_id, docs, now), separators=(",", ":")).encode()
         timestamp = str(int(now.timestamp()))
         headers = {
             "Authorization": f"Bearer {self._token}",
             "Content-Type": "application/json",
             "Idempotency-Key": ",".join(d["id"] for d in docs),
-            TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: sign(self._secret, timestamp, body),
+            crm.TIMESTAMP_HEADER: timestamp,
+            crm.SIGNATURE_HEADER: crm.sign(self._secret, timestamp, body),
             "User-Agent": f"kiosk/{__version__}",
         }
         try:
             reply = self.transport.post(body, headers)
         except (OSError, TimeoutError) as exc:
-            return _Outcome.RETRY, _reason(f"network: {type(exc).__name__}: {exc}"), None
-        return classify_reply(reply, now)
+            return crm.Outcome.RETRY, crm.failure_reason(f"network: {type(exc).__name__}: {exc}"), None
+        return crm.classify_reply(reply, now)
 
     def _drain_mail(self, report: DrainReport, force: bool) -> None:
         assert self.mailer is not None
@@ -328,15 +228,15 @@ class Syncer:
             try:
                 email = Email.from_payload(row.payload)
             except EmailPayloadError as exc:
-                self._dead(self._smtp, [row], _reason(str(exc)), report)
+                self._dead(self._smtp, [row], crm.failure_reason(str(exc)), report)
                 continue
             try:
                 self.mailer.send(email, message_key=f"{row.kind}.{row.ref}")
             except MailRefused as exc:
-                self._dead(self._smtp, [row], _reason(f"smtp: {exc}"), report)
+                self._dead(self._smtp, [row], crm.failure_reason(f"smtp: {exc}"), report)
                 continue
             except OSError as exc:  # smtplib.SMTPException is an OSError too
-                self._retry(self._smtp, [row], _reason(f"smtp: {type(exc).__name__}: {exc}"), None, report)
+                self._retry(self._smtp, [row], crm.failure_reason(f"smtp: {type(exc).__name__}: {exc}"), None, report)
                 return
             self._sent(self._smtp, [row], report)
 
@@ -451,13 +351,3 @@ class Syncer:
         """Close the syncer's store (after ``run()`` returned)."""
         self.store.close()
         self._reader.close()
-
-
-def classify_reply(reply: HttpReply, now: datetime) -> tuple[str, str, float | None]:
-    """(outcome, reason, retry-after seconds) for an HTTP response."""
-    if 200 <= reply.status < 300:
-        return _Outcome.OK, "", None
-    reason = _reason(f"HTTP {reply.status}: {reply.body[:200].decode('utf-8', 'replace')}")
-    if is_retryable_status(reply.status):
-        return _Outcome.RETRY, reason, parse_retry_after(reply.headers.get("retry-after"), now)
-    return _Outcome.DEAD, reason, None

@@ -1,0 +1,126 @@
+"""The CRM's side of the contract: the lead document and batch, the signed request, and
+what each reply means (done, try again later, or never).
+
+Wire format (``kiosk/schemas/lead-batch.schema.json``)::
+
+    POST <endpoint>
+    Authorization: Bearer <sync_token>
+    Content-Type: application/json
+    Idempotency-Key: <lead id>[,<lead id>...]   (the batch's lead ids, in body order)
+    X-Kiosk-Timestamp: <unix seconds>
+    X-Kiosk-Signature: v1=<hex HMAC-SHA256(sync_signing_secret, "<timestamp>." + body)>
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from kiosk import __version__
+from kiosk.leads import outbox as ob
+from kiosk.leads.http import HttpReply
+from kiosk.leads.store import Store
+from kiosk.logs import redact
+
+RETRYABLE_STATUS = frozenset({408, 425, 429})
+SIGNATURE_HEADER = "X-Kiosk-Signature"
+TIMESTAMP_HEADER = "X-Kiosk-Timestamp"
+
+
+class Outcome:
+    """What a delivery attempt came to."""
+
+    OK, RETRY, DEAD = "ok", "retry", "dead"
+
+
+def is_retryable_status(status: int) -> bool:
+    """408, 425, 429 and 5xx may pass later; any other 4xx will not."""
+    return status in RETRYABLE_STATUS or status >= 500
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date); None when absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def sign(secret: bytes, timestamp: str, body: bytes) -> str:
+    """The signature header's value: ``v1=`` + hex HMAC-SHA256 over ``timestamp.body``."""
+    return "v1=" + hmac.new(secret, timestamp.encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
+
+
+def failure_reason(text: str) -> str:
+    """A failure reason fit for the database, logs and STATUS=: short, no personal data."""
+    return redact(" ".join(text.split()))[:200]
+
+
+def lead_document(store: Store, lead_id: str) -> dict[str, Any] | None:
+    """One lead as the schema's ``lead``; None when its data is gone or incomplete."""
+    lead = store.lead(lead_id)
+    consent = store.consent(lead_id)
+    if lead is None or consent is None or lead["purged_at"] is not None:
+        return None
+    score = store.conn.execute(
+        "SELECT total, disposition, points_json, reasons_json, rubric_version, created_at FROM scores "
+        "WHERE lead_id = ? ORDER BY id DESC LIMIT 1",
+        [lead_id],
+    ).fetchone()
+    return {
+        "id": lead["id"],
+        "created_at": lead["created_at"],
+        "session_id": lead["session_id"],
+        "product_type": lead["product_type"],
+        "contact": {"name": lead["name"], "email": lead["email"], "phone": lead["phone"]},
+        "analysis": json.loads(lead["analysis_json"]) if lead["analysis_json"] else None,
+        "consent": {
+            k: consent[k]
+            for k in ("disclosure_text", "disclosure_version", "channel", "given_at", "kiosk_id", "session_id")
+        }
+        | {"visitor_words": consent["visitor_words"]},
+        "score": None
+        if score is None
+        else {
+            "total": score[0],
+            "disposition": score[1],
+            "points": json.loads(score[2]),
+            "reasons": json.loads(score[3]),
+            "rubric_version": score[4],
+            "created_at": score[5],
+        },
+    }
+
+
+def build_batch(kiosk_id: str, leads: Sequence[Mapping[str, Any]], now: datetime) -> dict[str, Any]:
+    """The request body (see the JSON Schema)."""
+    return {
+        "schema": "kiosk.lead-batch/1",
+        "kiosk_id": kiosk_id,
+        "app_version": __version__,
+        "sent_at": ob.iso(now),
+        "leads": list(leads),
+    }
+
+
+def classify_reply(reply: HttpReply, now: datetime) -> tuple[str, str, float | None]:
+    """(outcome, reason, retry-after seconds) for an HTTP response."""
+    if 200 <= reply.status < 300:
+        return Outcome.OK, "", None
+    reason = failure_reason(f"HTTP {reply.status}: {reply.body[:200].decode('utf-8', 'replace')}")
+    if is_retryable_status(reply.status):
+        return Outcome.RETRY, reason, parse_retry_after(reply.headers.get("retry-after"), now)
+    return Outcome.DEAD, reason, None
