@@ -294,7 +294,7 @@ def test_status_file_keeps_last_session_and_error(tmp_path: Path) -> None:
     assert data["last_session_reason"] == "button" and data["last_session_duration_s"] == 42.5
     assert data["last_error"] == "upload to crm failed for <email>"  # no personal data in the file
     assert data["last_error_event"] == "sync_failed"
-    # A restart keeps the last session and error but resets the run's facts.
+    # A restart keeps the last visit and error but resets the run's facts.
     StatusFile(path).started(pid=4242)
     again = json.loads(path.read_text())
     assert again["pid"] == 4242 and again["state"] == "starting"

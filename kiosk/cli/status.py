@@ -1,6 +1,6 @@
 """``kiosk status``: what the running kiosk is doing, for ops at a terminal.
 
-Two sources: the daemon's status file (state, start, last session, last error; see
+Two sources: the daemon's status file (state, start, last visit, last error; see
 :class:`kiosk.service.StatusFile`) and the database, opened read-only (leads waiting
 for upload, leads given up on, the last successful upload). Exit status: 0 when the
 daemon runs and the database answers, 69 (EX_UNAVAILABLE) when either is missing.
@@ -30,7 +30,7 @@ class Report:
     uptime_s: float | None
     pid: int | None
     started_at: str | None
-    last_session: str
+    last_visit: str
     last_error: str
     pending_leads: int | None
     dead_leads: int | None
@@ -84,7 +84,7 @@ def collect(settings: Settings) -> Report:
         uptime_s=uptime,
         pid=pid if running else None,
         started_at=data.get("started_at"),
-        last_session=_last_session(data),
+        last_visit=_last_visit(data),
         last_error=_last_error(data),
         pending_leads=counts.pending_leads if counts else None,
         dead_leads=counts.dead_leads if counts else None,
@@ -100,7 +100,7 @@ def _sync_error(counts: ob.SyncStatus | None) -> str | None:
     return f"{counts.last_error_at or '?'}: {counts.last_error}"
 
 
-def _last_session(d: dict[str, Any]) -> str:
+def _last_visit(d: dict[str, Any]) -> str:
     if "last_session_ended_at" in d:
         dur = d.get("last_session_duration_s")
         length = f", {float(dur):.0f} s" if isinstance(dur, int | float) else ""
@@ -133,7 +133,7 @@ def render(r: Report) -> str:
     lines = [
         f"state:         {r.state}" + (f" (pid {r.pid})" if r.pid else ""),
         f"uptime:        {uptime_text(r.uptime_s)}" + (f" (since {r.started_at})" if r.running else ""),
-        f"last session:  {r.last_session}",
+        f"last visit:    {r.last_visit}",
         f"pending leads: {pending} waiting for upload, {dead} given up (dead)",
         f"last sync:     {r.last_sync or 'never'}"
         + (f" (last sync error {r.last_sync_error})" if r.last_sync_error else ""),
@@ -145,7 +145,7 @@ def render(r: Report) -> str:
 
 def register(sub: Any) -> None:
     """Add ``kiosk status`` to the CLI."""
-    p: argparse.ArgumentParser = sub.add_parser("status", help="state, uptime, last session, pending leads, errors")
+    p: argparse.ArgumentParser = sub.add_parser("status", help="state, uptime, last visit, pending leads, errors")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=handle)
 

@@ -148,7 +148,7 @@ class StatusFile:
     """The daemon's small status JSON (``kiosk status`` reads it), replaced atomically.
 
     Holds what the database cannot tell: the current state, when the daemon started, the
-    last session and the last error. Wall-clock stamps are for humans; uptime comes from
+    last visit and the last error. Wall-clock stamps are for humans; uptime comes from
     ``CLOCK_BOOTTIME`` because a Pi without RTC jumps its wall clock after boot.
     """
 
@@ -158,7 +158,7 @@ class StatusFile:
         self._lock = threading.Lock()  # log records arrive from device threads too
 
     def started(self, pid: int | None = None) -> None:
-        """A new daemon run: reset the file, keeping the last session and error of the previous run."""
+        """A new daemon run: reset the file, keeping the last visit and error of the previous run."""
         old = read_status(self.path) or {}
         kept = {k: v for k, v in old.items() if k.startswith(("last_session", "last_error"))}
         self.data = {
@@ -198,7 +198,7 @@ def read_status(path: Path) -> dict[str, Any] | None:
 
 
 class StatusLogHandler(logging.Handler):
-    """Keeps the status file's last session and last error from the structured log events.
+    """Keeps the status file's last visit and last error from the structured log events.
 
     Installed on the root logger by the daemon, so no component needs to know the status
     file: ``session_start`` / ``session_end`` events and any ERROR record update it.
