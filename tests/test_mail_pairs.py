@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,23 +26,13 @@ from kiosk.logs import fields_of
 from kiosk.tools import catalog
 from kiosk.tools.registry import ToolContext, ToolRegistry
 from tests.mailkit import OFFICER, TEMPLATES, Inbox, Smtp, smtp_secrets, smtp_values
-from tests.synckit import ManualClock, free_port, make_cert
+from tests.synckit import ManualClock
 from tests.toolkit import CHECKOUT_CONFIG, DEAL, DRAFT
 
 VISITOR = "jane.doe@example.com"
 # Scores "qualified" with the shipped rubric after analyzeDeal(DEAL); plain DRAFT does not.
 STRONG = {**DRAFT, "email": VISITOR, "timeline": "under_30_days", "occupancy": "investment"}
 WEAK = {**STRONG, "occupancy": "owner_occupied"}  # not an investor loan: disqualified
-
-
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_cert(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def port() -> Iterator[int]:
-    yield free_port()
 
 
 @dataclass

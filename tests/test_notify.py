@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,21 +19,11 @@ from kiosk.leads.mail import (
 )
 from kiosk.leads.store import ScoreRecord, Store
 from tests.mailkit import OFFICER, Smtp, mailer_syncer, notify_settings
-from tests.synckit import CONSENT, ManualClock, free_port, lead, make_cert, save_leads
+from tests.synckit import CONSENT, ManualClock, lead, save_leads
 
 BRANCH = BranchSettings()
 QUALIFIED = ScoreRecord(total=84, disposition="qualified", points={}, reasons=["DSCR_1_25_PLUS", "LTV_OK"],
                         rubric_version="r1")  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_cert(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def port() -> Iterator[int]:
-    yield free_port()
 
 
 def queue_visitor(store: Store, lead_id: str, notify: NotifySettings, link: str = "https://lender.example/b") -> None:

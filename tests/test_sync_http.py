@@ -32,11 +32,6 @@ from tests.toolkit import DEAL, DRAFT, call, make_ctx, make_registry
 SCHEMA = json.loads((files("kiosk") / "schemas" / "lead-batch.schema.json").read_text(encoding="utf-8"))
 
 
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_cert(tmp_path_factory.mktemp("tls"))
-
-
 def states(store: Store) -> dict[str, int]:
     return dict(store.conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall())
 

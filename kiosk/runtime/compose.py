@@ -64,7 +64,7 @@ def read_message(path: Path | None) -> bytes | None:
         return None
 
 
-def build_parts(
+def build_kiosk(
     settings: Settings,
     store: Store,
     mic: Microphone,
@@ -73,11 +73,11 @@ def build_parts(
     *,
     trace: TraceWriter | None = None,
     **extra: Any,
-) -> Parts:
-    """Parts with everything that follows from the settings; ``extra`` sets the rest
-    (observer, syncer, today)."""
+) -> Kiosk:
+    """A kiosk built from settings around the given devices, store and lights; ``extra`` sets
+    the rest of :class:`Parts` (observer, syncer, today)."""
     tools = catalog.build_registry(settings)
-    return Parts(
+    parts = Parts(
         settings=settings,
         store=store,
         tools=tools,
@@ -89,17 +89,4 @@ def build_parts(
         unavailable_audio=read_message(settings.session.unavailable_message),
         **extra,
     )
-
-
-def build_kiosk(
-    settings: Settings,
-    store: Store,
-    mic: Microphone,
-    speaker: Speaker,
-    lights: Lights,
-    *,
-    trace: TraceWriter | None = None,
-    **extra: Any,
-) -> Kiosk:
-    """A kiosk built from settings around the given devices, store and lights."""
-    return Kiosk(build_parts(settings, store, mic, speaker, lights, trace=trace, **extra))
+    return Kiosk(parts)
