@@ -1,0 +1,234 @@
+"""In-process echo cancellation: the microphone minus what the loudspeaker played.
+
+:class:`EchoStage` sits in the microphone's conditioning (``kiosk.audio.capture``), before
+the 24 kHz resampling for the wire. Its reference is exactly what the speaker's output
+callback handed to the device (silence, fades and flushes included), each block with the
+time it reaches the DAC; every microphone block comes with the time it left the ADC. Both
+streams are resampled to the canceller's rate (16 kHz) and their timestamps smoothed
+(:class:`~kiosk.audio.timeline.Timeline`): for each 10 ms microphone frame the stage reads
+the reference that sounded ``lead_ms`` later than the frame was captured, by the two
+streams' own clocks, interpolated (windowed sinc) at the position the timelines give. So
+clock drift between two devices and jumps in their timelines reach the canceller already
+corrected; what is left is the room (delay the devices do not report, reverberation),
+which the canceller learns. One stage (and one canceller) lives as long as the devices,
+across visits: its filter stays converged.
+
+The canceller is a port (:class:`EchoCanceller`); ``kiosk.audio.webrtc_aec`` is the
+adapter for WebRTC's AEC3. After it, :class:`~kiosk.audio.guard.ResidualGuard` keeps what
+is left from starting a turn.
+
+Threads: :meth:`EchoStage.played` is called on the speaker's device thread and only
+queues; everything else runs on the event loop (the capture conditioning).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from kiosk.audio.guard import ResidualGuard
+from kiosk.audio.resample import Resampler
+from kiosk.audio.timeline import Timeline
+
+log = logging.getLogger(__name__)
+
+AEC_RATE = 16000  # WebRTC's AEC3 takes 16/32/48 kHz; 16 kHz is the cheapest and carries speech
+FRAME = AEC_RATE // 100  # 10 ms
+RING = 2 * AEC_RATE  # reference kept: far more than any lead or interpolation needs
+TAPS = 16  # windowed-sinc interpolation of the reference
+_K = np.arange(-TAPS // 2 + 1, TAPS // 2 + 1)
+_CUTOFF = 0.9  # of Nyquist: the kernel's pass band (speech above 7 kHz matters little here)
+_BETA = 6.0
+Int16Array = npt.NDArray[np.int16]
+Float = npt.NDArray[np.float32]
+
+
+class EchoCanceller(Protocol):
+    """An acoustic echo canceller working on 10 ms frames at :data:`AEC_RATE`."""
+
+    def process(self, near: Int16Array, far: Int16Array) -> Int16Array:
+        """The microphone frames ``near`` with the echo of ``far`` removed (any whole number of frames)."""
+
+    def reset(self) -> None:
+        """Forget what it learned (the echo path changed beyond recognition)."""
+
+
+def _kernels(phases: int = 256) -> Float:
+    """Windowed-sinc fractional-delay kernels for ``phases`` fractions of a sample."""
+    frac = np.arange(phases, dtype=np.float64)[:, None] / phases
+    x = _K[None, :] - frac
+    window = np.i0(_BETA * np.sqrt(np.clip(1 - (x / (TAPS / 2)) ** 2, 0, 1))) / np.i0(_BETA)
+    out: Float = (_CUTOFF * np.sinc(_CUTOFF * x) * window).astype(np.float32)
+    return out
+
+
+_KERNELS = _kernels()
+
+
+def interpolate(ring: Float, start: int, end: int, pos: float, n: int) -> Float:
+    """``n`` samples of the stream held in ``ring`` (absolute indexes ``start``..``end``) from
+    fractional position ``pos`` on, one sample apart.
+
+    Within 10 ms the two clocks drift apart by about a hundredth of a sample, so one
+    fractional delay per frame is exact enough; the next frame starts at its own position.
+    Samples outside what is held read as silence: before it, nothing was played (or it is
+    long gone); after it, nothing has been played there yet.
+    """
+    base = math.floor(pos)
+    kernel = _KERNELS[int((pos - base) * len(_KERNELS))]
+    idx = np.arange(base + int(_K[0]), base + n + int(_K[-1]))
+    segment = ring[idx % len(ring)]
+    if idx[0] < start or idx[-1] >= end:
+        segment = np.where((idx >= start) & (idx < end), segment, np.float32(0.0))
+    out: Float = np.correlate(segment, kernel, "valid").astype(np.float32)
+    return out
+
+
+class _Stream:
+    """One side's audio at the canceller's rate with its timeline (loop thread only)."""
+
+    def __init__(self) -> None:
+        self.timeline = Timeline(AEC_RATE, bandwidth_hz=0.1)
+        self._resample: Resampler | None = None
+        self._rate = 0
+        self._in = 0  # device samples seen
+        self.count = 0  # samples at the canceller's rate produced
+
+    def add(self, pcm: bytes, rate: int, t: float | None) -> Int16Array:
+        """Resample one device block; its first sample was converted at ``t``."""
+        if rate != self._rate:
+            self._resample, self._rate, self._in = Resampler(rate, AEC_RATE), rate, 0
+        assert self._resample is not None
+        if t is not None:
+            self.timeline.report(self._in * AEC_RATE / rate, t)
+        self._in += len(pcm) // 2
+        x: Int16Array = np.frombuffer(self._resample(pcm), dtype=np.int16)
+        self.count += len(x)
+        return x
+
+
+class EchoStage:
+    """Aligns the played reference with the microphone and runs the canceller and the guard."""
+
+    def __init__(
+        self,
+        canceller: EchoCanceller,
+        *,
+        lead_ms: float = 5.0,
+        guard: ResidualGuard | None = None,
+        max_queued: int = 400,
+    ) -> None:
+        self.canceller = canceller
+        self.guard = guard if guard is not None else ResidualGuard()
+        self.lead_s = lead_ms / 1000
+        self.rate = AEC_RATE  # what :meth:`captured` returns
+        self._queue: deque[tuple[bytes, int, float | None]] = deque(maxlen=max_queued)
+        self._lock = threading.Lock()
+        self._far = _Stream()
+        self._near = _Stream()
+        self._ring = np.zeros(RING, dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._next_frame = 0  # absolute index (canceller rate) of the next microphone frame
+        self.frames = 0
+        self.cpu_s = 0.0  # CPU time spent here, for the benchmark's per-second figure
+        self.canceller_cpu_s = 0.0  # of which in the canceller itself
+        self.energy = [0.0, 0.0, 0.0]  # microphone, canceller output, guarded output (since reset)
+
+    # -- the speaker's side (device thread) ---------------------------------------------------
+
+    def played(self, pcm: bytes, rate: int, dac_time: float | None) -> None:
+        """The output callback handed ``pcm`` (mono PCM16 at ``rate``) to the device; its
+        first sample reaches the DAC at ``dac_time`` (None: unknown, keep the last estimate)."""
+        with self._lock:
+            self._queue.append((pcm, rate, dac_time))
+
+    # -- the microphone's side (event loop) ---------------------------------------------------
+
+    def captured(self, pcm: bytes, rate: int, adc_time: float | None) -> bytes:
+        """The microphone block ``pcm`` (mono PCM16 at ``rate``, first sample converted at
+        ``adc_time``), echo removed, as PCM16 at :attr:`rate` (whole frames; the rest waits)."""
+        c0 = time.thread_time()
+        self._take_reference()
+        x = self._near.add(pcm, rate, adc_time)
+        self._pending = np.concatenate([self._pending, x]) if len(self._pending) else x
+        n = len(self._pending) // FRAME
+        if n == 0:
+            self.cpu_s += time.thread_time() - c0
+            return b""
+        near = self._pending[: n * FRAME]
+        self._pending = self._pending[n * FRAME :]
+        far = self._reference(n)
+        c1 = time.thread_time()
+        cleaned = self.canceller.process(near, np.clip(far, -32768, 32767).astype(np.int16))
+        self.canceller_cpu_s += time.thread_time() - c1
+        near_f, out_f = near.astype(np.float32), cleaned.astype(np.float32)
+        self.energy[0] += float(np.dot(near_f, near_f))
+        self.energy[1] += float(np.dot(out_f, out_f))
+        changed = False
+        for i in range(n):
+            s = slice(i * FRAME, (i + 1) * FRAME)
+            changed = self.guard.process(near_f[s], far[s], out_f[s]) or changed
+        self.energy[2] += float(np.dot(out_f, out_f))
+        self.frames += n
+        self._next_frame += n * FRAME
+        out = (out_f.astype(np.int16) if changed else cleaned).tobytes()
+        self.cpu_s += time.thread_time() - c0
+        return out
+
+    def _take_reference(self) -> None:
+        with self._lock:
+            blocks = list(self._queue)
+            self._queue.clear()
+        for pcm, rate, t in blocks:
+            x = self._far.add(pcm, rate, t)
+            end = self._far.count
+            idx = np.arange(end - len(x), end) % RING
+            self._ring[idx] = x
+
+    def _reference(self, frames: int) -> Float:
+        """The reference for the next ``frames`` microphone frames, aligned by the timelines."""
+        n = frames * FRAME
+        if not (self._far.timeline.ready and self._near.timeline.ready):
+            return np.zeros(n, dtype=np.float32)
+        near_tl, far_tl = self._near.timeline, self._far.timeline
+        end = self._far.count
+        start = max(0, end - RING + TAPS)
+        frames_out = []
+        for k in range(frames):
+            t = near_tl.time(self._next_frame + k * FRAME) + self.lead_s
+            frames_out.append(interpolate(self._ring, start, end, far_tl.index(t), FRAME))
+        return np.concatenate(frames_out)
+
+    # -- what the technician and the benchmark see ---------------------------------------------
+
+    @property
+    def erle_db(self) -> float:
+        """The canceller's echo reduction lately (microphone over output, frames with echo)."""
+        return self.guard.erle_db
+
+    @property
+    def converged(self) -> bool:
+        """True once the canceller removes a good part of the echo."""
+        return self.guard.converged
+
+    def reset_counters(self) -> None:
+        """Start counting the energies afresh (the self-test's burst, the bench's window)."""
+        self.energy = [0.0, 0.0, 0.0]
+
+    @property
+    def erle_since_db(self) -> float:
+        """Echo reduction by the canceller since :meth:`reset_counters` (microphone over its output)."""
+        return 10 * math.log10(max(self.energy[0], 1.0) / max(self.energy[1], 1.0))
+
+    @property
+    def reduction_since_db(self) -> float:
+        """The same with the guard: microphone over what goes to the wire."""
+        return 10 * math.log10(max(self.energy[0], 1.0) / max(self.energy[2], 1.0))
+

@@ -1,0 +1,159 @@
+"""The residual-echo guard: what the echo canceller leaves behind must not start a turn.
+
+WebRTC's AEC3 removes 30 dB and more of the echo in a reverberant booth, but now and then,
+mostly at the onset of a loud phrase and while it re-converges, 30-50 ms of echo get
+through only 5-15 dB down: enough for a server's VAD to hear "speech". A visitor talking
+over the assistant looks different in one way that matters: a visitor keeps talking.
+
+Per 10 ms frame, the guard knows the microphone (``near``), the canceller's output and the
+reference the canceller was given. It learns how loud the echo is at the microphone for a
+given reference (:class:`EchoEnvelope`: the reference's level over the last 640 ms through
+learned weights, i.e. delay, room and loudspeaker gain) and caps the output a safe margin
+(``cap_db``) below that echo level while the assistant is audible, except:
+
+* where no echo is expected (the assistant silent for a while): the output passes;
+* once the output has stood above the residual zone (``evidence_db`` under the echo
+  level) in most of the last frames (``open_frames`` of ``window_frames``): that is
+  someone talking, and the output passes until they have been quiet for ``hold_ms``.
+
+A residual burst is too short to open it; a visitor opens it within about 100 ms and is
+heard from then on (before that the uplink carries them capped, not silenced). Until the
+canceller has converged (at start-up, before it has heard enough of the assistant) the
+cap is relative to the microphone itself, 40 dB under it: nothing that loud gets through
+before the canceller has shown it works (the first seconds after start-up).
+The gain changes as a ramp across each frame: no clicks, and no 10 ms chopping that a VAD
+could mistake for syllables. Pure: frames in, frames out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+Float = npt.NDArray[np.float32]
+FULL = 32768.0
+RAMP = 32  # samples over which the gain changes (2 ms at 16 kHz)
+_RAMP = np.linspace(0.0, 1.0, RAMP, dtype=np.float32)
+
+
+def db_to_power(db: float) -> float:
+    """A power ratio from decibels."""
+    return float(10.0 ** (db / 10.0))
+
+
+def power_db(power: float) -> float:
+    """dBFS of a mean-square PCM16-scale power."""
+    return 10.0 * math.log10(max(power, 1e-3) / (FULL * FULL))
+
+
+class EchoEnvelope:
+    """The echo's RMS at the microphone, predicted from the reference's recent frame RMS.
+
+    Normalised LMS on frame magnitudes over ``taps`` frames (10 ms each): the weights learn
+    the delay, the room's decay and the coupling. They only adapt on frames the canceller
+    found to be mostly echo, so a visitor's voice does not teach it that echo is louder.
+    """
+
+    def __init__(self, taps: int = 64, step: float = 0.05) -> None:
+        self.taps, self.step = taps, step
+        self.w = np.zeros(taps)
+        # The last ``taps`` reference magnitudes, newest first, are ``_buf[_pos:_pos + taps]``:
+        # each value is written twice so that window is always one contiguous view.
+        self._buf = np.zeros(2 * taps)
+        self._pos = taps
+        self._floor = taps * (FULL * 10 ** (-60 / 20)) ** 2  # regularisation: a quiet reference learns nothing
+        self.updates = 0
+
+    def push(self, far_rms: float) -> float:
+        """Add the reference's newest frame; returns the predicted echo RMS for this frame."""
+        self._pos = self._pos - 1 if self._pos > 0 else self.taps - 1
+        self._buf[self._pos] = self._buf[self._pos + self.taps] = far_rms
+        return float(np.dot(self.w, self._buf[self._pos : self._pos + self.taps]))
+
+    def learn(self, predicted: float, near_rms: float) -> None:
+        """The microphone held only echo this frame (``near_rms``): move towards it."""
+        x = self._buf[self._pos : self._pos + self.taps]
+        self.w += self.step * (near_rms - predicted) * x / (float(np.dot(x, x)) + self._floor)
+        np.maximum(self.w, 0.0, out=self.w)
+        self.updates += 1
+
+
+@dataclass
+class ResidualGuard:
+    """Caps residual echo below the echo level until someone keeps talking over it."""
+
+    cap_db: float = -24.0  # the output's ceiling under the predicted echo level
+    unconverged_cap_db: float = -40.0  # before convergence: the ceiling under the microphone's own level
+    evidence_db: float = -20.0  # output above echo level + this counts as someone talking
+    window_frames: int = 12
+    open_frames: int = 6
+    hold_ms: int = 300
+    far_active_dbfs: float = -55.0  # reference louder than this in the last 300 ms: echo expected
+    converged_erle_db: float = 12.0
+    envelope: EchoEnvelope = field(default_factory=EchoEnvelope)
+    erle_db: float = 0.0  # the canceller's echo reduction, smoothed over frames with echo
+    capped: int = 0  # frames turned down
+    _far_recent: deque[float] = field(default_factory=lambda: deque(maxlen=30))
+    _evidence: deque[bool] = field(default_factory=lambda: deque(maxlen=12))
+    _open_left: int = 0
+    _noise: float = FULL * FULL  # the output's noise floor (power), tracked from below
+    _gain: float = 1.0
+
+    def __post_init__(self) -> None:
+        self._evidence = deque(maxlen=self.window_frames)
+
+    @property
+    def converged(self) -> bool:
+        """True once the canceller removes a good part of the echo and the envelope has learned."""
+        return self.envelope.updates >= 200 and self.erle_db >= self.converged_erle_db
+
+    @property
+    def open(self) -> bool:
+        """True while someone is judged to be talking over the echo."""
+        return self._open_left > 0
+
+    def process(self, near: Float, far: Float, out: Float) -> bool:
+        """Guard one output frame (float, PCM16 scale, modified in place); True when it was changed."""
+        p_near = float(np.dot(near, near)) / len(near) + 1.0
+        p_out = float(np.dot(out, out)) / len(out) + 1.0
+        p_far = float(np.dot(far, far)) / len(far)
+        echo_rms = self.envelope.push(math.sqrt(p_far))
+        echo = echo_rms * echo_rms + 1.0
+        self._far_recent.append(p_far)
+        # The noise floor: falls at once, rises 0.5 dB a frame (speech never holds it up).
+        self._noise = min(p_out, self._noise * 1.122)
+        far_active = max(self._far_recent) > (FULL * 10 ** (self.far_active_dbfs / 20)) ** 2
+        if far_active:
+            self.erle_db += 0.02 * (10 * math.log10(p_near / p_out) - self.erle_db)
+            if p_out < p_near * 0.1:  # mostly echo: the canceller took 10 dB or more
+                self.envelope.learn(echo_rms, math.sqrt(p_near))
+        gain = 1.0
+        if far_active:
+            cap = self._cap(p_near, p_out, echo)
+            if cap is not None and p_out > cap:
+                gain = math.sqrt(cap / p_out)
+                self.capped += 1
+        if gain != 1.0 or self._gain != 1.0:  # (frames are at least RAMP long)
+            # A 2 ms ramp from the last frame's gain: no click, and the frame is capped at once.
+            out[:RAMP] *= self._gain + (gain - self._gain) * _RAMP
+            out[RAMP:] *= gain
+        changed = gain != 1.0 or self._gain != 1.0
+        self._gain = gain
+        return changed
+
+    def _cap(self, p_near: float, p_out: float, echo: float) -> float | None:
+        """The ceiling for this frame's output power, or None to let it pass."""
+        if not self.converged:
+            return max(p_near * db_to_power(self.unconverged_cap_db), self._noise)
+        self._evidence.append(p_out > max(echo * db_to_power(self.evidence_db), self._noise * 10.0))
+        if sum(self._evidence) >= self.open_frames:
+            self._open_left = self.hold_ms // 10
+        elif self._open_left > 0:
+            self._open_left -= 1
+        if self._open_left > 0:
+            return None
+        return max(echo * db_to_power(self.cap_db), self._noise)
