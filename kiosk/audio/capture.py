@@ -1,8 +1,10 @@
 """Capture conditioning shared by the device adapters: frames in, 24 kHz chunks out.
 
 Device frames (any rate, any channel count) become fixed-size PCM16 24 kHz mono chunks:
-channel selection (``mic_channel``) or a downmix, streaming resampling, input gain, then
-cutting into ``chunk_ms`` pieces for ``input_audio_buffer.append``. Chunks wait in a
+channel selection (``mic_channel``) or a downmix, echo removal when an echo remover is
+attached (``echo.mode = "aec"``: it works at its own rate, with the block's ADC time),
+streaming resampling, input gain, then cutting into ``chunk_ms`` pieces for
+``input_audio_buffer.append``. Chunks wait in a
 bounded queue; when the consumer falls behind, the oldest chunk is dropped (latency
 matters more than stale audio) and the drop is counted and logged, so the device
 callback is never blocked.
@@ -16,6 +18,7 @@ import logging
 import numpy as np
 
 from kiosk.audio.pcm import RATE, apply_gain, ms_to_bytes
+from kiosk.audio.ports import EchoRemover
 from kiosk.audio.resample import Resampler
 
 log = logging.getLogger(__name__)
@@ -40,19 +43,29 @@ class CaptureChunker:
         self.rate, self.channels = rate, channels
         self._channel, self._downmix, self._gain = channel, downmix, gain_db
         self._resample = Resampler(rate, RATE)
+        self.echo: EchoRemover | None = None
         self._chunk_bytes = ms_to_bytes(chunk_ms)
         self._pending = bytearray()
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=queue_chunks)
         self.overflows = 0
         self.max_depth = 0  # deepest the queue has been (benchmarks, the jitter test)
 
-    def feed(self, frames: bytes) -> None:
-        """Condition one block of device frames and queue any complete chunks (loop thread)."""
+    def cancel_echo(self, remover: EchoRemover) -> None:
+        """Run every block through ``remover``; its output (at its rate) is what gets resampled."""
+        self.echo = remover
+        self._resample = Resampler(remover.rate, RATE)
+
+    def feed(self, frames: bytes, adc_time: float | None = None) -> None:
+        """Condition one block of device frames (the first captured at ``adc_time``) and queue
+        any complete chunks (loop thread)."""
         x = np.frombuffer(frames, dtype="<i2")
         if self.channels > 1:
             x = x[: len(x) - len(x) % self.channels].reshape(-1, self.channels)
             x = x.mean(axis=1).astype("<i2") if self._downmix else np.ascontiguousarray(x[:, self._channel])
-        self._pending += apply_gain(self._resample(x.tobytes()), self._gain)
+        mono = x.tobytes()
+        if self.echo is not None:
+            mono = self.echo.captured(mono, self.rate, adc_time)
+        self._pending += apply_gain(self._resample(mono), self._gain)
         while len(self._pending) >= self._chunk_bytes:
             chunk = bytes(self._pending[: self._chunk_bytes])
             del self._pending[: self._chunk_bytes]

@@ -9,6 +9,10 @@ periods from the shared jitter buffer at a real-time pace and writes them to a W
 writes a WAV/raw file or a FIFO period by period, exactly where PortAudio's thread would,
 and hands over through the same capture conditioning and jitter buffer. On a regular file
 they pace themselves; on a FIFO the process at the other end sets the pace.
+
+Timestamps for the echo canceller: the paced threads stamp their blocks with the monotonic
+clock (a device without DAC/ADC times); ``ScriptedMicrophone`` and ``WavSpeaker`` run on
+their sample count (sample ``n`` is at ``n / 24000`` s), the clock a simulated room uses.
 """
 
 from __future__ import annotations
@@ -21,14 +25,13 @@ import threading
 import time
 import wave
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from kiosk.audio.capture import CaptureChunker
 from kiosk.audio.pcm import RATE, ms_to_bytes, write_wav
 from kiosk.audio.playback import PlaybackBuffer
-from kiosk.audio.ports import PlayingListener
+from kiosk.audio.ports import EchoRemover, PlayingListener, ReferenceSink
 from kiosk.errors import DeviceError
 
 
@@ -43,6 +46,8 @@ class ScriptedMicrophone:
         self._next: float | None = None
         self._speaking_done: asyncio.Event | None = None
         self.sent_ms = 0.0
+        self._conditioning: CaptureChunker | None = None
+        self._captured = 0  # samples produced (the sample clock)
 
     async def start(self) -> None:
         """Begin pacing from now."""
@@ -60,6 +65,15 @@ class ScriptedMicrophone:
         """True while an utterance is still being read."""
         return bool(self._pending)
 
+    def cancel_echo(self, remover: EchoRemover) -> None:
+        """Condition every chunk through ``remover`` (the chunks come out a little later)."""
+        self._conditioning = CaptureChunker(RATE, chunk_ms=self.chunk_ms, queue_chunks=1000)
+        self._conditioning.cancel_echo(remover)
+
+    def capture_time(self, sample: int) -> float:
+        """When sample ``sample`` was captured: the sample clock."""
+        return sample / RATE
+
     async def read(self) -> bytes:
         """Next chunk, at the paced time."""
         loop = asyncio.get_running_loop()
@@ -70,6 +84,16 @@ class ScriptedMicrophone:
             await asyncio.sleep(delay)
         self._next += self._period
         self.sent_ms += self.chunk_ms
+        chunk = await self.capture()
+        if self._conditioning is None:
+            return chunk
+        self._conditioning.feed(chunk, self.capture_time(self._captured))
+        self._captured += len(chunk) // 2
+        queue = self._conditioning.queue
+        return queue.get_nowait() if not queue.empty() else bytes(self._chunk)
+
+    async def capture(self) -> bytes:
+        """What the microphone picks up for the next chunk: the visitor, if speaking."""
         if self._pending:
             chunk = self._pending.popleft()
             if not self._pending and self._speaking_done is not None:
@@ -86,6 +110,11 @@ class BufferedSpeaker:
     was consumed was played)."""
 
     buffer: PlaybackBuffer
+    taps: list[ReferenceSink]
+
+    def tap(self, sink: ReferenceSink) -> None:
+        """Report every period handed on (silence included) to ``sink``."""
+        self.taps.append(sink)
 
     def write(self, pcm: bytes, tag: str) -> None:
         """Queue audio."""
@@ -122,10 +151,11 @@ class WavSpeaker(BufferedSpeaker):
         period_ms: int = 20,
         speed: float = 1.0,
         keep_silence: bool = False,
-        tap: Callable[[bytes], None] | None = None,
+        tap: ReferenceSink | None = None,
     ) -> None:
         self.path = path
-        self._tap = tap  # sees every period, silence included (a simulated room's echo path)
+        self.taps = [tap] if tap is not None else []  # e.g. a simulated room's echo path
+        self._handed = 0  # samples handed on: the sample clock
         self.buffer = PlaybackBuffer(prebuffer_ms)
         self._n = ms_to_bytes(period_ms)
         self._period = period_ms / 1000.0 / speed
@@ -147,8 +177,9 @@ class WavSpeaker(BufferedSpeaker):
             data, audible = self.buffer.read(self._n)
             if audible or self._keep_silence:
                 self._out += data
-            if self._tap is not None:
-                self._tap(data)
+            for sink in self.taps:
+                sink(data, RATE, self._handed / RATE)
+            self._handed += len(data) // 2
             if audible != self._playing:
                 self._playing = audible
                 self._listener(audible)
@@ -202,6 +233,13 @@ class FileMicrophone:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.callbacks = 0  # periods delivered (progress counter, like a device's)
+        self._echo: EchoRemover | None = None
+
+    def cancel_echo(self, remover: EchoRemover) -> None:
+        """Condition every period through ``remover``."""
+        self._echo = remover
+        if self.chunker is not None:
+            self.chunker.cancel_echo(remover)
 
     async def start(self) -> None:
         """Open the input (a FIFO waits for its writer) and start the reader thread."""
@@ -211,6 +249,8 @@ class FileMicrophone:
         except (OSError, wave.Error, EOFError) as exc:
             raise DeviceError(f"cannot read microphone file {self.path}: {exc}") from None
         self.chunker = CaptureChunker(rate, channels, chunk_ms=self.chunk_ms, queue_chunks=self._queue_chunks)
+        if self._echo is not None:
+            self.chunker.cancel_echo(self._echo)
         paced = not is_fifo(self.path)
         self._thread = threading.Thread(
             target=self._run, args=(loop, src, rate, channels, paced), name="file-mic", daemon=True
@@ -243,7 +283,8 @@ class FileMicrophone:
                     eof = len(data) < n
                 data += bytes(n - len(data))
                 self.callbacks += 1
-                loop.call_soon_threadsafe(self.chunker.feed, data)
+                # A device without timestamps: the period just delivered began a period ago.
+                loop.call_soon_threadsafe(self.chunker.feed, data, time.monotonic() - period_s)
                 if paced or eof:
                     next_at += period_s
                     self._stop.wait(max(0.0, next_at - time.monotonic()))
@@ -287,6 +328,7 @@ class RawSpeaker(BufferedSpeaker):
     def __init__(self, path: Path, *, prebuffer_ms: int = 60, period_ms: int = 10, speed: float = 1.0) -> None:
         self.path = path
         self.buffer = PlaybackBuffer(prebuffer_ms)
+        self.taps = []
         self._n = ms_to_bytes(period_ms)
         self._period_s = period_ms / 1000 / speed
         self._stop = threading.Event()
@@ -316,6 +358,8 @@ class RawSpeaker(BufferedSpeaker):
                 if audible != playing:
                     playing = audible
                     loop.call_soon_threadsafe(self._listener, audible)
+                for sink in self.taps:
+                    sink(data, RATE, time.monotonic())
                 os.write(fd, data)
                 if paced:
                     next_at += self._period_s

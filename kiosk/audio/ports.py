@@ -11,6 +11,22 @@ from collections.abc import Callable
 from typing import Protocol
 
 PlayingListener = Callable[[bool], None]
+# What a speaker reports for every block it hands to its device (silence included): the
+# PCM16 mono samples, their rate, and when the first one reaches the DAC (seconds on the
+# clock the microphone's timestamps use; None when the adapter cannot tell).
+ReferenceSink = Callable[[bytes, int, float | None], None]
+
+
+class EchoRemover(Protocol):
+    """Takes the played reference and cleans the microphone (``kiosk.audio.aec.EchoStage``)."""
+
+    rate: int  # the rate of what ``captured`` returns
+
+    def played(self, pcm: bytes, rate: int, dac_time: float | None) -> None:
+        """A block handed to the speaker (a :data:`ReferenceSink`)."""
+
+    def captured(self, pcm: bytes, rate: int, adc_time: float | None) -> bytes:
+        """A microphone block (mono), echo removed, at :attr:`rate`."""
 
 
 class Microphone(Protocol):
@@ -26,6 +42,9 @@ class Microphone(Protocol):
 
     async def close(self) -> None:
         """Stop capturing and release the device."""
+
+    def cancel_echo(self, remover: EchoRemover) -> None:
+        """Run every captured block through ``remover`` (before resampling for the wire)."""
 
 
 class Speaker(Protocol):
@@ -52,6 +71,9 @@ class Speaker(Protocol):
 
     def forget(self) -> None:
         """Drop per-item bookkeeping at the end of a visit."""
+
+    def tap(self, sink: ReferenceSink) -> None:
+        """Report every block handed to the device, with its DAC time, to ``sink``."""
 
     async def close(self) -> None:
         """Stop and release the device."""

@@ -5,12 +5,19 @@ Devices are found by a name substring (stable across reboots, unlike indexes), o
 with soxr's streaming resampler. PortAudio callbacks run on PortAudio's thread: they only
 copy bytes and hand them to the event loop (capture) or pull a period from the thread-safe
 jitter buffer (playback). Input and output are separate streams.
+
+Each block is stamped for the echo canceller: PortAudio says how long ago the block left
+the ADC (``current_time - input_buffer_adc_time``) or how soon it reaches the DAC
+(``output_buffer_dac_time - current_time``); added to the monotonic clock read in the
+callback, both streams' times share one clock whatever clock the host API uses. Where the
+host API gives no times (0), the stream's reported latency stands in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +26,7 @@ import pyaudio
 from kiosk.audio.capture import CaptureChunker
 from kiosk.audio.pcm import RATE
 from kiosk.audio.playback import PlaybackBuffer
-from kiosk.audio.ports import PlayingListener
+from kiosk.audio.ports import EchoRemover, PlayingListener, ReferenceSink
 from kiosk.audio.resample import Resampler
 from kiosk.config import AudioSettings
 from kiosk.errors import DeviceError
@@ -153,6 +160,7 @@ class PyAudioMicrophone:
         self._frames = max(1, self.rate * period_ms // 1000)
         self._stream: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._latency_s = 0.0  # the stream's reported input latency (when PortAudio gives no times)
         self.callbacks = 0  # progress counter for the watchdog
 
     @classmethod
@@ -175,6 +183,10 @@ class PyAudioMicrophone:
         """Chunks dropped because the consumer fell behind."""
         return self.chunker.overflows
 
+    def cancel_echo(self, remover: EchoRemover) -> None:
+        """Run every block through ``remover`` (see ``kiosk.audio.capture``)."""
+        self.chunker.cancel_echo(remover)
+
     async def start(self) -> None:
         """Open the input stream."""
         self._loop = asyncio.get_running_loop()
@@ -190,6 +202,7 @@ class PyAudioMicrophone:
             )
         except (OSError, ValueError) as exc:
             raise DeviceError(f"cannot open microphone {self.device.name!r} at {self.rate} Hz: {exc}") from None
+        self._latency_s = float(self._stream.get_input_latency())
         log.info(
             "microphone %r open at %d Hz, %d channel(s)",
             self.device.name,
@@ -199,10 +212,12 @@ class PyAudioMicrophone:
         )
 
     def _callback(self, in_data: bytes | None, frame_count: int, time_info: Any, status: int) -> tuple[None, int]:
-        # PortAudio thread: hand the bytes to the loop and return at once.
+        # PortAudio thread: hand the bytes (and when they left the ADC) to the loop, return at once.
         self.callbacks += 1
         if in_data is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(self.chunker.feed, in_data)
+            ago = float(time_info.get("current_time", 0.0)) - float(time_info.get("input_buffer_adc_time", 0.0))
+            adc_time = time.monotonic() - (ago if 0.0 < ago < 1.0 else self._latency_s)
+            self._loop.call_soon_threadsafe(self.chunker.feed, in_data, adc_time)
         return None, pyaudio.paContinue
 
     async def read(self) -> bytes:
@@ -245,6 +260,11 @@ class PyAudioSpeaker:
         self._resample = Resampler(RATE, self.rate)
         self.latency_ms = 0.0
         self.callbacks = 0  # progress counter for the watchdog
+        self._taps: list[ReferenceSink] = []
+
+    def tap(self, sink: ReferenceSink) -> None:
+        """Report every period handed to the device, with its DAC time, to ``sink`` (device thread)."""
+        self._taps.append(sink)
 
     @classmethod
     def configured(cls, pa: Any, device: DeviceInfo, a: AudioSettings) -> PyAudioSpeaker:
@@ -287,6 +307,8 @@ class PyAudioSpeaker:
         if 0.0 < ahead < 1.0:
             self.latency_ms = ahead * 1000
         data, audible = self.buffer.read(frame_count * 2)
+        for sink in self._taps:
+            sink(data, self.rate, time.monotonic() + self.latency_ms / 1000)
         if audible != self._playing and self._loop is not None:
             self._playing = audible
             self._loop.call_soon_threadsafe(self._listener, audible)
