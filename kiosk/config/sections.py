@@ -103,17 +103,39 @@ class AudioSettings(_Section):
 
 
 class EchoSettings(_Section):
-    """How the kiosk avoids hearing itself."""
+    """How the kiosk avoids hearing itself (README: "Which echo mode")."""
 
-    mode: Literal["hardware", "gate", "half_duplex"] = Field(
-        "gate",
+    mode: Literal["aec", "hardware", "gate", "half_duplex"] = Field(
+        "aec",
         description=(
-            "hardware: trust the array's AEC; gate: level gate while speaking; "
+            "aec: cancel the echo in the kiosk (WebRTC AEC3 with the played audio as reference; "
+            "the default, for microphones without echo cancellation of their own); "
+            "hardware: trust the array's AEC (e.g. channel 0 of a ReSpeaker/XVF3000); "
+            "gate: level gate while speaking (a fallback: quiet visitors cannot interrupt); "
             "half_duplex: mute the uplink while speaking."
         ),
     )
-    gate_margin_db: float = Field(0.0, description="Mic level must exceed the playback level by this much to pass.")
-    warmup_ms: int = Field(300, ge=0, description="No barge-in for this long after playback starts.")
+    lead_ms: float = Field(
+        5.0,
+        ge=0.0,
+        le=20.0,
+        description="aec: the reference given with each microphone frame sounded this much later, by the "
+        "devices' timestamps (a margin for timestamps that are a little early; the canceller finds the rest).",
+    )
+    residual_cap_db: float = Field(
+        -24.0,
+        ge=-60.0,
+        le=0.0,
+        description="aec: while the assistant is audible, what the canceller leaves is held this far under the "
+        "echo level, until someone keeps talking over it.",
+    )
+    residual_hold_ms: int = Field(
+        300, ge=0, le=2000, description="aec: once someone talks over the echo, the guard stays open this long."
+    )
+    gate_margin_db: float = Field(
+        0.0, description="gate: mic level must exceed the playback level by this much to pass."
+    )
+    warmup_ms: int = Field(300, ge=0, description="gate: no barge-in for this long after playback starts.")
 
 
 class VadSettings(_Section):

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from kiosk.audio.echo import echo_stage
 from kiosk.audio.pcm import read_wav
 from kiosk.audio.ports import Microphone, Speaker
 from kiosk.config import Settings
@@ -75,8 +76,17 @@ def build_kiosk(
     **extra: Any,
 ) -> Kiosk:
     """A kiosk built from settings around the given devices, store and lights; ``extra`` sets
-    the rest of :class:`Parts` (observer, syncer, today)."""
+    the rest of :class:`Parts` (observer, syncer, today).
+
+    With ``echo.mode = "aec"`` the echo canceller is built here, once for the kiosk's life
+    (it stays converged across visits): the speaker reports what it plays to it, and the
+    microphone's conditioning runs through it.
+    """
     tools = catalog.build_registry(settings)
+    echo = echo_stage(settings.echo)
+    if echo is not None:
+        speaker.tap(echo.played)
+        mic.cancel_echo(echo)
     parts = Parts(
         settings=settings,
         store=store,
@@ -87,6 +97,7 @@ def build_kiosk(
         lights=lights,
         offline_audio=read_message(settings.session.offline_message),
         unavailable_audio=read_message(settings.session.unavailable_message),
+        echo=echo,
         **extra,
     )
     return Kiosk(parts)

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from kiosk import budget
 from kiosk import conversation as cv
@@ -34,9 +34,13 @@ from kiosk.realtime import session as rs
 from kiosk.realtime.handshake import Opener
 from kiosk.realtime.standby import Standby
 from kiosk.runtime.budget_guard import BudgetGuard
+from kiosk.runtime.observer import NullObserver, Observer
 from kiosk.runtime.visit import Visit
 from kiosk.tools import catalog
 from kiosk.tools.registry import ToolContext, ToolRegistry
+
+if TYPE_CHECKING:
+    from kiosk.audio.aec import EchoStage
 
 log = logging.getLogger(__name__)
 
@@ -46,38 +50,6 @@ IDLE_GOODBYE = (
     "The visitor seems to have left: say in one short sentence that you are ending the chat and they can press the "
     "button any time to start again."
 )
-
-
-class Observer(Protocol):
-    """Hooks for the demo and tests (a no-op in the daemon)."""
-
-    def transcript(self, role: str, text: str) -> None:
-        """A finished transcript line."""
-
-    def tool(self, name: str, arguments: str, output: str) -> None:
-        """A tool ran."""
-
-    def visit_ended(self, reason: cv.EndReason, duration_s: float | None) -> None:
-        """A visit ended."""
-
-    def playing(self, playing: bool) -> None:
-        """The speaker became audible (True) or quiet (False)."""
-
-
-class NullObserver:
-    """Observes nothing."""
-
-    def transcript(self, role: str, text: str) -> None:
-        """Ignore."""
-
-    def tool(self, name: str, arguments: str, output: str) -> None:
-        """Ignore."""
-
-    def visit_ended(self, reason: cv.EndReason, duration_s: float | None) -> None:
-        """Ignore."""
-
-    def playing(self, playing: bool) -> None:
-        """Ignore."""
 
 
 @dataclass
@@ -94,6 +66,7 @@ class Parts:
     offline_audio: bytes | None = None
     unavailable_audio: bytes | None = None
     syncer: Syncer | None = None  # the outbox consumer (the daemon); None in the demo and most tests
+    echo: EchoStage | None = None  # the echo canceller in the microphone's path (echo.mode = "aec")
     observer: Observer = field(default_factory=NullObserver)
     today: Callable[[], str] = field(default=lambda: date.today().isoformat())  # the local day, for budgets
 
@@ -112,7 +85,9 @@ class Kiosk:
                 idle_end_s=s.session.idle_end_s,
             )
         )
-        self.echo = EchoPolicy(s.echo.mode, s.echo.gate_margin_db, s.echo.warmup_ms / 1000)
+        # "aec" without a canceller (it could not be loaded) falls back to the level gate.
+        mode = "gate" if s.echo.mode == "aec" and parts.echo is None else s.echo.mode
+        self.echo = EchoPolicy(mode, s.echo.gate_margin_db, s.echo.warmup_ms / 1000)
         self.vad = LedVad(s.vad.aggressiveness, s.vad.frame_ms, s.vad.hangover_ms)
         self.opener = parts.opener
         self.tool_site = catalog.tool_site(s, parts.store)
