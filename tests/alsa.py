@@ -7,6 +7,10 @@ writes a FIFO the harness drains. Both FIFOs are opened O_RDWR before PortAudio 
 time, so the devices behave like a clocked sound card. The playback FIFO is shrunk to one
 page, and what sits in it counts as having left the device: the pipe is the test's cable
 to the loudspeaker, the reader its membrane clock.
+
+With ``loop_db`` the card is a room as well: what the loudspeaker plays comes back into
+the microphone ``loop_delay_ms`` later, ``loop_db`` louder or quieter (a plain delayed
+copy: enough to see echo cancellation work on real PortAudio timestamps).
 """
 
 from __future__ import annotations
@@ -34,7 +38,20 @@ pcm.vcap {{ type file; slave.pcm {{ type null }}; file "/dev/null"; infile "{mic
 class VirtualCard:
     """The harness's ends of the two FIFOs, paced at ``mic_rate`` / ``spk_rate`` (mono PCM16)."""
 
-    def __init__(self, root: Path, mic_rate: int, spk_rate: int, *, mic_channels: int = 1) -> None:
+    def __init__(
+        self,
+        root: Path,
+        mic_rate: int,
+        spk_rate: int,
+        *,
+        mic_channels: int = 1,
+        loop_db: float | None = None,
+        loop_delay_ms: float = 20.0,
+    ) -> None:
+        if loop_db is not None and (mic_rate != spk_rate or mic_channels != 1):
+            raise ValueError("the loop needs one microphone channel at the speaker's rate")
+        self.loop_gain = None if loop_db is None else 10 ** (loop_db / 20)
+        self._echo = bytearray(int(mic_rate * loop_delay_ms / 1000) * 2)  # the air between them
         self.root = root
         self.mic_path, self.spk_path = root / "mic.fifo", root / "spk.fifo"
         self.config = root / "asound.conf"
@@ -96,7 +113,12 @@ class VirtualCard:
                 with self._lock:
                     data = bytes(self._mic_audio[:n])
                     del self._mic_audio[:n]
-                os.write(self._mic_fd, data + bytes(n - len(data)))
+                    data += bytes(n - len(data))
+                    if self.loop_gain is not None:
+                        echo = bytes(self._echo[:n])
+                        del self._echo[:n]
+                        data = _mix(data, echo + bytes(n - len(echo)))
+                os.write(self._mic_fd, data)
             t += 0.01
             self._stop.wait(max(0.0, t - time.monotonic()))
 
@@ -118,6 +140,9 @@ class VirtualCard:
                 return
             with self._lock:
                 self.out += data
+                if self.loop_gain is not None:
+                    x = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2") * self.loop_gain
+                    self._echo += np.clip(x, -32768, 32767).astype("<i2").tobytes()
             t += len(data) / (self.spk_rate * 2)
             self._stop.wait(max(0.0, t - time.monotonic()))
 
@@ -134,10 +159,18 @@ class VirtualCard:
             return np.frombuffer(bytes(self.out[: len(self.out) // 2 * 2]), dtype="<i2").copy()
 
 
+def _mix(a: bytes, b: bytes) -> bytes:
+    x = np.frombuffer(a, dtype="<i2").astype(np.int32) + np.frombuffer(b, dtype="<i2")
+    return np.clip(x, -32768, 32767).astype("<i2").tobytes()
+
+
 @contextmanager
-def virtual_card(root: Path, mic_rate: int, spk_rate: int, *, mic_channels: int = 1) -> Iterator[VirtualCard]:
-    """A running virtual card with ALSA_CONFIG_PATH set for this process."""
-    card = VirtualCard(root, mic_rate, spk_rate, mic_channels=mic_channels)
+def virtual_card(
+    root: Path, mic_rate: int, spk_rate: int, *, mic_channels: int = 1, loop_db: float | None = None
+) -> Iterator[VirtualCard]:
+    """A running virtual card with ALSA_CONFIG_PATH set for this process (``loop_db``: the
+    speaker is heard by the microphone)."""
+    card = VirtualCard(root, mic_rate, spk_rate, mic_channels=mic_channels, loop_db=loop_db)
     card.write_config()
     card.open()
     old = os.environ.get("ALSA_CONFIG_PATH")

@@ -43,6 +43,9 @@ AEC_RATE = 16000  # WebRTC's AEC3 takes 16/32/48 kHz; 16 kHz is the cheapest and
 FRAME = AEC_RATE // 100  # 10 ms
 RING = 2 * AEC_RATE  # reference kept: far more than any lead or interpolation needs
 TAPS = 16  # windowed-sinc interpolation of the reference
+HOLD_FRAMES = 3  # a microphone frame waits at most this long for its reference
+SLEW = 0.05  # samples a frame the alignment may move smoothly (about 300 ppm) ...
+JUMP = 8  # ... and beyond this many samples (0.5 ms) it moves at once
 _K = np.arange(-TAPS // 2 + 1, TAPS // 2 + 1)
 _CUTOFF = 0.9  # of Nyquist: the kernel's pass band (speech above 7 kHz matters little here)
 _BETA = 6.0
@@ -95,7 +98,7 @@ class _Stream:
     """One side's audio at the canceller's rate with its timeline (loop thread only)."""
 
     def __init__(self) -> None:
-        self.timeline = Timeline(AEC_RATE, bandwidth_hz=0.1)
+        self.timeline = Timeline(AEC_RATE)
         self._resample: Resampler | None = None
         self._rate = 0
         self._in = 0  # device samples seen
@@ -135,6 +138,7 @@ class EchoStage:
         self._near = _Stream()
         self._ring = np.zeros(RING, dtype=np.float32)
         self._pending = np.zeros(0, dtype=np.int16)
+        self._far_pos: float | None = None  # where the last frame's reference started
         self._next_frame = 0  # absolute index (canceller rate) of the next microphone frame
         self.frames = 0
         self.cpu_s = 0.0  # CPU time spent here, for the benchmark's per-second figure
@@ -153,34 +157,34 @@ class EchoStage:
 
     def captured(self, pcm: bytes, rate: int, adc_time: float | None) -> bytes:
         """The microphone block ``pcm`` (mono PCM16 at ``rate``, first sample converted at
-        ``adc_time``), echo removed, as PCM16 at :attr:`rate` (whole frames; the rest waits)."""
+        ``adc_time``), echo removed, as PCM16 at :attr:`rate`: whole frames, and only those
+        whose reference has been played (the rest waits, at most ``HOLD_FRAMES``)."""
         c0 = time.thread_time()
         self._take_reference()
         x = self._near.add(pcm, rate, adc_time)
         self._pending = np.concatenate([self._pending, x]) if len(self._pending) else x
-        n = len(self._pending) // FRAME
-        if n == 0:
-            self.cpu_s += time.thread_time() - c0
-            return b""
-        near = self._pending[: n * FRAME]
-        self._pending = self._pending[n * FRAME :]
-        far = self._reference(n)
+        out = []
+        while len(self._pending) >= FRAME:
+            far = self._far_frame(force=len(self._pending) > HOLD_FRAMES * FRAME)
+            if far is None:
+                break  # its reference is still on its way from the speaker's thread
+            near, self._pending = self._pending[:FRAME], self._pending[FRAME:]
+            out.append(self._cancel(near, far))
+        self.cpu_s += time.thread_time() - c0
+        return b"".join(out)
+
+    def _cancel(self, near: Int16Array, far: Float) -> bytes:
         c1 = time.thread_time()
         cleaned = self.canceller.process(near, np.clip(far, -32768, 32767).astype(np.int16))
         self.canceller_cpu_s += time.thread_time() - c1
         near_f, out_f = near.astype(np.float32), cleaned.astype(np.float32)
         self.energy[0] += float(np.dot(near_f, near_f))
         self.energy[1] += float(np.dot(out_f, out_f))
-        changed = False
-        for i in range(n):
-            s = slice(i * FRAME, (i + 1) * FRAME)
-            changed = self.guard.process(near_f[s], far[s], out_f[s]) or changed
+        changed = self.guard.process(near_f, far, out_f)
         self.energy[2] += float(np.dot(out_f, out_f))
-        self.frames += n
-        self._next_frame += n * FRAME
-        out = (out_f.astype(np.int16) if changed else cleaned).tobytes()
-        self.cpu_s += time.thread_time() - c0
-        return out
+        self.frames += 1
+        self._next_frame += FRAME
+        return (out_f.astype(np.int16) if changed else cleaned).tobytes()
 
     def _take_reference(self) -> None:
         with self._lock:
@@ -190,21 +194,35 @@ class EchoStage:
             x = self._far.add(pcm, rate, t)
             end = self._far.count
             idx = np.arange(end - len(x), end) % RING
-            self._ring[idx] = x
+            self._ring[idx] = x.astype(np.float32)
 
-    def _reference(self, frames: int) -> Float:
-        """The reference for the next ``frames`` microphone frames, aligned by the timelines."""
-        n = frames * FRAME
+    def _far_frame(self, *, force: bool) -> Float | None:
+        """The reference for the next microphone frame, or None when it has not been played
+        yet (unless ``force``: then what is missing reads as silence).
+
+        Where it starts follows the timelines, but never by more than ``SLEW`` samples a
+        frame (ten times that while they are still settling) from where the last frame's
+        continuation would start: their small refits become a gentle drift the canceller
+        follows, not steps. A difference of more than ``JUMP`` samples (a timeline jumped,
+        or this is the start) is taken at once.
+        """
         if not (self._far.timeline.ready and self._near.timeline.ready):
-            return np.zeros(n, dtype=np.float32)
+            return np.zeros(FRAME, dtype=np.float32)
         near_tl, far_tl = self._near.timeline, self._far.timeline
+        target = far_tl.index(near_tl.time(self._next_frame) + self.lead_s)
+        pos = target
+        if self._far_pos is not None:
+            pos = self._far_pos + FRAME * near_tl.period / far_tl.period
+            slew = SLEW if near_tl.settled and far_tl.settled else 10 * SLEW
+            if abs(target - pos) > JUMP:
+                pos = target
+            else:
+                pos += max(-slew, min(slew, target - pos))
         end = self._far.count
-        start = max(0, end - RING + TAPS)
-        frames_out = []
-        for k in range(frames):
-            t = near_tl.time(self._next_frame + k * FRAME) + self.lead_s
-            frames_out.append(interpolate(self._ring, start, end, far_tl.index(t), FRAME))
-        return np.concatenate(frames_out)
+        if pos + FRAME + TAPS // 2 > end and not force:
+            return None
+        self._far_pos = pos
+        return interpolate(self._ring, max(0, end - RING + TAPS), end, pos, FRAME)
 
     # -- what the technician and the benchmark see ---------------------------------------------
 

@@ -100,11 +100,13 @@ class ResidualGuard:
     _far_recent: deque[float] = field(default_factory=lambda: deque(maxlen=30))
     _evidence: deque[bool] = field(default_factory=lambda: deque(maxlen=12))
     _open_left: int = 0
-    _noise: float = FULL * FULL  # the output's noise floor (power), tracked from below
+    _noise: float = (FULL * 1e-3) ** 2  # the output's noise floor (power, from -60 dBFS), tracked from below
     _gain: float = 1.0
+    _loud: float = 0.0
 
     def __post_init__(self) -> None:
         self._evidence = deque(maxlen=self.window_frames)
+        self._loud = (FULL * 10 ** (-50 / 20)) ** 2
 
     @property
     def converged(self) -> bool:
@@ -124,13 +126,13 @@ class ResidualGuard:
         echo_rms = self.envelope.push(math.sqrt(p_far))
         echo = echo_rms * echo_rms + 1.0
         self._far_recent.append(p_far)
-        # The noise floor: falls at once, rises 0.5 dB a frame (speech never holds it up).
-        self._noise = min(p_out, self._noise * 1.122)
+        # The noise floor: falls at once, rises 5 dB a second (speech's pauses keep it down).
+        self._noise = min(p_out, self._noise * 1.0116)
         far_active = max(self._far_recent) > (FULL * 10 ** (self.far_active_dbfs / 20)) ** 2
-        if far_active:
+        if p_far > self._loud and p_near > self._loud * 1e-2:  # echo to measure the canceller on
             self.erle_db += 0.02 * (10 * math.log10(p_near / p_out) - self.erle_db)
-            if p_out < p_near * 0.1:  # mostly echo: the canceller took 10 dB or more
-                self.envelope.learn(echo_rms, math.sqrt(p_near))
+        if far_active and p_out < p_near * 0.1:  # mostly echo: the canceller took 10 dB or more
+            self.envelope.learn(echo_rms, math.sqrt(p_near))
         gain = 1.0
         if far_active:
             cap = self._cap(p_near, p_out, echo)

@@ -1,0 +1,162 @@
+"""The echo stage's parts, pure: smoothed timestamps, the reference's alignment, the residual guard.
+
+The alignment is checked as a contract between the two device sides: a speaker reports
+what it plays with DAC times, a microphone whose clock drifts 80 ppm and loses 2 ms of
+audio half-way reports its blocks with ADC times, both with jitter; the frames the stage
+hands the canceller must pair each microphone frame with the reference that sounded
+``lead_ms`` later, to the sample, before and after the jump.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from kiosk.audio.aec import AEC_RATE, FRAME, EchoStage, Int16Array, interpolate
+from kiosk.audio.guard import ResidualGuard
+from kiosk.audio.timeline import Timeline
+
+
+def test_a_timeline_filters_jitter_follows_drift_and_takes_a_jump_at_once() -> None:
+    rng = np.random.default_rng(3)
+    tl = Timeline(16000)
+    drift, errors = 80e-6, []
+    for block in range(4000):  # 40 s of 10 ms blocks; at 25 s the card loses 2 ms
+        k = block * 160
+        true = k * (1 + drift) / 16000 + (0.002 if block >= 2500 else 0.0)
+        tl.report(k, true + rng.normal(0.0, 0.0003))
+        if block > 100 and not 2500 <= block < 2510:
+            errors.append(tl.time(k) - true)
+    assert tl.jumps == 1
+    assert max(abs(e) for e in errors) < 0.0005, "the line stays within half a millisecond"
+    assert float(np.sqrt(np.mean(np.square(errors[-1000:])))) < 0.0001, "and within 0.1 ms once settled"
+    assert abs(tl.period * 16000 - (1 + drift)) < 10e-6, "the drift is measured to 10 ppm"
+
+
+def test_interpolation_delays_by_a_fraction_of_a_sample() -> None:
+    t = np.arange(4000)
+    ring = np.sin(2 * np.pi * 1000 * t / AEC_RATE).astype(np.float32)
+    got = interpolate(ring, 0, len(ring), 1000.25, 320)
+    want = np.sin(2 * np.pi * 1000 * (np.arange(320) + 1000.25) / AEC_RATE)
+    assert np.max(np.abs(got - want)) < 0.01
+    assert np.all(interpolate(ring, 0, 2000, 2100.0, 160) == 0.0), "not played yet: silence"
+
+
+class Recorder:
+    """A canceller that keeps what it was given and removes nothing."""
+
+    def __init__(self) -> None:
+        self.near: list[Int16Array] = []
+        self.far: list[Int16Array] = []
+
+    def process(self, near: Int16Array, far: Int16Array) -> Int16Array:
+        self.near.append(near.copy())
+        self.far.append(far.copy())
+        return near
+
+    def reset(self) -> None:
+        pass
+
+
+def _sound(t: np.ndarray) -> np.ndarray:
+    """A broadband sound as a function of time (sums of sines: any instant can be sampled)."""
+    rng = np.random.default_rng(11)
+    out = np.zeros_like(t)
+    for f, phase in zip(rng.uniform(150, 6000, 24), rng.uniform(0, 2 * np.pi, 24), strict=True):
+        out += np.sin(2 * np.pi * f * t + phase)
+    return out * 1500
+
+
+def test_the_canceller_gets_the_reference_that_sounded_lead_ms_after_each_microphone_frame() -> None:
+    rate, block, lead_ms, drift = 24000, 240, 5.0, 80e-6
+    canceller = Recorder()
+    stage = EchoStage(canceller, lead_ms=lead_ms)
+    rng = np.random.default_rng(5)
+    n_blocks = 2500  # 25 s; the microphone loses 2 ms of audio at 12 s
+    for b in range(n_blocks):
+        # The speaker is two blocks ahead of the microphone (its output latency).
+        j = (b + 2) * block
+        played_at = j / rate
+        spk = _sound(played_at + np.arange(block) / rate)
+        stage.played(spk.astype("<i2").tobytes(), rate, played_at + rng.normal(0, 0.0003))
+        i = b * block
+        captured_at = i * (1 + drift) / rate + (0.002 if i * (1 + drift) / rate >= 12 else 0.0)
+        # This microphone hears the speaker with no delay at all: pure timestamps.
+        mic = _sound(captured_at + np.arange(block) * (1 + drift) / rate)
+        stage.captured(mic.astype("<i2").tobytes(), rate, captured_at + rng.normal(0, 0.0003))
+    near = np.concatenate(canceller.near).astype(np.float64)
+    far = np.concatenate(canceller.far).astype(np.float64)
+    # The microphone's frame at t is the sound at t; the reference given with it is the
+    # sound at t + lead: the microphone lags the reference by exactly the lead.
+    want = -round(lead_ms * AEC_RATE / 1000)
+    for start_s in (3, 8, 11, 13, 18, 23):  # settling, before the jump, just after, drifting
+        s = start_s * AEC_RATE
+        a, b_ = near[s : s + AEC_RATE // 2], far[s - 200 : s + AEC_RATE // 2 + 200]
+        corr = np.correlate(b_, a, mode="valid")
+        lag = int(np.argmax(corr)) - 200
+        assert abs(lag - want) <= 2, f"at {start_s} s the microphone lagged by {lag} samples, not {want}"
+    assert stage.frames == len(canceller.near)
+
+
+def _frames(guard: ResidualGuard, near: np.ndarray, far: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Run the guard over whole 10 ms frames; returns the guarded output."""
+    out = out.astype(np.float32).copy()
+    for k in range(len(near) // FRAME):
+        s = slice(k * FRAME, (k + 1) * FRAME)
+        guard.process(near[s].astype(np.float32), far[s].astype(np.float32), out[s])
+    return out
+
+
+def _db(x: np.ndarray) -> float:
+    return 10 * math.log10(float(np.mean(x.astype(np.float64) ** 2)) + 1e-9)
+
+
+@pytest.fixture
+def converged() -> tuple[ResidualGuard, np.random.Generator]:
+    """A guard that has watched the canceller remove 30 dB of echo for 4 s."""
+    rng = np.random.default_rng(1)
+    guard = ResidualGuard()
+    far = rng.normal(0, 3000, 400 * FRAME)
+    echo = np.roll(far, 4 * FRAME) * 0.7
+    near = echo + rng.normal(0, 10, len(far))
+    _frames(guard, near, far, near * 10 ** (-30 / 20))
+    assert guard.converged and guard.erle_db > 25
+    return guard, rng
+
+
+def test_a_burst_of_residual_echo_is_held_under_the_echo(converged: tuple[ResidualGuard, np.random.Generator]) -> None:
+    guard, rng = converged
+    far = rng.normal(0, 3000, 60 * FRAME)
+    near = np.roll(far, 4 * FRAME) * 0.7
+    residual = near * 10 ** (-30 / 20)
+    residual[20 * FRAME : 25 * FRAME] = near[20 * FRAME : 25 * FRAME] * 10 ** (-6 / 20)  # 50 ms leak
+    out = _frames(guard, near, far, residual)
+    burst = slice(20 * FRAME, 25 * FRAME)
+    assert _db(out[burst]) < _db(near[burst]) - 20, "the leak is capped far under the echo"
+    assert _db(out[burst]) < _db(residual[burst]) - 12
+    assert not guard.open
+
+
+def test_someone_talking_over_the_echo_opens_the_guard(converged: tuple[ResidualGuard, np.random.Generator]) -> None:
+    guard, rng = converged
+    far = rng.normal(0, 3000, 100 * FRAME)
+    near = np.roll(far, 4 * FRAME) * 0.7
+    visitor = rng.normal(0, 600, len(far))  # about -14 dB under the echo, for 600 ms
+    visitor[60 * FRAME :] = 0.0
+    out = _frames(guard, near + visitor, far, visitor + near * 10 ** (-30 / 20))
+    talk = slice(10 * FRAME, 60 * FRAME)  # after the first 100 ms it passes untouched
+    assert abs(_db(out[talk]) - _db(visitor[talk])) < 0.5
+    assert _db(out[: 6 * FRAME]) < _db(visitor[: 6 * FRAME]) - 3, "its very start is held, for a few frames"
+    assert not guard.open, "closed again once they are quiet"
+
+
+def test_before_convergence_nearly_nothing_passes_while_the_assistant_speaks() -> None:
+    rng = np.random.default_rng(2)
+    guard = ResidualGuard()
+    far = rng.normal(0, 3000, 50 * FRAME)
+    near = np.roll(far, 4 * FRAME) * 0.7
+    out = _frames(guard, near, far, near.copy())  # a canceller that has not started yet
+    assert not guard.converged
+    assert _db(out[10 * FRAME :]) < _db(near[10 * FRAME :]) - 30
