@@ -42,8 +42,8 @@ def scenario(tmp_path: Path) -> Scenario:
 
 def booth_rig(tmp_path: Path, mode: str) -> Rig:
     room = Room(BoothSpec(seed=1))
-    overrides = {"echo": {"mode": mode}}
-    return Rig(scenario(tmp_path), tmp_path, config=CHECKOUT_CONFIG, speed=4, room=room, record=True, overrides=overrides)
+    echo = {"echo": {"mode": mode}}
+    return Rig(scenario(tmp_path), tmp_path, config=CHECKOUT_CONFIG, speed=4, room=room, record=True, overrides=echo)
 
 
 async def test_in_the_booth_the_assistant_never_interrupts_itself(tmp_path: Path) -> None:

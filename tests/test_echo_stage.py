@@ -152,11 +152,27 @@ def test_someone_talking_over_the_echo_opens_the_guard(converged: tuple[Residual
     assert not guard.open, "closed again once they are quiet"
 
 
-def test_before_convergence_nearly_nothing_passes_while_the_assistant_speaks() -> None:
+def test_while_learning_the_echo_a_leak_is_held_under_the_microphone_level() -> None:
     rng = np.random.default_rng(2)
     guard = ResidualGuard()
-    far = rng.normal(0, 3000, 50 * FRAME)
+    far = rng.normal(0, 3000, 80 * FRAME)
     near = np.roll(far, 4 * FRAME) * 0.7
-    out = _frames(guard, near, far, near.copy())  # a canceller that has not started yet
+    out = near * 10 ** (-30 / 20)  # the canceller at work from the start ...
+    out[60 * FRAME : 65 * FRAME] = near[60 * FRAME : 65 * FRAME] * 0.5  # ... but for a 50 ms leak
+    got = _frames(guard, near, far, out)
     assert not guard.converged
-    assert _db(out[10 * FRAME :]) < _db(near[10 * FRAME :]) - 30
+    leak = slice(60 * FRAME, 65 * FRAME)
+    assert _db(got[leak]) < _db(near[leak]) - 20
+
+
+def test_a_microphone_that_hears_no_echo_is_left_alone() -> None:
+    rng = np.random.default_rng(4)
+    guard = ResidualGuard()
+    far = rng.normal(0, 3000, 300 * FRAME)  # the assistant speaks ...
+    visitor = rng.normal(0, 300, len(far))  # ... and the microphone hears only a visitor
+    visitor[: 100 * FRAME] = rng.normal(0, 5, 100 * FRAME)  # (after a quiet second)
+    got = _frames(guard, visitor, far, visitor.copy())
+    # The first words are held until the guard has seen the canceller find nothing to
+    # remove (about 0.6 s, once after start-up); from then on it stays out of the way.
+    assert np.allclose(got[170 * FRAME :], visitor[170 * FRAME :].astype(np.float32))
+    assert guard.erle_db < 6

@@ -359,7 +359,8 @@ class RawSpeaker(BufferedSpeaker):
                     playing = audible
                     loop.call_soon_threadsafe(self._listener, audible)
                 for sink in self.taps:
-                    sink(data, RATE, time.monotonic())
+                    # Like a device that holds one period: this one sounds a period from now.
+                    sink(data, RATE, time.monotonic() + self._period_s)
                 os.write(fd, data)
                 if paced:
                     next_at += self._period_s

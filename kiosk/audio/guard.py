@@ -17,10 +17,10 @@ learned weights, i.e. delay, room and loudspeaker gain) and caps the output a sa
   someone talking, and the output passes until they have been quiet for ``hold_ms``.
 
 A residual burst is too short to open it; a visitor opens it within about 100 ms and is
-heard from then on (before that the uplink carries them capped, not silenced). Until the
-canceller has converged (at start-up, before it has heard enough of the assistant) the
-cap is relative to the microphone itself, 40 dB under it: nothing that loud gets through
-before the canceller has shown it works (the first seconds after start-up).
+heard from then on (before that the uplink carries them capped, not silenced). While the
+echo's level is still being learned (the first seconds of echo after start-up), all the
+microphone hears counts as echo; and where the canceller finds nothing to remove (a
+microphone that does not hear the speaker) the guard stays out of the way.
 The gain changes as a ramp across each frame: no clicks, and no 10 ms chopping that a VAD
 could mistake for syllables. Pure: frames in, frames out.
 """
@@ -37,6 +37,7 @@ import numpy.typing as npt
 Float = npt.NDArray[np.float32]
 FULL = 32768.0
 RAMP = 32  # samples over which the gain changes (2 ms at 16 kHz)
+LEARNED = 200  # frames of mostly echo after which the echo's level is known
 _RAMP = np.linspace(0.0, 1.0, RAMP, dtype=np.float32)
 
 
@@ -87,17 +88,19 @@ class ResidualGuard:
     """Caps residual echo below the echo level until someone keeps talking over it."""
 
     cap_db: float = -24.0  # the output's ceiling under the predicted echo level
-    unconverged_cap_db: float = -40.0  # before convergence: the ceiling under the microphone's own level
     evidence_db: float = -20.0  # output above echo level + this counts as someone talking
     window_frames: int = 12
     open_frames: int = 6
     hold_ms: int = 300
-    far_active_dbfs: float = -55.0  # reference louder than this in the last 300 ms: echo expected
+    far_active_dbfs: float = -55.0  # reference louder than this in the last 500 ms: echo expected
     converged_erle_db: float = 12.0
     envelope: EchoEnvelope = field(default_factory=EchoEnvelope)
-    erle_db: float = 0.0  # the canceller's echo reduction, smoothed over frames with echo
+    # The canceller's echo reduction, smoothed over frames with echo. It starts as if the
+    # canceller worked, so the guard protects from the first frame; where there is no echo
+    # to remove it falls under 6 dB within about 0.6 s of the assistant speaking.
+    erle_db: float = 20.0
     capped: int = 0  # frames turned down
-    _far_recent: deque[float] = field(default_factory=lambda: deque(maxlen=30))
+    _far_recent: deque[float] = field(default_factory=lambda: deque(maxlen=50))
     _evidence: deque[bool] = field(default_factory=lambda: deque(maxlen=12))
     _open_left: int = 0
     _noise: float = (FULL * 1e-3) ** 2  # the output's noise floor (power, from -60 dBFS), tracked from below
@@ -111,7 +114,7 @@ class ResidualGuard:
     @property
     def converged(self) -> bool:
         """True once the canceller removes a good part of the echo and the envelope has learned."""
-        return self.envelope.updates >= 200 and self.erle_db >= self.converged_erle_db
+        return self.envelope.updates >= LEARNED and self.erle_db >= self.converged_erle_db
 
     @property
     def open(self) -> bool:
@@ -149,13 +152,27 @@ class ResidualGuard:
 
     def _cap(self, p_near: float, p_out: float, echo: float) -> float | None:
         """The ceiling for this frame's output power, or None to let it pass."""
-        if not self.converged:
-            return max(p_near * db_to_power(self.unconverged_cap_db), self._noise)
-        self._evidence.append(p_out > max(echo * db_to_power(self.evidence_db), self._noise * 10.0))
+        margin, evidence = self.cap_db, self.evidence_db
+        if self.envelope.updates < LEARNED:
+            if self.erle_db < 6.0:
+                return None  # the canceller finds no echo to remove (none, or the mic hears none)
+            # Still learning the echo's level: all the microphone hears counts as echo, and
+            # the canceller's first seconds are the least steady: 6 dB more margin, and only
+            # someone about as loud as the echo opens the guard.
+            echo, margin, evidence = p_near, self.cap_db - 6.0, -6.0
+        if echo < self._noise:
+            return None  # the echo is under the noise: nothing to hide
+        # Someone talking: the output stands out of the residual zone, unless the canceller
+        # simply let through what the microphone heard while that was no louder than the
+        # echo is (a reverberant tail it does not model, a moment it lost track).
+        passed_through = p_out > p_near * 0.25 and p_near < echo * 2.0
+        self._evidence.append(
+            not passed_through and p_out > max(echo * db_to_power(evidence), self._noise * 10.0)
+        )
         if sum(self._evidence) >= self.open_frames:
             self._open_left = self.hold_ms // 10
         elif self._open_left > 0:
             self._open_left -= 1
         if self._open_left > 0:
             return None
-        return max(echo * db_to_power(self.cap_db), self._noise)
+        return max(echo * db_to_power(margin), self._noise)

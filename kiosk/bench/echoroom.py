@@ -200,15 +200,16 @@ def run_scene(scene: Scene, mode: str) -> Outcome:
 
 @dataclass
 class EchoFigures:
-    """The bench's echo figures, worst over the seeds and both judges."""
+    """The bench's echo figures: the worst over the seeds and both judges."""
 
-    false_per_min: dict[str, float]
-    caught: dict[str, dict[int, float]]  # mode -> level -> fraction caught (worst judge, worst seed)
-    latency_ms: dict[str, dict[int, float]]  # mode -> level -> median latency over everything caught
-    erle_db: float
-    erle_guarded_db: float
-    cpu_percent: float
-    details: dict[str, object]
+    false_per_min: dict[str, float]  # mode -> false barge-ins a minute on echo alone
+    caught: dict[str, dict[int, float]]  # mode -> level (dB) -> fraction of interruptions caught
+    latency_ms: dict[str, dict[int, float]]  # mode -> level -> median detection latency of those caught
+    erle_db: float  # the canceller's, after convergence, in the booth without its noise
+    reduction_db: float  # the same for the whole echo path (canceller and guard)
+    canceller_cpu_percent: float  # CPU of the canceller itself per second of audio
+    stage_cpu_percent: float  # the whole echo stage: alignment, resampling, canceller, guard
+    details: dict[str, object] = field(default_factory=dict)
 
 
 LEVELS = (-10, -6, 0, 6)
@@ -216,41 +217,69 @@ LEVELS = (-10, -6, 0, 6)
 
 def measure(seeds: tuple[int, ...], seconds: float, warmup_s: float, interruptions: int) -> EchoFigures:
     """Every scene for every seed through both modes."""
-    false: dict[str, float] = {}
-    caught: dict[str, dict[int, float]] = {"gate": {}, "aec": {}}
-    latency: dict[str, dict[int, float]] = {"gate": {}, "aec": {}}
-    details: dict[str, object] = {}
-    cpu_s = audio_s = 0.0
-    erles: list[float] = []
-    guarded: list[float] = []
+    fig = EchoFigures({}, {"gate": {}, "aec": {}}, {"gate": {}, "aec": {}}, math.inf, math.inf, 0.0, 0.0)
+    cpu = [0.0, 0.0, 0.0]  # canceller, stage, audio seconds
+
+    def run(scene: Scene, mode: str) -> Outcome:
+        out = run_scene(scene, mode)
+        if out.stage is not None:
+            cpu[0] += out.stage.canceller_cpu_s
+            cpu[1] += out.stage.cpu_s
+            cpu[2] += scene.seconds + scene.warmup_s
+        return out
+
     for mode in ("gate", "aec"):
         per_min = []
         for seed in seeds:
-            out = run_scene(Scene(BoothSpec(seed=seed), seconds, warmup_s), mode)
+            out = run(Scene(BoothSpec(seed=seed), seconds, warmup_s), mode)
             counts = {j: out.false_starts(j) for j in JUDGES}
-            details[f"{mode}_seed{seed}_false"] = counts
+            fig.details[f"{mode}_seed{seed}_false_starts"] = counts
             per_min.append(max(counts.values()) * 60 / seconds)
-            if out.stage is not None:
-                cpu_s += out.stage.cpu_s
-                audio_s += seconds + warmup_s
-        false[mode] = round(max(per_min), 2)
+        fig.false_per_min[mode] = round(max(per_min), 2)
         for level in LEVELS:
             fractions, lats = [], []
             for seed in seeds:
-                scene = Scene(BoothSpec(seed=seed), seconds, warmup_s, visitor_db=level, interruptions=interruptions)
-                out = run_scene(scene, mode)
+                out = run(Scene(BoothSpec(seed=seed), seconds, warmup_s, level, interruptions), mode)
                 got = {j: out.caught(j) for j in JUDGES}
-                details[f"{mode}_seed{seed}_{level:+d}db_caught"] = {j: len(v) for j, v in got.items()}
+                fig.details[f"{mode}_seed{seed}_{level:+d}db_caught"] = {j: len(v) for j, v in got.items()}
                 fractions.append(min(len(v) for v in got.values()) / interruptions)
                 lats += [x for v in got.values() for x in v]
-            caught[mode][level] = round(min(fractions), 3)
-            latency[mode][level] = float(statistics.median(lats)) if lats else math.nan
+            fig.caught[mode][level] = round(min(fractions), 3)
+            fig.latency_ms[mode][level] = float(statistics.median(lats)) if lats else math.nan
     for seed in seeds:
-        quiet = Scene(BoothSpec(seed=seed, noise_below_echo_db=200.0), seconds, warmup_s)
-        out = run_scene(quiet, "aec")
+        out = run(Scene(BoothSpec(seed=seed, noise_below_echo_db=200.0), seconds, warmup_s), "aec")
         assert out.stage is not None
-        erles.append(out.stage.erle_since_db)
-        guarded.append(10 * math.log10(out.mic_energy / max(out.uplink_energy, 1.0)))
-    return EchoFigures(
-        false, caught, latency, round(min(erles), 1), round(min(guarded), 1), round(100 * cpu_s / audio_s, 3), details
-    )
+        fig.erle_db = round(min(fig.erle_db, out.stage.erle_since_db), 1)
+        fig.reduction_db = round(min(fig.reduction_db, out.stage.reduction_since_db), 1)
+    fig.canceller_cpu_percent = round(100 * cpu[0] / cpu[2], 3)
+    fig.stage_cpu_percent = round(100 * cpu[1] / cpu[2], 3)
+    return fig
+
+
+_RSS = """
+import sys
+def rss():
+    return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1])
+import numpy as np
+import kiosk.audio.capture, kiosk.audio.resample, kiosk.audio.pcm  # what the kiosk loads anyway
+rng = np.random.default_rng(0)
+frames = [(rng.standard_normal(240) * 3000).astype('<i2').tobytes() for _ in range(100)]
+before = rss()
+from kiosk.audio.aec import EchoStage
+from kiosk.audio.webrtc_aec import WebRtcCanceller
+stage = EchoStage(WebRtcCanceller())
+for b in range(3000):
+    stage.played(frames[b % 100], 24000, b * 0.01 + 0.02)
+    stage.captured(frames[(b + 7) % 100], 24000, b * 0.01)
+print(rss() - before)
+"""
+
+
+def rss_added_mb() -> float:
+    """Resident memory the echo stage adds (its modules, the canceller, 30 s of running), in
+    a fresh process after what the kiosk loads anyway (numpy, soxr)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _RSS], capture_output=True, text=True, timeout=120, check=True)
+    return round(int(done.stdout.strip().splitlines()[-1]) / 1024, 2)
