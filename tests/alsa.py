@@ -27,6 +27,7 @@ import numpy as np
 
 F_SETPIPE_SZ = 1031
 FIONREAD = 0x541B
+MIC_BACKLOG = 8  # periods the microphone FIFO may hold before new ones are lost (an overrun)
 
 CONFIG = """
 pcm.!default {{ type asym; playback.pcm "vplay"; capture.pcm "vcap" }}
@@ -105,11 +106,17 @@ class VirtualCard:
             self._mic_audio += pcm
 
     def _feed(self) -> None:
-        # 10 ms periods in real time; silence when nothing is queued (a quiet room).
+        # 10 ms periods in real time; silence when nothing is queued (a quiet room). While
+        # nobody reads (before PortAudio opens the device) periods are lost, not queued, as
+        # a sound card's would be: a reader starts on fresh audio, at most MIC_BACKLOG old.
         n = self.mic_rate // 100 * 2 * self.mic_channels
         t = time.monotonic()
         while not self._stop.is_set():
-            if self._mic_fd >= 0 and not self._mic_paused.is_set():
+            if self._mic_fd >= 0 and not self._mic_paused.is_set() and self._unread(self._mic_fd) > MIC_BACKLOG * n:
+                with self._lock:
+                    del self._mic_audio[:n]
+                    del self._echo[:n]
+            elif self._mic_fd >= 0 and not self._mic_paused.is_set():
                 with self._lock:
                     data = bytes(self._mic_audio[:n])
                     del self._mic_audio[:n]
@@ -138,6 +145,9 @@ class VirtualCard:
                 data = os.read(self._spk_fd, n)
             except OSError:
                 return
+            # A clock does not make up for time nobody wrote to it (before the stream opened):
+            # it goes on from now, or its loop into the microphone would lag by that much.
+            t = max(t, time.monotonic() - 0.01)
             with self._lock:
                 self.out += data
                 if self.loop_gain is not None:
@@ -145,6 +155,11 @@ class VirtualCard:
                     self._echo += np.clip(x, -32768, 32767).astype("<i2").tobytes()
             t += len(data) / (self.spk_rate * 2)
             self._stop.wait(max(0.0, t - time.monotonic()))
+
+    def _unread(self, fd: int) -> int:
+        buf = bytearray(4)
+        fcntl.ioctl(fd, FIONREAD, buf)
+        return int.from_bytes(buf, "little")
 
     def left_device(self) -> int:
         """Samples that have left the playback device so far (read, plus in the pipe)."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
@@ -27,6 +28,7 @@ from kiosk.cli.selftest import Options, check_database, check_panel, check_realt
 from kiosk.config import load_settings
 from kiosk.sim.scenario import load_scenario
 from kiosk.sim.server import Faults, SimOptions, SimServer
+from tests.alsa import virtual_card
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "config" / "kiosk.toml"
@@ -147,12 +149,15 @@ def rows(table: str) -> dict[str, tuple[str, str]]:
 
 
 async def test_selftest_passes_on_the_demo_setup(demo: Demo, sim: SimServer) -> None:
-    code, out, err = await selftest(demo, "--skip-button")
+    # The demo's speaker is a file nobody hears: the echo path is skipped there.
+    code, out, err = await selftest(demo, "--skip-button", "--skip-echo")
     table = rows(out)
     assert code == 0, out + err
-    assert list(table) == ["config", "database", "microphone", "speaker", "lights", "button", "realtime", "sync"]
+    names = ["config", "database", "microphone", "speaker", "echo", "lights", "button", "realtime", "sync"]
+    assert list(table) == names
     assert {name: r for name, (r, _) in table.items()} == {
         **dict.fromkeys(table, "PASS"),
+        "echo": "SKIP",
         "button": "SKIP",
     }
     assert "rms -" in table["microphone"][1]
@@ -182,7 +187,7 @@ async def test_selftest_fails_clearly_without_a_microphone(demo: Demo) -> None:
 
 async def test_selftest_fails_clearly_with_a_silent_microphone(demo: Demo) -> None:
     (demo.root / "mic.raw").write_bytes(bytes(24000 * 2 * 4))
-    code, out, _ = await selftest(demo, "--skip-button", "--no-gpio")
+    code, out, _ = await selftest(demo, "--skip-button", "--no-gpio", "--skip-echo")
     assert code == 1
     result, detail = rows(out)["microphone"]
     assert result == "FAIL" and "below -70 dBFS" in detail
@@ -205,6 +210,24 @@ async def test_selftest_fails_clearly_when_the_database_directory_is_unusable(de
     assert code == 1
     result, detail = rows(out)["database"]
     assert result == "FAIL" and "cannot open database" in detail
+
+
+async def test_selftest_reports_the_echo_path_on_a_card_whose_speaker_the_microphone_hears(
+    demo: Demo, tmp_path: Path
+) -> None:
+    # tests/alsa.py's clocked card, its loudspeaker heard 3 dB down by its microphone.
+    (tmp_path / "card").mkdir()
+    with virtual_card(tmp_path / "card", 24000, 24000, loop_db=-3.0) as card:
+        rng = np.random.default_rng(1)
+        card.speak(rng.normal(0, 100, 24000 * 20).astype("<i2").tobytes())  # the room's hum, about -50 dBFS
+        env = {**demo.env, "ALSA_CONFIG_PATH": str(card.config)}
+        env.update(KIOSK_AUDIO__INPUT_DEVICE="vcap", KIOSK_AUDIO__OUTPUT_DEVICE="vplay")
+        code, out, err = await selftest(Demo(demo.root, env), "--skip-button", "--no-gpio")
+    table = rows(out)
+    assert code == 0, out + err
+    result, detail = table["echo"]
+    assert result == "PASS" and detail.startswith("echo cancellation: "), detail
+    assert "echo -3 dB against the played level" in detail
 
 
 async def test_selftest_exits_78_on_invalid_config(demo: Demo) -> None:

@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     devices = sub.add_parser("devices", help="list audio devices with their channels and accepted rates")
+    devices.add_argument(
+        "--echo", action="store_true", help="then play a burst on the configured speaker and report the echo path"
+    )
     devices.set_defaults(handler=_devices)
 
     cfg = sub.add_parser("config", help="check or show the configuration")
@@ -122,9 +125,15 @@ def _devices(args: argparse.Namespace) -> int:
     pa = new_pyaudio()
     try:
         print(describe(pa, loaded.settings.audio))
+        if not args.echo:
+            return 0
+        from kiosk.cli.echocheck import check_echo
+
+        report = asyncio.run(check_echo(pa, loaded.settings.audio, loaded.settings.echo))
+        print(f"echo path: {report.line()}")
+        return 0 if report.ok else 1
     finally:
         pa.terminate()
-    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

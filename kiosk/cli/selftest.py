@@ -1,9 +1,11 @@
 """``kiosk selftest``: check every part of an installed kiosk, print a pass/fail table.
 
 Checks, in order: the configuration, the database (opened, migrated, written), the
-microphone (level over 2 s of captured audio), the speaker (a test tone played out),
-the lights (every pattern shown in turn), the button (a real press; ``--skip-button``),
-the Realtime service (connect, authenticate, ``session.update`` -> ``session.updated``)
+microphone (level over 2 s of captured audio), the speaker (a test tone played out), the
+echo path (a burst on the speaker: does the microphone hear it, with what delay, and how
+much the echo canceller takes out; :mod:`kiosk.cli.echocheck`; ``--skip-echo``), the
+lights (every pattern shown in turn), the button (a real press; ``--skip-button``), the
+Realtime service (connect, authenticate, ``session.update`` -> ``session.updated``)
 and the sync endpoint (an HTTP request reaches it). Exit status: 0 when nothing failed,
 1 when a check failed, 78 when the configuration is invalid (nothing else can be run).
 
@@ -16,44 +18,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
-from kiosk.config import AudioSettings, LoadedConfig, Settings, load_settings
-from kiosk.errors import ConfigError, DeviceError, FatalRealtimeError, RealtimeError, StoreError
+from kiosk.cli.results import Result, fail, ok, skip
+from kiosk.config import LoadedConfig, Settings, load_settings
+from kiosk.errors import ConfigError, FatalRealtimeError, RealtimeError, StoreError
 
-Status = Literal["PASS", "FAIL", "SKIP"]
-
-
-@dataclass(frozen=True)
-class Result:
-    """One row of the table."""
-
-    name: str
-    status: Status
-    detail: str
-
-
-def ok(name: str, detail: str) -> Result:
-    """A passed check."""
-    return Result(name, "PASS", detail)
-
-
-def fail(name: str, detail: str) -> Result:
-    """A failed check."""
-    return Result(name, "FAIL", detail)
-
-
-def skip(name: str, detail: str) -> Result:
-    """A check not run on purpose."""
-    return Result(name, "SKIP", detail)
+__all__ = ["Options", "Result", "check_database", "check_panel", "check_realtime", "check_sync", "fail", "ok", "skip"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +40,7 @@ class Options:
     skip_button: bool = False
     no_gpio: bool = False
     no_audio: bool = False
+    skip_echo: bool = False
     mic_s: float = 2.0
     min_mic_dbfs: float = -70.0
     tone_ms: int = 600
@@ -106,87 +84,6 @@ def _give_to_directory_owner(path: Path) -> None:
     for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if f.exists():
             os.chown(f, st.st_uid, st.st_gid)
-
-
-async def check_microphone(pa: Any, a: AudioSettings, seconds: float, min_dbfs: float) -> Result:
-    """Capture ``seconds`` of audio and report its level; silence (a dead or muted mic) fails."""
-    import numpy as np
-
-    from kiosk.audio.pcm import rms_dbfs
-    from kiosk.audio.pyaudio_io import PyAudioMicrophone, find_device
-
-    try:
-        device = find_device(pa, a.input_device, a.input_index, True)
-        mic = PyAudioMicrophone.configured(pa, device, a)
-        await mic.start()
-    except DeviceError as exc:
-        return fail("microphone", str(exc))
-    chunks: list[bytes] = []
-    wanted = max(1, math.ceil(seconds * 1000 / a.chunk_ms))
-    try:
-        async with asyncio.timeout(seconds + 5.0):
-            while len(chunks) < wanted:
-                chunks.append(await mic.read())
-    except TimeoutError:
-        got_ms = len(chunks) * a.chunk_ms
-        return fail("microphone", f"{device.name!r} delivered only {got_ms} ms of audio in {seconds + 5:.0f} s")
-    finally:
-        await mic.close()
-    pcm = b"".join(chunks)
-    level = rms_dbfs(pcm)
-    peak = float(np.max(np.abs(np.frombuffer(pcm, dtype="<i2").astype(np.int32))))
-    peak_db = 20 * math.log10(peak / 32768) if peak > 0 else -120.0
-    what = f"{device.name!r}: rms {level:.1f} dBFS, peak {peak_db:.1f} dBFS over {wanted * a.chunk_ms / 1000:.1f} s"
-    if level < min_dbfs:
-        return fail("microphone", f"{what}: below {min_dbfs:.0f} dBFS (muted, unplugged, or wrong channel?)")
-    return ok("microphone", what)
-
-
-def tone(hz: float, ms: int, dbfs: float = -12.0) -> bytes:
-    """A sine test tone, PCM16 24 kHz mono, with 10 ms fades (no clicks)."""
-    import numpy as np
-
-    from kiosk.audio.pcm import RATE
-
-    n = RATE * ms // 1000
-    t = np.arange(n) / RATE
-    x = np.sin(2 * np.pi * hz * t) * (10 ** (dbfs / 20))
-    ramp = min(n // 2, RATE // 100)
-    if ramp:
-        x[:ramp] *= np.linspace(0, 1, ramp)
-        x[-ramp:] *= np.linspace(1, 0, ramp)
-    out: bytes = (x * 32767).astype("<i2").tobytes()
-    return out
-
-
-async def check_speaker(pa: Any, a: AudioSettings, hz: float, ms: int) -> Result:
-    """Play a tone and wait until the device has played it out."""
-    from kiosk.audio.pyaudio_io import PyAudioSpeaker, find_device
-
-    started, finished = asyncio.Event(), asyncio.Event()
-
-    def on_playing(playing: bool) -> None:
-        if playing:
-            started.set()
-        elif started.is_set():
-            finished.set()
-
-    try:
-        device = find_device(pa, a.output_device, a.output_index, False)
-        speaker = PyAudioSpeaker.configured(pa, device, a)
-        await speaker.start(on_playing)
-    except DeviceError as exc:
-        return fail("speaker", str(exc))
-    try:
-        speaker.write(tone(hz, ms), "selftest")
-        speaker.end_of_stream()
-        async with asyncio.timeout(ms / 1000 + 5.0):
-            await finished.wait()
-    except TimeoutError:
-        return fail("speaker", f"{device.name!r} did not play the test tone out (device stalled?)")
-    finally:
-        await speaker.close()
-    return ok("speaker", f"{device.name!r}: {hz:.0f} Hz tone, {ms} ms played (listen for it)")
 
 
 async def check_panel(settings: Settings, opts: Options, pin_factory: Any, out: TextIO) -> list[Result]:
@@ -311,31 +208,15 @@ async def run_checks(
     results = [ok("config", f"{loaded.path or '(defaults only)'} valid")]
     results.append(check_database(settings.store.path))
     if opts.no_audio:
-        results += [skip("microphone", "--no-audio"), skip("speaker", "--no-audio")]
+        results += [skip("microphone", "--no-audio"), skip("speaker", "--no-audio"), skip("echo", "--no-audio")]
     else:
-        results += await _audio_checks(settings.audio, opts)
+        from kiosk.cli.audiochecks import audio_checks
+
+        results += await audio_checks(settings, opts)
     results += await check_panel(settings, opts, pin_factory, out)
     results.append(await check_realtime(settings))
     results.append(await check_sync(settings))
     return results
-
-
-async def _audio_checks(a: AudioSettings, opts: Options) -> list[Result]:
-    try:
-        from kiosk.audio.devices import new_pyaudio
-
-        pa = new_pyaudio()  # without Debian PortAudio's JACK chatter on stderr
-    except (ImportError, OSError) as exc:
-        why = f"PortAudio unavailable: {exc}"
-        return [fail("microphone", why), fail("speaker", why)]
-    try:
-        steps: list[Callable[[], Awaitable[Result]]] = [
-            lambda: check_microphone(pa, a, opts.mic_s, opts.min_mic_dbfs),
-            lambda: check_speaker(pa, a, opts.tone_hz, opts.tone_ms),
-        ]
-        return [await step() for step in steps]
-    finally:
-        pa.terminate()
 
 
 def render(results: list[Result]) -> str:
@@ -358,11 +239,14 @@ def exit_code(results: list[Result]) -> int:
 def register(sub: Any) -> None:
     """Add ``kiosk selftest`` to the CLI."""
     p: argparse.ArgumentParser = sub.add_parser(
-        "selftest", help="check config, database, microphone, speaker, lights, button, Realtime, sync"
+        "selftest", help="check config, database, microphone, speaker, echo path, lights, button, Realtime, sync"
     )
     p.add_argument("--skip-button", action="store_true", help="do not wait for a button press")
     p.add_argument("--no-gpio", action="store_true", help="skip lights and button (a machine without GPIO)")
-    p.add_argument("--no-audio", action="store_true", help="skip microphone and speaker")
+    p.add_argument("--no-audio", action="store_true", help="skip microphone, speaker and echo path")
+    p.add_argument(
+        "--skip-echo", action="store_true", help="skip the echo path check (no speaker where the microphone hears it)"
+    )
     p.add_argument("--mic-seconds", type=float, default=2.0, help="audio captured for the level (default 2)")
     p.add_argument("--min-mic-dbfs", type=float, default=-70.0, help="quieter than this fails (default -70)")
     p.add_argument("--light-seconds", type=float, default=0.5, help="time each light pattern shows (default 0.5)")
@@ -380,6 +264,7 @@ def handle(args: argparse.Namespace) -> int:
         skip_button=args.skip_button,
         no_gpio=args.no_gpio,
         no_audio=args.no_audio,
+        skip_echo=args.skip_echo,
         mic_s=args.mic_seconds,
         min_mic_dbfs=args.min_mic_dbfs,
         light_s=args.light_seconds,
