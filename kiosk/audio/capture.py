@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
@@ -49,6 +50,8 @@ class CaptureChunker:
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=queue_chunks)
         self.overflows = 0
         self.max_depth = 0  # deepest the queue has been (benchmarks, the jitter test)
+        self.blocks = 0  # device blocks fed so far
+        self.on_chunk: Callable[[bytes], None] | None = None  # sees each chunk as it is completed (benchmarks)
 
     def cancel_echo(self, remover: EchoRemover) -> None:
         """Run every block through ``remover``; its output (at its rate) is what gets resampled."""
@@ -58,6 +61,7 @@ class CaptureChunker:
     def feed(self, frames: bytes, adc_time: float | None = None) -> None:
         """Condition one block of device frames (the first captured at ``adc_time``) and queue
         any complete chunks (loop thread)."""
+        self.blocks += 1
         x = np.frombuffer(frames, dtype="<i2")
         if self.channels > 1:
             x = x[: len(x) - len(x) % self.channels].reshape(-1, self.channels)
@@ -72,6 +76,8 @@ class CaptureChunker:
             self._put(chunk)
 
     def _put(self, chunk: bytes) -> None:
+        if self.on_chunk is not None:
+            self.on_chunk(chunk)
         if self.queue.full():
             self.queue.get_nowait()
             self.overflows += 1

@@ -2,7 +2,7 @@
 
 Run as ``python -m kiosk.bench.duplex`` by :mod:`kiosk.bench.cli`, so its CPU time and
 memory are the kiosk's alone (the simulator runs in another process). The kiosk is built
-like the daemon builds it, with the file adapters instead of PortAudio (``FileMicrophone``
+like the daemon builds it, with the file adapters instead of PortAudio (a ``FileMicrophone``
 on a FIFO fed by :class:`~kiosk.bench.probe.FifoCard`, a self-clocked ``RawSpeaker``); the
 only additions are the probes, when asked for: a ``TimedBuffer`` in the speaker and a
 ``ProbeTrace`` as the wire trace.
@@ -30,7 +30,7 @@ from typing import Any
 from kiosk import conversation as cv
 from kiosk.audio.files import FileMicrophone, RawSpeaker
 from kiosk.bench import analyse as an
-from kiosk.bench.probe import FifoCard, ProbeTrace, TimedBuffer
+from kiosk.bench.probe import FifoCard, ProbeTrace, TimedBuffer, TimedMicrophone
 from kiosk.bench.voices import visitor_utterance
 from kiosk.config import Settings, load_settings
 from kiosk.leads.store import Store
@@ -104,7 +104,8 @@ class Bench:
         self.card = FifoCard(workdir, marks=args.probes)
         self.settings = settings_for(args.url, workdir, args.config, warm=not args.cold)
         a = self.settings.audio
-        self.mic = FileMicrophone(self.card.mic_path, chunk_ms=a.chunk_ms, period_ms=10)
+        mic_class = TimedMicrophone if args.probes else FileMicrophone
+        self.mic = mic_class(self.card.mic_path, chunk_ms=a.chunk_ms, period_ms=10)
         self.speaker = RawSpeaker(self.card.speaker_path, prebuffer_ms=a.prebuffer_ms, period_ms=10)
         self.timed: TimedBuffer | None = None
         self.trace: ProbeTrace | None = None
@@ -112,6 +113,7 @@ class Bench:
             self.timed = TimedBuffer(a.prebuffer_ms)
             self.speaker.buffer = self.timed
             self.trace = ProbeTrace()
+            self.trace.mic = self.mic if isinstance(self.mic, TimedMicrophone) else None
         self.watch = Watch()
         self.store = Store(self.settings.store.path)
         # The bench's own lights (no history kept) and no prerecorded messages in play: the
@@ -207,7 +209,9 @@ class Bench:
         self.card.noise = 100  # about -50 dBFS: below the VAD, but not digital silence
         await self.press()
         await self.watch.until(True)
+        echo = self.kiosk.p.echo
         wall0, cpu0, card0 = time.monotonic(), time.process_time(), self.card.cpu_s
+        echo0 = echo.cpu_s if echo is not None else 0.0
         await asyncio.sleep(self.args.seconds)
         wall, cpu, card = time.monotonic() - wall0, time.process_time() - cpu0, self.card.cpu_s - card0
         still_playing = self.watch.changes.empty()
@@ -216,6 +220,9 @@ class Bench:
             cpu_s=cpu - card,
             card_cpu_s=card,
             cpu_percent=100 * (cpu - card) / wall,
+            echo_stage_cpu_s=(echo.cpu_s - echo0) if echo is not None else 0.0,
+            canceller_cpu_s=echo.canceller_cpu_s if echo is not None else 0.0,
+            echo_frames=echo.frames if echo is not None else 0,
             still_playing=still_playing,
             underruns=self.speaker.buffer.underruns,
         )

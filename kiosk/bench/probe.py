@@ -6,7 +6,9 @@ recognised wherever it shows up:
 * every 10 ms period the "sound card" writes into the microphone FIFO starts with a quiet
   marker holding its sequence number (far below the simulator's VAD threshold), so an
   ``input_audio_buffer.append`` can be traced back to the moment its last period was
-  captured;
+  captured. An echo canceller in the path reshapes the samples and the marker with them:
+  then :class:`TimedMicrophone` notes, for each chunk the conditioning completes, the
+  period whose arrival completed it, and the trace finds the chunk by its bytes;
 * every 100 ms of the simulator's reply audio (one ``output_audio.delta``) starts with a
   loud marker holding (reply, delta index), so a delta can be followed from the wire into
   the jitter buffer and out to the device, and the device output tells how much of an
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from kiosk.audio.files import FileMicrophone
 from kiosk.audio.playback import PlaybackBuffer
 from kiosk.realtime.connection import TraceWriter
 from kiosk.realtime.events import Event
@@ -201,6 +204,28 @@ class TimedBuffer(PlaybackBuffer):
         return data, audible
 
 
+class TimedMicrophone(FileMicrophone):
+    """The kiosk's file microphone, noting which period completed each chunk (by the chunk's bytes)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.completed_by: dict[bytes, int] = {}  # chunk -> number of the period that completed it
+
+    async def start(self) -> None:
+        """Start as the kiosk's microphone does, then watch the conditioning's output."""
+        await super().start()
+        chunker = self.chunker
+        assert chunker is not None
+
+        def completed(chunk: bytes) -> None:
+            if any(chunk):  # silence is ambiguous
+                self.completed_by[chunk] = chunker.blocks - 1
+                if len(self.completed_by) > 500:  # chunks sent long ago or never (between visits)
+                    del self.completed_by[next(iter(self.completed_by))]
+
+        chunker.on_chunk = completed
+
+
 class ProbeTrace(TraceWriter):
     """A wire trace that keeps timings in memory instead of writing a file.
 
@@ -214,12 +239,16 @@ class ProbeTrace(TraceWriter):
         self.speech_started: list[float] = []
         self.truncates: list[tuple[float, str, int]] = []  # (t, item, audio_end_ms)
         self.deletes = 0
+        self.mic: TimedMicrophone | None = None  # where chunks without a readable marker come from
 
     def write(self, t: float, direction: str, event: Event) -> None:
         """An outgoing client event."""
         kind = event.get("type")
         if kind == "input_audio_buffer.append":
-            seq = mic_seq(base64.b64decode(event["audio"]))
+            audio = base64.b64decode(event["audio"])
+            seq = mic_seq(audio)
+            if seq is None and self.mic is not None:
+                seq = self.mic.completed_by.pop(audio, None)
             if seq is not None:
                 self.sends.append((t, seq))
         elif kind == "conversation.item.truncate":
