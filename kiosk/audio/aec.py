@@ -23,7 +23,6 @@ queues; everything else runs on the event loop (the capture conditioning).
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 import time
@@ -36,8 +35,6 @@ import numpy.typing as npt
 from kiosk.audio.guard import ResidualGuard
 from kiosk.audio.resample import Resampler
 from kiosk.audio.timeline import Timeline
-
-log = logging.getLogger(__name__)
 
 AEC_RATE = 16000  # WebRTC's AEC3 takes 16/32/48 kHz; 16 kHz is the cheapest and carries speech
 FRAME = AEC_RATE // 100  # 10 ms
@@ -101,17 +98,17 @@ class _Stream:
         self.timeline = Timeline(AEC_RATE)
         self._resample: Resampler | None = None
         self._rate = 0
-        self._in = 0  # device samples seen
+        self._in = 0.0  # device samples seen, counted at the canceller's rate
         self.count = 0  # samples at the canceller's rate produced
 
     def add(self, pcm: bytes, rate: int, t: float | None) -> Int16Array:
         """Resample one device block; its first sample was converted at ``t``."""
-        if rate != self._rate:
-            self._resample, self._rate, self._in = Resampler(rate, AEC_RATE), rate, 0
+        if rate != self._rate:  # (a device keeps its rate: this is the first block)
+            self._resample, self._rate = Resampler(rate, AEC_RATE), rate
         assert self._resample is not None
         if t is not None:
-            self.timeline.report(self._in * AEC_RATE / rate, t)
-        self._in += len(pcm) // 2
+            self.timeline.report(self._in, t)
+        self._in += len(pcm) // 2 * AEC_RATE / rate
         x: Int16Array = np.frombuffer(self._resample(pcm), dtype=np.int16)
         self.count += len(x)
         return x
@@ -192,9 +189,10 @@ class EchoStage:
             self._queue.clear()
         for pcm, rate, t in blocks:
             x = self._far.add(pcm, rate, t)
-            end = self._far.count
-            idx = np.arange(end - len(x), end) % RING
-            self._ring[idx] = x.astype(np.float32)
+            at = (self._far.count - len(x)) % RING
+            first = min(len(x), RING - at)  # the ring wraps at most once per block
+            self._ring[at : at + first] = x[:first]
+            self._ring[: len(x) - first] = x[first:]
 
     def _far_frame(self, *, force: bool) -> Float | None:
         """The reference for the next microphone frame, or None when it has not been played
