@@ -117,7 +117,9 @@ async def test_kiosk_run_notifies_systemd_and_the_watchdog_follows_the_audio(tmp
         proc.send_signal(signal.SIGTERM)
         await notify.wait_for("STOPPING=1", 10)
         code = await asyncio.to_thread(proc.wait, 30)
-        assert code == 0, proc.stderr.read().decode() if proc.stderr else ""
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        assert code == 0, err
+        assert "echo cancellation on" in err, "the shipped configuration cancels echo (echo.mode = aec)"
     finally:
         if proc.poll() is None:
             proc.kill()
