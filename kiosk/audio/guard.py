@@ -18,9 +18,10 @@ learned weights, i.e. delay, room and loudspeaker gain) and caps the output a sa
 
 A residual burst is too short to open it; a visitor opens it within about 100 ms and is
 heard from then on (before that the uplink carries them capped, not silenced). While the
-echo's level is still being learned (the first seconds of echo after start-up), all the
-microphone hears counts as echo; and where the canceller finds nothing to remove (a
-microphone that does not hear the speaker) the guard stays out of the way.
+echo's level is still being learned (the first seconds the assistant is heard after
+start-up), all the microphone hears counts as echo and nobody can interrupt; where the
+canceller finds nothing to remove (a microphone that does not hear the speaker) the guard
+stays out of the way.
 The gain changes as a ramp across each frame: no clicks, and no 10 ms chopping that a VAD
 could mistake for syllables. Pure: frames in, frames out.
 """
@@ -152,14 +153,13 @@ class ResidualGuard:
 
     def _cap(self, p_near: float, p_out: float, echo: float) -> float | None:
         """The ceiling for this frame's output power, or None to let it pass."""
-        margin, evidence = self.cap_db, self.evidence_db
         if self.envelope.updates < LEARNED:
             if self.erle_db < 6.0:
                 return None  # the canceller finds no echo to remove (none, or the mic hears none)
-            # Still learning the echo's level: all the microphone hears counts as echo, and
-            # the canceller's first seconds are the least steady: 6 dB more margin, and only
-            # someone about as loud as the echo opens the guard.
-            echo, margin, evidence = p_near, self.cap_db - 6.0, -6.0
+            # Still learning the echo's level (the first seconds the assistant is heard after
+            # start-up): all the microphone hears counts as echo, and the canceller's first
+            # seconds are its least steady, so 6 dB more margin and no opening at all.
+            return max(p_near * db_to_power(self.cap_db - 6.0), self._noise)
         if echo < self._noise:
             return None  # the echo is under the noise: nothing to hide
         # Someone talking: the output stands out of the residual zone, unless the canceller
@@ -167,7 +167,7 @@ class ResidualGuard:
         # echo is (a reverberant tail it does not model, a moment it lost track).
         passed_through = p_out > p_near * 0.25 and p_near < echo * 2.0
         self._evidence.append(
-            not passed_through and p_out > max(echo * db_to_power(evidence), self._noise * 10.0)
+            not passed_through and p_out > max(echo * db_to_power(self.evidence_db), self._noise * 10.0)
         )
         if sum(self._evidence) >= self.open_frames:
             self._open_left = self.hold_ms // 10
@@ -175,4 +175,4 @@ class ResidualGuard:
             self._open_left -= 1
         if self._open_left > 0:
             return None
-        return max(echo * db_to_power(margin), self._noise)
+        return max(echo * db_to_power(self.cap_db), self._noise)
