@@ -33,7 +33,7 @@ class Timeline:
 
     rate: float
     window_s: float = 30.0
-    refit: int = 50  # reports between fits (the line moves slowly; a fit costs a pass over 30 s)
+    refit: int = 10  # reports between fits (a fit is a pass over the 30 s window)
     slope_after_s: float = 15.0  # history needed before the period is fitted too
     recent_s: float = 2.0  # the offset's history while the period is not fitted
     jump_s: float = 0.001  # reports this far off the line (or 5x the fit's RMS error, if more) ...
