@@ -88,7 +88,7 @@ class EchoEnvelope:
 class ResidualGuard:
     """Caps residual echo below the echo level until someone keeps talking over it."""
 
-    cap_db: float = -24.0  # the output's ceiling under the predicted echo level
+    cap_db: float = -26.0  # the output's ceiling under the predicted echo level
     evidence_db: float = -20.0  # output above echo level + this counts as someone talking
     window_frames: int = 12
     open_frames: int = 6

@@ -123,7 +123,7 @@ class EchoSettings(_Section):
         "devices' timestamps (a margin for timestamps that are a little early; the canceller finds the rest).",
     )
     residual_cap_db: float = Field(
-        -24.0,
+        -26.0,
         ge=-60.0,
         le=0.0,
         description="aec: while the assistant is audible, what the canceller leaves is held this far under the "
