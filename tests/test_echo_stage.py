@@ -165,6 +165,17 @@ def test_while_learning_the_echo_a_leak_is_held_under_the_microphone_level() -> 
     assert _db(got[leak]) < _db(near[leak]) - 20
 
 
+def test_a_microphone_that_hears_nothing_while_the_assistant_speaks_is_no_echo() -> None:
+    rng = np.random.default_rng(6)
+    guard = ResidualGuard()
+    far = rng.normal(0, 3000, 160 * FRAME)
+    silent = np.zeros(len(far))  # the assistant speaks; the microphone hears nothing of it ...
+    _frames(guard, silent, far, silent)
+    visitor = rng.normal(0, 300, 30 * FRAME)  # ... then a visitor speaks over it
+    got = _frames(guard, visitor, far[: len(visitor)], visitor.copy())
+    assert np.allclose(got, visitor.astype(np.float32)), "not a frame of them held back"
+
+
 def test_a_microphone_that_hears_no_echo_is_left_alone() -> None:
     rng = np.random.default_rng(4)
     guard = ResidualGuard()

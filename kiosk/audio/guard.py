@@ -133,8 +133,10 @@ class ResidualGuard:
         # The noise floor: falls at once, rises 5 dB a second (speech's pauses keep it down).
         self._noise = min(p_out, self._noise * 1.0116)
         far_active = max(self._far_recent) > (FULL * 10 ** (self.far_active_dbfs / 20)) ** 2
-        if p_far > self._loud and p_near > self._loud * 1e-2:  # echo to measure the canceller on
-            self.erle_db += 0.02 * (10 * math.log10(p_near / p_out) - self.erle_db)
+        if p_far > self._loud:  # the assistant is loud: is there echo, and how much is taken out?
+            # A microphone 20 dB under that hears no echo at all: the canceller removes nothing.
+            removed = 10 * math.log10(p_near / p_out) if p_near > self._loud * 1e-2 else 0.0
+            self.erle_db += 0.02 * (removed - self.erle_db)
         if far_active and p_out < p_near * 0.1:  # mostly echo: the canceller took 10 dB or more
             self.envelope.learn(echo_rms, math.sqrt(p_near))
         gain = 1.0
