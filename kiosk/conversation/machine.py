@@ -50,7 +50,7 @@ class Timing:
     max_visit_s: float = 600.0
     goodbye_s: float = 8.0
     offline_hold_s: float = 30.0
-    idle_end_s: float = 8.0  # silence after the 'are you still there?' that ends the session
+    idle_end_s: float = 8.0  # silence after the 'are you still there?' that ends the visit
 
 
 @dataclass
@@ -116,7 +116,7 @@ class Conversation:
         if new not in ACTIVE:
             self._voice = False
         if new is State.IDLE and self._unavailable:
-            self.state = State.UNAVAILABLE  # sessions stay refused until the budget is back
+            self.state = State.UNAVAILABLE  # visits stay refused until the budget is back
 
     def _duration(self, now: float) -> float | None:
         return None if self._visit_started is None else now - self._visit_started
@@ -133,7 +133,7 @@ class Conversation:
         return out
 
     def _say_goodbye(self, reason: EndReason, now: float, why: str) -> list[Command]:
-        """End politely: the assistant says goodbye, then the session ends (or at the deadline)."""
+        """End politely: the assistant says goodbye, then the visit ends (or at the deadline)."""
         self._ending_reason = reason
         self._idle_deadline = None
         self._goodbye_playing = False
@@ -149,7 +149,7 @@ class Conversation:
             self._deadline = now + self.timing.offline_hold_s
             return [*out, PlayOfflineMessage()]
         if self.state in ACTIVE:
-            return self._say_goodbye(EndReason.MAX_LENGTH, now, "session length limit")
+            return self._say_goodbye(EndReason.MAX_LENGTH, now, "visit length limit")
         if self.state is State.ENDING:
             out = self._end(self._ending_reason, now)
             self._go(State.IDLE, "goodbye time over")
@@ -232,7 +232,7 @@ class Conversation:
                     return self._say_goodbye(EndReason.IDLE, now, "visitor walked away")
                 self._idle_checked = True
             case BudgetSpent(daily=False) if s in ACTIVE:
-                return self._say_goodbye(EndReason.BUDGET, now, "session budget spent")
+                return self._say_goodbye(EndReason.BUDGET, now, "visit budget spent")
             case BudgetSpent(daily=True):
                 self._unavailable = True
                 if s is State.IDLE:

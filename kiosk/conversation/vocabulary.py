@@ -17,7 +17,7 @@ class State(enum.Enum):
     ASSISTANT_SPEAKING = "assistant_speaking"
     ENDING = "ending"
     OFFLINE = "offline"
-    UNAVAILABLE = "unavailable"  # the daily budget is spent: no new sessions today
+    UNAVAILABLE = "unavailable"  # the daily budget is spent: no new visits today
     ERROR = "error"
 
 
@@ -81,14 +81,14 @@ class ConnectFailed:
 
 @dataclass(frozen=True)
 class ConnectionLost:
-    """The connection dropped during a session; the connection layer is reconnecting."""
+    """The connection dropped during a visit; the connection layer is reconnecting."""
 
     reason: str
 
 
 @dataclass(frozen=True)
 class ReconnectFailed:
-    """The connection layer gave up reconnecting during a session."""
+    """The connection layer gave up reconnecting during a visit."""
 
     reason: str
     fatal: bool = False
@@ -211,7 +211,7 @@ class Hangup:
 
 @dataclass(frozen=True)
 class Wipe:
-    """Forget the visitor: conversation, session-scoped lead ids and analyses."""
+    """Forget the visitor: conversation, the visit's tool scope (lead ids, analyses)."""
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,7 @@ class Kiosk:
         self._mic_s = 0.0  # seconds of audio captured since start
         self.standby: Standby | None = None
         self._pressed_at: float | None = None
-        self.first_audio_ms: list[float] = []  # press to first audible assistant audio, per session
+        self.first_audio_ms: list[float] = []  # press to first audible assistant audio, per visit
 
     # -- what a Visit needs (kiosk.runtime.visit.Host) ------------------------
 
@@ -194,7 +194,7 @@ class Kiosk:
         return self.machine.state
 
     async def wait_for_standby(self, limit_s: float) -> None:
-        """Before a press that starts a session: let the warm standby's attempt finish (as a
+        """Before a press that starts a visit: let the warm standby's attempt finish (as a
         visitor walking up would), so the press takes it. Returns at once without one."""
         if self.standby is not None and self.machine.state is cv.State.IDLE:
             async with asyncio.timeout(limit_s):

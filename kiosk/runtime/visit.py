@@ -5,7 +5,7 @@ reads and sends, runs tools in the visit's own scope, reconnects and recycles, a
 the session core's effects to the host (the kiosk). Policy in one place:
 
 * the first connect failing is reported at once (the visitor hears the offline message
-  instead of waiting); a drop mid-session is retried with exponential backoff and full
+  instead of waiting); a drop mid-visit is retried with exponential backoff and full
   jitter until the state machine's reconnect deadline gives up;
 * fatal refusals (bad key, no quota, close code 3000) are logged once at ERROR and never
   retried;
