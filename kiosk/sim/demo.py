@@ -155,10 +155,10 @@ def _session_checks(rig: Rig, expect: dict[str, Any]) -> list[tuple[str, bool]]:
     ended = [r.value for r in rig.rec.ended]
     if "end_reason" in expect:
         got = ended[-1] if ended else None
-        checks.append((f"session ended by {got} (expected {expect['end_reason']})", got == expect["end_reason"]))
+        checks.append((f"visit ended by {got} (expected {expect['end_reason']})", got == expect["end_reason"]))
     if "end_reasons" in expect:
         want = list(expect["end_reasons"])
-        checks.append((f"sessions ended by {ended} (expected {want})", ended == want))
+        checks.append((f"visits ended by {ended} (expected {want})", ended == want))
     if "tool_calls" in expect:
         ran = Counter(name for name, _, _ in rig.rec.tools)
         for name, n in dict(expect["tool_calls"]).items():
