@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from kiosk.cli.selftest import Options, check_database, check_panel, check_realtime, check_sync, exit_code, render
+from kiosk.cli.probes import Options, check_database, check_panel, check_realtime, check_sync
+from kiosk.cli.selftest import exit_code, render
 from kiosk.config import load_settings
 from kiosk.sim.scenario import load_scenario
 from kiosk.sim.server import Faults, SimOptions, SimServer

@@ -21,7 +21,6 @@ from kiosk.cli import leads, selftest, status, tools
 from kiosk.config import SYSTEM_CONFIG, default_config_path, load_settings, masked_dump
 from kiosk.errors import ConfigError, DeviceError, StoreError, UsageError
 from kiosk.logs import setup_logging
-from kiosk.tools.lending import load_lending
 
 log = logging.getLogger("kiosk")
 
@@ -57,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
 
     cfg = sub.add_parser("config", help="check or show the configuration")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
-    cfg_sub.add_parser("check", help="validate; exit 78 with one line per problem when invalid")
+    check = cfg_sub.add_parser("check", help="validate; exit 78 with one line per problem when invalid")
+    check.add_argument("--strict", action="store_true", help="also refuse the shipped example values (warnings)")
     cfg_sub.add_parser("show", help="print the effective settings, secrets masked")
     cfg.set_defaults(handler=_config)
 
@@ -70,26 +70,32 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_sim_serve)
     for commands in (tools, leads, selftest, status):
         commands.register(sub)
+    _config_anywhere(p)
     return p
 
 
+def _config_anywhere(parser: argparse.ArgumentParser) -> None:
+    """``--config`` is accepted after the sub-command too (``kiosk config check --config F``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                child.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                _config_anywhere(child)
+
+
 def _config(args: argparse.Namespace) -> int:
-    from kiosk.leads.mail import check_templates
+    from kiosk.config.checks import check_settings
 
     loaded = load_settings(args.config)
-    # lending.toml and the e-mail templates are part of the configuration: checked too, so
-    # a template typo is refused here instead of costing e-mails at run time.
-    s = loaded.settings
-    problems = check_templates(s.notify.templates_dir)
-    try:
-        load_lending(s.tools.lending_file)
-    except ConfigError as exc:
-        problems = exc.problems + problems
-    if problems:
-        raise ConfigError(problems)
+    findings = check_settings(loaded.settings)
+    strict = getattr(args, "strict", False)
+    findings.raise_errors(strict=strict)
+    for warning in findings.warnings:
+        print(f"config: warning: {warning}", file=sys.stderr)
     if args.config_command == "check":
         where = loaded.path or "(defaults only: no config file found)"
-        print(f"config OK: {where}")
+        extra = f" ({len(findings.warnings)} warning(s); --strict refuses them)" if findings.warnings else ""
+        print(f"config OK: {where}{extra}")
         return 0
     print(json.dumps(masked_dump(loaded.settings), indent=2, default=str))
     return 0
@@ -128,10 +134,17 @@ def _devices(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from kiosk.config.checks import check_settings
     from kiosk.runtime.daemon import run_daemon
 
     loaded = load_settings(args.config)
     setup_logging(loaded.settings.log.level, redact_pii=loaded.settings.log.redact_pii)
+    # What `kiosk config check` refuses, the daemon refuses too (exit 78: systemd does not
+    # restart it; a visitor never meets an assistant without its consent script).
+    findings = check_settings(loaded.settings)
+    for warning in findings.warnings:
+        log.warning("config: %s", warning)
+    findings.raise_errors()
     return run_daemon(loaded.settings, no_gpio=args.no_gpio, trace=args.trace)
 
 

@@ -10,6 +10,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from kiosk.config.rules import EmailAddress, NotBlank, PhoneNumber, PhoneRegion, WebLink, web_link
+
 SECRET_NAMES = (
     "openai_api_key",
     "sync_token",
@@ -28,13 +30,15 @@ class _Section(BaseModel):
 class BranchSettings(_Section):
     """Who the kiosk speaks for; rendered into the assistant's instructions."""
 
-    lender_name: str = Field(
+    lender_name: NotBlank = Field(
         "Example Lending LLC", description="Lender's legal name, spoken in the consent disclosure."
     )
-    nmls_id: str = Field("000000", description="Lender's NMLS id, for disclosures.")
-    branch_name: str = Field("Main branch", description="Branch or booth name.")
-    callback_phone: str = Field("+15555550100", description="Number the lender calls from; read in the consent script.")
-    booking_url: str = Field("https://example.com/book", description="Default link for scheduling a call.")
+    nmls_id: NotBlank = Field("000000", description="Lender's NMLS id, for disclosures.")
+    branch_name: NotBlank = Field("Main branch", description="Branch or booth name.")
+    callback_phone: PhoneNumber = Field(
+        "+15555550100", description="Number the lender calls from; read in the consent script."
+    )
+    booking_url: WebLink = Field("https://example.com/book", description="Default link for scheduling a call.")
 
 
 class RealtimeSettings(_Section):
@@ -134,6 +138,16 @@ class PanelSettings(_Section):
     lamp_pin: int | None = Field(18, ge=0, le=27, description="Button lamp (PWM).")
     status_rgb_pins: tuple[int, int, int] | None = Field((23, 24, 25), description="Status RGB LED (red, green, blue).")
 
+    @model_validator(mode="after")
+    def _pins_distinct(self) -> PanelSettings:
+        pins = [self.button_pin, self.lamp_pin, *(self.status_rgb_pins or ())]
+        used = [p for p in pins if p is not None]
+        doubled = sorted({p for p in used if used.count(p) > 1})
+        if doubled:
+            twice = ", ".join(f"GPIO{p}" for p in doubled)
+            raise ValueError(f"{twice} used twice: the button, the lamp and each LED colour need their own pin")
+        return self
+
 
 class SessionSettings(_Section):
     """Visitor session limits."""
@@ -178,7 +192,7 @@ class ToolSettings(_Section):
 
     timeout_s: float = Field(8.0, gt=0, le=60, description="Per-tool time limit.")
     knowledge_dir: Path = Field(Path("knowledge"), description="Markdown knowledge base (relative to the config file).")
-    default_phone_region: str = Field(
+    default_phone_region: PhoneRegion = Field(
         "US", min_length=2, max_length=2, description="Region for phone numbers without +country."
     )
     lending_file: Path = Field(
@@ -211,16 +225,7 @@ class SyncSettings(_Section):
     @classmethod
     def _https_only(cls, value: str) -> str:
         # Personal data never crosses a network in clear; plain http only to this machine (demo, tests).
-        if value and not (value.startswith("https://") or _is_loopback_http(value)):
-            raise ValueError("must be an https:// URL (http:// only for localhost)")
-        return value
-
-
-def _is_loopback_http(url: str) -> bool:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    return parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1")
+        return web_link(value) if value else value
 
 
 class NotifySettings(_Section):
@@ -233,8 +238,8 @@ class NotifySettings(_Section):
     smtp_ca_bundle: Path | None = Field(
         None, description="PEM CA bundle to verify the SMTP server with instead of the system's."
     )
-    from_address: str = Field("kiosk@example.com", description="Sender of every e-mail.")
-    officer_email: str = Field("", description="Loan officer receiving qualified leads ('' = none).")
+    from_address: EmailAddress = Field("kiosk@example.com", description="Sender of every e-mail.")
+    officer_email: EmailAddress = Field("", description="Loan officer receiving qualified leads ('' = none).")
     postal_address: str = Field(
         "Example Lending LLC, 1 Main St, Springfield", description="Postal address in visitor e-mails (CAN-SPAM)."
     )
