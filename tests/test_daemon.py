@@ -89,7 +89,7 @@ async def test_kiosk_run_notifies_systemd_and_the_watchdog_follows_the_audio(tmp
         [sys.executable, "-m", "kiosk", "--config", str(REPO / "config" / "kiosk.toml"), "run", "--no-gpio"],
         env=env,
         cwd=tmp_path,
-        stdin=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,  # as under nohup or CI: no terminal, and no keyboard button
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -124,3 +124,20 @@ async def test_kiosk_run_notifies_systemd_and_the_watchdog_follows_the_audio(tmp
             proc.wait(10)
         card.close()
         notify.sock.close()
+
+
+def test_kiosk_run_without_gpio_says_so_in_one_line_and_exits_78(tmp_path: Path) -> None:
+    """No GPIO here (a laptop, a container): no traceback and no restart loop, one line and 78."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("KIOSK_", "GPIOZERO_"))},
+        "GPIOZERO_PIN_FACTORY": "no-such-factory",
+        "KIOSK_STORE__PATH": str(tmp_path / "kiosk.db"),
+        "KIOSK_SERVICE__STATUS_FILE": str(tmp_path / "status.json"),
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "kiosk", "--config", str(REPO / "config" / "kiosk.toml"), "run"],
+        env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert r.returncode == 78, r.stderr
+    assert "config: panel: no GPIO on this machine" in r.stderr and "--no-gpio" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kiosk import conversation as cv
 from kiosk.config import AudioSettings, Settings
+from kiosk.errors import DeviceError
 from kiosk.leads.store import Store
 from kiosk.leads.sync import Syncer
+from kiosk.logs import event
 from kiosk.panel.ports import KeyboardButton, Lights, LogLights
 from kiosk.realtime.connection import TraceWriter
 from kiosk.runtime.compose import build_kiosk
@@ -33,6 +37,37 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+STOP_POLL_S = 0.2
+
+
+def _on_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event, notifier: Notifier) -> threading.Event:
+    """SIGTERM and SIGINT stop the kiosk, always.
+
+    asyncio delivers signals through its self-pipe; PortAudio's callbacks write to the same
+    pipe many times a second, and a full pipe silently drops a signal ("signal wakeup fd:
+    BlockingIOError"). So the handler also sets a flag that a watcher on the loop polls.
+    """
+    requested = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        requested.set()
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(stop.set)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+    return requested
+
+
+async def _watch_stop(requested: threading.Event, stop: asyncio.Event, notifier: Notifier) -> None:
+    """Turn a stop signal into ``stop`` within a fraction of a second, however it arrived."""
+    while not requested.is_set() and not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_POLL_S):
+                await stop.wait()
+    notifier.stopping()
+    stop.set()
+
 
 def run_daemon(settings: Settings, *, no_gpio: bool, trace: Path | None) -> int:
     """Build the real adapters and run until SIGTERM/SIGINT; returns the exit status."""
@@ -40,24 +75,34 @@ def run_daemon(settings: Settings, *, no_gpio: bool, trace: Path | None) -> int:
 
 
 async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
-    from kiosk.audio.devices import wait_for_devices
-
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     notifier = Notifier()
+    requested = _on_stop_signals(loop, stop, notifier)
+    # Not a TaskGroup: a ConfigError from start-up must reach the CLI as itself (exit 78),
+    # not wrapped in an ExceptionGroup.
+    watcher = asyncio.create_task(_watch_stop(requested, stop, notifier), name="stop-signals")
+    try:
+        return await _kiosk(settings, no_gpio, trace, stop, notifier)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
 
-    def on_signal() -> None:
-        notifier.stopping()
-        stop.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+async def _kiosk(settings: Settings, no_gpio: bool, trace: Path | None, stop: asyncio.Event, notifier: Notifier) -> int:
+    from kiosk.audio.devices import wait_for_devices
+
+    loop = asyncio.get_running_loop()
 
     status = StatusFile(settings.service.status_file)
     status.started()
     logging.getLogger().addHandler(StatusLogHandler(status))
+    panel = None if no_gpio else await _wait_for_panel(settings, stop, notifier, status)
+    if stop.is_set():
+        status.update(state="stopped")
+        return 0
     store = Store(settings.store.path)
-    panel = None if no_gpio else _gpio_panel(settings)
     lights: Lights = panel if panel is not None else LogLights()
     log.info("kiosk %s starting", settings.kiosk_id, extra={"kiosk": {"event": "start"}})
 
@@ -96,9 +141,10 @@ async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
         )
         if panel is not None:
             panel.attach(kiosk.submit_threadsafe)
+        elif KeyboardButton(kiosk.submit).attach(loop):
+            print("kiosk: press Enter to start or end a visit, 'h' + Enter for a long press", flush=True)
         else:
-            KeyboardButton(kiosk.submit).attach(loop)
-            print("kiosk: press Enter to start or end a session, 'h' + Enter for a long press", flush=True)
+            log.warning("no GPIO and no terminal: nothing can start a visit (kiosk run --no-gpio in a terminal)")
 
         monitor = _monitor(settings, notifier, status, kiosk, syncer)
         await _serve(kiosk, monitor, notifier, stop)
@@ -111,12 +157,31 @@ async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
         pa.terminate()
 
 
-def _gpio_panel(settings: Settings) -> Any:
-    from kiosk.panel.gpio import GpioPanel
+async def _wait_for_panel(settings: Settings, stop: asyncio.Event, notifier: Notifier, status: StatusFile) -> Any:
+    """The GPIO panel; a pin held by another program is waited for (one line, then quiet).
 
-    # Lights work from the start; presses before the kiosk exists (while waiting for audio
-    # devices) are ignored, and the button is attached to the kiosk once it is built.
-    return GpioPanel(settings.panel, lambda inp: None)
+    A panel that cannot work here at all (no GPIO, a wrong pin) is a ConfigError: exit 78,
+    which the unit does not restart.
+    """
+    from kiosk.panel.gpio import open_panel
+
+    said = ""
+    while not stop.is_set():
+        try:
+            # Lights work from the start; presses before the kiosk exists (while waiting for
+            # audio devices) are ignored, and the button is attached once the kiosk is built.
+            return open_panel(settings.panel, lambda inp: None)
+        except DeviceError as exc:
+            if str(exc) != said:
+                said = str(exc)
+                log.error("%s; trying again every %.0f s", exc, settings.audio.device_retry_s,
+                          extra=event("gpio_unavailable"))  # fmt: skip
+                notifier.status(f"waiting for GPIO: {exc}")
+                status.update(state="waiting_for_gpio", last_error=str(exc))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(settings.audio.device_retry_s):
+                await stop.wait()
+    return None
 
 
 def _open_audio(devices: Devices, a: AudioSettings) -> tuple[PyAudioMicrophone, PyAudioSpeaker]:
