@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from kiosk import __version__
+from kiosk.cli import args as cli_args
 from kiosk.cli import leads, selftest, status, tools
 from kiosk.config import SYSTEM_CONFIG, default_config_path, load_settings, masked_dump
 from kiosk.errors import ConfigError, DeviceError, StoreError, UsageError
@@ -44,7 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run one visit offline against the simulator")
     demo.add_argument("--scenario", default="happy_path", help="scenario name (default happy_path)")
     demo.add_argument(
-        "--speed", type=float, default=4.0, help="audio pacing relative to real time (1 = real time; default 4)"
+        "--speed",
+        type=cli_args.positive,
+        default=4.0,
+        help="audio pacing relative to real time (1 = real time; default 4)",
     )
     demo.add_argument("--workdir", type=Path, help="keep the database and audio here (default: a temp dir)")
     demo.add_argument("--trace", type=Path, help="write a JSON-lines wire trace here")
@@ -65,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
     serve = sim_sub.add_parser("serve", help="serve the simulator for any client")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--port", type=cli_args.port, default=8765)
     serve.add_argument("--scenario", default="default")
     serve.set_defaults(handler=_sim_serve)
     for commands in (tools, leads, selftest, status):
@@ -161,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
+    except BrokenPipeError:
+        # `kiosk leads show ... | head`: the reader has gone; say nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except UsageError as exc:
         try:
             parser.error(f"{args.command}: {exc}")

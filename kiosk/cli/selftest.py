@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, TextIO
 
+from kiosk.cli import args as cli_args
 from kiosk.cli.probes import (
     Options,
     Result,
@@ -108,10 +109,16 @@ def register(sub: Any) -> None:
     p.add_argument("--skip-button", action="store_true", help="do not wait for a button press")
     p.add_argument("--no-gpio", action="store_true", help="skip lights and button (a machine without GPIO)")
     p.add_argument("--no-audio", action="store_true", help="skip microphone and speaker")
-    p.add_argument("--mic-seconds", type=float, default=2.0, help="audio captured for the level (default 2)")
-    p.add_argument("--min-mic-dbfs", type=float, default=-70.0, help="quieter than this fails (default -70)")
-    p.add_argument("--light-seconds", type=float, default=0.5, help="time each light pattern shows (default 0.5)")
-    p.add_argument("--button-timeout", type=float, default=15.0, help="wait this long for a press (default 15)")
+    p.add_argument(
+        "--mic-seconds", type=cli_args.positive, default=2.0, help="audio captured for the level (default 2)"
+    )
+    p.add_argument("--min-mic-dbfs", type=cli_args.dbfs, default=-70.0, help="quieter than this fails (default -70)")
+    p.add_argument(
+        "--light-seconds", type=cli_args.positive, default=0.5, help="time each light pattern shows (default 0.5)"
+    )
+    p.add_argument(
+        "--button-timeout", type=cli_args.positive, default=15.0, help="wait this long for a press (default 15)"
+    )
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     p.set_defaults(handler=handle)
 

@@ -167,8 +167,12 @@ class ConsentEvidence:
 class Store:
     """The kiosk's database. One instance per process; not shared across threads."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        """Open (and migrate) the database; ``create=False`` refuses to make a new one (a
+        technician's command at a mistyped path must not report an empty kiosk)."""
         self.path = path
+        if not create and not path.is_file():
+            raise StoreError(f"no database at {path} (store.path; the daemon creates it at its first start)")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():
