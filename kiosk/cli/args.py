@@ -30,6 +30,11 @@ def positive(text: str) -> float:
     return value
 
 
+def seconds(text: str) -> float:
+    """A duration of zero seconds or more."""
+    return _number(float, 0.0, 24 * 3600.0, "a number of seconds")(text)
+
+
 def count(text: str) -> int:
     """A whole number of at least 1."""
     return int(_number(int, 1, None, "a whole number")(text))

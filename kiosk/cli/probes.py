@@ -232,7 +232,9 @@ async def check_realtime(settings: Settings) -> Result:
     r = settings.realtime
     where = f"{r.url} model {r.model}"
     if settings.secrets.openai_api_key is None:
-        return fail("realtime", "no API key: credential openai_api_key (or KIOSK_SECRETS__OPENAI_API_KEY) missing")
+        creds = settings.service.credentials_dir
+        return fail("realtime", f"no API key: credential openai_api_key missing (installed in {creds}, which "
+                                "only root reads: run `sudo kiosk selftest`; or KIOSK_SECRETS__OPENAI_API_KEY)")
     opener = realtime_opener(settings)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
@@ -248,7 +250,16 @@ async def check_realtime(settings: Settings) -> Result:
     except TimeoutError:
         return fail("realtime", f"{where}: no session.updated within {limit:.0f} s")
     ms = (loop.time() - t0) * 1000
-    return ok("realtime", f"{where}: authenticated, session.update confirmed in {ms:.0f} ms")
+    note = "" if key_looks_project_scoped(settings.secrets.openai_api_key.get_secret_value()) else (
+        "; warning: not a project-scoped key (sk-proj-...): in a public place use one limited to the "
+        "Realtime API with a monthly budget"
+    )
+    return ok("realtime", f"{where}: authenticated, session.update confirmed in {ms:.0f} ms{note}")
+
+
+def key_looks_project_scoped(key: str) -> bool:
+    """OpenAI's project keys start ``sk-proj-``; a user or legacy key opens the whole account."""
+    return key.startswith("sk-proj-")
 
 
 # An endpoint that exists but wants a POSTed batch answers a bare GET with one of these.

@@ -114,7 +114,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--min-mic-dbfs", type=cli_args.dbfs, default=-70.0, help="quieter than this fails (default -70)")
     p.add_argument(
-        "--light-seconds", type=cli_args.positive, default=0.5, help="time each light pattern shows (default 0.5)"
+        "--light-seconds", type=cli_args.seconds, default=0.5, help="time each light pattern shows (default 0.5)"
     )
     p.add_argument(
         "--button-timeout", type=cli_args.positive, default=15.0, help="wait this long for a press (default 15)"

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from kiosk.config.sections import SECRET_NAMES, Settings
+from kiosk.config.sections import SECRET_NAMES, ServiceSettings, Settings
 from kiosk.errors import ConfigError
 
 SYSTEM_CONFIG = Path("/etc/kiosk/kiosk.toml")
@@ -35,6 +35,18 @@ def default_config_path() -> Path | None:
     used it would run with settings nobody installed. In a checkout, pass ``--config``.
     """
     return SYSTEM_CONFIG if SYSTEM_CONFIG.is_file() else None
+
+
+def _credentials_dir(data: Mapping[str, Any]) -> Path | None:
+    """systemd's $CREDENTIALS_DIRECTORY for the service; otherwise the installed credentials
+    themselves when this user may read them (root running the self-test or a manual run)."""
+    given = os.environ.get("CREDENTIALS_DIRECTORY")
+    if given:
+        return Path(given)
+    service = data.get("service")
+    configured = service.get("credentials_dir") if isinstance(service, Mapping) else None
+    directory = Path(configured) if isinstance(configured, str) else ServiceSettings().credentials_dir
+    return directory if os.access(directory, os.R_OK | os.X_OK) else None
 
 
 def _read_credentials(directory: Path | None) -> dict[str, str]:
@@ -61,6 +73,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         ("notify", "smtp_ca_bundle"),
         ("notify", "templates_dir"),
         ("service", "status_file"),
+        ("service", "credentials_dir"),
     )
     for section, key in paths:
         sub = data.get(section)
@@ -100,8 +113,7 @@ def load_settings(
             )
     problems = file_type_problems(Settings, data) + environment_problems(os.environ)
     _resolve_paths(data, base)
-    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-    for name, value in _read_credentials(Path(cred_dir) if cred_dir else None).items():
+    for name, value in _read_credentials(_credentials_dir(data)).items():
         data.setdefault("secrets", {})[name] = value
     for section, values in (overrides or {}).items():
         if isinstance(values, Mapping) and isinstance(data.get(section), dict):

@@ -270,6 +270,13 @@ class ServiceSettings(_Section):
         Path("/var/lib/kiosk/status.json"),
         description="Small JSON the daemon keeps for `kiosk status` (relative to the config file).",
     )
+    credentials_dir: Path = Field(
+        Path("/etc/kiosk/credentials"),
+        description=(
+            "Secrets as scripts/install keeps them; read when $CREDENTIALS_DIRECTORY is unset and the "
+            "directory is readable (root: `sudo kiosk selftest` sees what the service sees)."
+        ),
+    )
     audio_stall_s: float = Field(
         5.0, gt=0, le=60, description="No audio callback progress for this long stops the watchdog pings."
     )
