@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     devices = sub.add_parser("devices", help="list audio devices with their channels and accepted rates")
+    devices.add_argument("--meter", action="store_true", help="listen on every microphone: which one hears the room?")
+    devices.add_argument("--seconds", type=cli_args.positive, default=5.0, help="how long --meter listens (default 5)")
     devices.set_defaults(handler=_devices)
 
     cfg = sub.add_parser("config", help="check or show the configuration")
@@ -126,12 +128,19 @@ def _sim_serve(args: argparse.Namespace) -> int:
 
 
 def _devices(args: argparse.Namespace) -> int:
-    from kiosk.audio.devices import describe, new_pyaudio
+    """The device table (exit 69 when the configured devices are missing), or the meter."""
+    from kiosk.audio.devices import choose, describe, meter, meter_table, new_pyaudio
 
     loaded = load_settings(args.config)
     pa = new_pyaudio()
     try:
+        if args.meter:
+            print(f"listening on every microphone for {args.seconds:g} s: speak or clap near the kiosk ...",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            print(meter_table(meter(pa, args.seconds)))
+            return 0
         print(describe(pa, loaded.settings.audio))
+        choose(pa, loaded.settings.audio)  # DeviceError (exit 69) when a configured one is missing
     finally:
         pa.terminate()
     return 0
