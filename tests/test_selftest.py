@@ -313,6 +313,12 @@ def test_root_reads_the_installed_credentials_the_service_gets(tmp_path: Path, m
     systemd = tmp_path / "from-systemd"  # under the unit, systemd's own directory wins
     systemd.mkdir()
     (systemd / "openai_api_key").write_text("sk-proj-service")
+    elsewhere = tmp_path / "elsewhere"  # the environment's choice of directory wins over the file's
+    elsewhere.mkdir()
+    (elsewhere / "openai_api_key").write_text("sk-proj-env")
+    monkeypatch.setenv("KIOSK_SERVICE__CREDENTIALS_DIR", str(elsewhere))
+    got = load_settings(cfg).settings.secrets.openai_api_key
+    assert got is not None and got.get_secret_value() == "sk-proj-env"
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(systemd))
     got = load_settings(cfg).settings.secrets.openai_api_key
     assert got is not None and got.get_secret_value() == "sk-proj-service"

@@ -44,7 +44,9 @@ def _credentials_dir(data: Mapping[str, Any]) -> Path | None:
     if given:
         return Path(given)
     service = data.get("service")
-    configured = service.get("credentials_dir") if isinstance(service, Mapping) else None
+    configured = os.environ.get("KIOSK_SERVICE__CREDENTIALS_DIR") or (
+        service.get("credentials_dir") if isinstance(service, Mapping) else None
+    )
     directory = Path(configured) if isinstance(configured, str) else ServiceSettings().credentials_dir
     return directory if os.access(directory, os.R_OK | os.X_OK) else None
 
