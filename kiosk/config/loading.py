@@ -59,6 +59,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         ("notify", "smtp_ca_bundle"),
         ("notify", "templates_dir"),
         ("service", "status_file"),
+        ("fleet", "metrics_dir"),
     )
     for section, key in paths:
         sub = data.get(section)
