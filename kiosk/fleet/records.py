@@ -12,6 +12,7 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from kiosk.fleet.visits import VisitRecord
+from kiosk.leads.outbox import DAILY_KIND, HEARTBEAT_KIND
 from kiosk.leads.store import Store
 
 _COLUMNS = (
@@ -36,6 +37,34 @@ def add_state_time(store: Store, day: str, state: str, seconds: float) -> None:
             "ON CONFLICT(day, state) DO UPDATE SET seconds = seconds + excluded.seconds",
             (day, state, seconds),
         )
+
+
+def queue_daily(store: Store, day: str, doc: dict[str, object]) -> bool:
+    """Queue a day's stats document once (by day); True when it was not queued before."""
+    with store.transaction() as conn:
+        before = conn.execute("SELECT count(*) FROM outbox WHERE kind = ? AND ref = ?", (DAILY_KIND, day)).fetchone()
+        store.enqueue(DAILY_KIND, day, doc)
+    return int(before[0]) == 0
+
+
+def queue_heartbeat(store: Store, doc_id: str, doc: dict[str, object]) -> None:
+    """Queue a heartbeat in place of any earlier one: only the newest is worth sending."""
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM outbox WHERE kind = ?", (HEARTBEAT_KIND,))
+        store.enqueue(HEARTBEAT_KIND, doc_id, doc)
+
+
+def days_without_document(conn: sqlite3.Connection, first_day: str, before_day: str) -> list[str]:
+    """Local days from ``first_day`` up to (not including) ``before_day`` that saw visits,
+    spending or downtime and have no daily stats document queued yet, oldest first."""
+    rows = conn.execute(
+        "SELECT day FROM visits WHERE day >= ?1 AND day < ?2 "
+        "UNION SELECT day FROM usage WHERE day >= ?1 AND day < ?2 "
+        "UNION SELECT day FROM state_time WHERE day >= ?1 AND day < ?2 "
+        "EXCEPT SELECT ref FROM outbox WHERE kind = ?3 ORDER BY 1",
+        (first_day, before_day, DAILY_KIND),
+    )
+    return [str(d) for (d,) in rows.fetchall()]
 
 
 # -- reading -----------------------------------------------------------------------------

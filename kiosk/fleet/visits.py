@@ -33,7 +33,8 @@ class Stage(enum.Enum):
 
 
 STAGES = tuple(Stage)
-# The drop-off funnel: each step a subset of the one before (a decline is a leak, not a step).
+# The drop-off funnel's steps (a decline is a leak, not a step): a visit counts at every step
+# up to its furthest stage.
 FUNNEL = (
     Stage.PRESSED,
     Stage.GREETED,

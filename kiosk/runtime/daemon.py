@@ -1,4 +1,11 @@
-"""``kiosk run``: the daemon on real devices."""
+"""``kiosk run``: the daemon on real devices.
+
+Signals: SIGTERM / SIGINT stop it (a visit under way ends, ``KIOSK_EVENT=stop``). SIGHUP
+(``systemctl reload kiosk``, the unit's ``ExecReload=``) lets the current visit finish, then
+the daemon re-executes itself: the same process id for systemd (``RELOADING=1``, then the
+new program's ``READY=1``), the newly installed code and configuration, and no visitor
+cut off mid-sentence by an update.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,9 +21,11 @@ from kiosk import conversation as cv
 from kiosk.config import AudioSettings, Settings
 from kiosk.leads.store import Store
 from kiosk.leads.sync import Syncer
+from kiosk.logs import event
 from kiosk.panel.ports import KeyboardButton, Lights, LogLights
 from kiosk.realtime.connection import TraceWriter
 from kiosk.runtime.compose import build_kiosk
+from kiosk.runtime.fleet import FleetDuties, Probes
 from kiosk.runtime.kiosk import Kiosk
 from kiosk.runtime.systemd import (
     Notifier,
@@ -34,24 +44,65 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+NOT_IN_A_VISIT = {cv.State.IDLE, cv.State.OFFLINE, cv.State.UNAVAILABLE, cv.State.ERROR}
+
+
+class _Stop:
+    """Why and when the daemon stops: a signal now, or a reload after the current visit."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.event = asyncio.Event()
+        self.reload = asyncio.Event()
+        self.reason = "signal"
+        self._notifier = notifier
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        """SIGTERM / SIGINT stop now, SIGHUP after the visit."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.now)
+        loop.add_signal_handler(signal.SIGHUP, self.after_visit)
+
+    def now(self) -> None:
+        self.reason = "signal"
+        self._notifier.stopping()
+        self.event.set()
+
+    def after_visit(self) -> None:
+        if not self.reload.is_set():
+            log.info("reload requested: restarting once the current visit is over", extra=event("reload"))
+            self._notifier.status("restarting after the current visit")
+        self.reload.set()
+
+    async def reload_when_free(self, kiosk: Kiosk) -> None:
+        """On SIGHUP: wait until no visit is under way, then stop for a re-execution."""
+        await self.reload.wait()
+        await kiosk.wait_state(NOT_IN_A_VISIT, limit_s=None)
+        if not self.event.is_set():
+            self.reason = "reload"
+            self.event.set()
+
+
 def run_daemon(settings: Settings, *, no_gpio: bool, trace: Path | None) -> int:
-    """Build the real adapters and run until SIGTERM/SIGINT; returns the exit status."""
-    return asyncio.run(_main(settings, no_gpio, trace))
+    """Build the real adapters and run until SIGTERM/SIGINT; returns the exit status.
+
+    After SIGHUP it does not return: the process re-executes itself once the visit is over.
+    """
+    code, reload = asyncio.run(_main(settings, no_gpio, trace))
+    if reload:
+        Notifier().reloading()
+        logging.shutdown()  # flush what the old program logged
+        os.execv(sys.executable, sys.orig_argv)
+    return code
 
 
-async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
+async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> tuple[int, bool]:
     from kiosk.audio.devices import wait_for_devices
 
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
     notifier = Notifier()
-
-    def on_signal() -> None:
-        notifier.stopping()
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+    stopper = _Stop(notifier)
+    stopper.install(loop)
+    stop = stopper.event
 
     status = StatusFile(settings.service.status_file)
     status.started()
@@ -72,7 +123,9 @@ async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
         store.close()
         lights.close()
         status.update(state="stopped")
-        return 0
+        why = stopper.reason
+        log.info("kiosk stopped (%s) before its audio devices appeared", why, extra=event("stop", reason=why))
+        return 0, stopper.reason == "reload"
     pa = devices.pa
     # The syncer has its own connection: its database work runs in a worker thread.
     syncer = Syncer(
@@ -101,10 +154,15 @@ async def _main(settings: Settings, no_gpio: bool, trace: Path | None) -> int:
             print("kiosk: press Enter to start or end a session, 'h' + Enter for a long press", flush=True)
 
         monitor = _monitor(settings, notifier, status, kiosk, syncer)
-        await _serve(kiosk, monitor, notifier, stop)
-        if kiosk.state is cv.State.ERROR:
-            return 1
-        return 0
+        fleet = _fleet(settings, kiosk, monitor, status, syncer)
+        try:
+            await _serve(kiosk, monitor, fleet, notifier, stopper)
+        finally:
+            await fleet.close()
+            fleet.store.close()
+        code = 1 if kiosk.state is cv.State.ERROR else 0
+        log.info("kiosk stopped (%s)", stopper.reason, extra=event("stop", reason=stopper.reason, code=code))
+        return code, stopper.reason == "reload"
     finally:
         syncer.close()
         store.close()
@@ -148,11 +206,38 @@ def _monitor(
         syncer.status,
         watchdog,
         tick_s=tick_for(period),
+        extra=lambda: {"link_up": kiosk.visits.link.up, "link_failures": kiosk.visits.link.failures},
     )
 
 
-async def _serve(kiosk: Kiosk, monitor: ServiceMonitor, notifier: Notifier, stop: asyncio.Event) -> None:
-    """Run the kiosk; READY=1 once devices and store are up, then the service monitor."""
+def _fleet(
+    settings: Settings, kiosk: Kiosk, monitor: ServiceMonitor, status: StatusFile, syncer: Syncer
+) -> FleetDuties:
+    """Metrics, heartbeat and daily stats, on a connection of their own."""
+    mic, speaker, watchdog = kiosk.p.mic, kiosk.p.speaker, monitor.watchdog
+    probes = Probes(
+        state=lambda: kiosk.state.value,
+        link=kiosk.visits.link,
+        underruns=lambda: int(getattr(getattr(speaker, "buffer", None), "underruns", 0)),
+        overflows=lambda: int(getattr(mic, "overflows", 0)),
+        watchdog_pings=lambda: watchdog.pings if watchdog is not None else 0,
+        last_error=lambda: (status.data.get("last_error"), status.data.get("last_error_at")),
+    )
+    return FleetDuties(
+        settings,
+        Store(settings.store.path),
+        probes,
+        today=kiosk.p.today,
+        sync_on=not syncer.problems(),
+        kick=syncer.kick,
+    )
+
+
+async def _serve(
+    kiosk: Kiosk, monitor: ServiceMonitor, fleet: FleetDuties, notifier: Notifier, stopper: _Stop
+) -> None:
+    """Run the kiosk; READY=1 once devices and store are up, then the service monitor and fleet duties."""
+    stop = stopper.event
     up = asyncio.Event()
 
     def ready() -> None:
@@ -162,9 +247,16 @@ async def _serve(kiosk: Kiosk, monitor: ServiceMonitor, notifier: Notifier, stop
 
     async def service() -> None:
         await up.wait()  # the probes only count once the streams are open
-        await monitor.run(stop)
+        fleet_task = asyncio.create_task(fleet.run(), name="fleet")
+        try:
+            await monitor.run(stop)
+        finally:
+            fleet_task.cancel()
+            await asyncio.gather(fleet_task, return_exceptions=True)
 
     async with asyncio.TaskGroup() as tg:
         tg.create_task(service(), name="service")
+        reload = tg.create_task(stopper.reload_when_free(kiosk), name="reload")
         await kiosk.run(stop, ready=ready)
         stop.set()
+        reload.cancel()

@@ -178,8 +178,8 @@ class Kiosk:
             async with asyncio.timeout(limit_s):
                 await self.standby.settled.wait()
 
-    async def wait_state(self, states: set[cv.State], *, limit_s: float) -> None:
-        """Wait (at most ``limit_s``) until the state is one of ``states``."""
+    async def wait_state(self, states: set[cv.State], *, limit_s: float | None) -> None:
+        """Wait (at most ``limit_s``; None: as long as it takes) until the state is one of ``states``."""
         async with asyncio.timeout(limit_s), self._changed:
             await self._changed.wait_for(lambda: self.machine.state in states)
 
