@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from kiosk import conversation as cv
 from kiosk.config import AudioSettings, Settings
-from kiosk.leads.store import Store
+from kiosk.fleet.link import LinkHealth
+from kiosk.leads.store import Store, utc_now
 from kiosk.leads.sync import Syncer
 from kiosk.logs import event
 from kiosk.panel.ports import KeyboardButton, Lights, LogLights
@@ -206,8 +207,24 @@ def _monitor(
         syncer.status,
         watchdog,
         tick_s=tick_for(period),
-        extra=lambda: {"link_up": kiosk.visits.link.up, "link_failures": kiosk.visits.link.failures},
+        extra=_LinkStatus(kiosk.visits.link),
     )
+
+
+class _LinkStatus:
+    """The Realtime link's health for the status file (``kiosk status``), with a wall-clock
+    "down since" for humans, fixed when the outage began so the file is not rewritten each tick."""
+
+    def __init__(self, link: LinkHealth) -> None:
+        self.link = link
+        self.since: str | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        if self.link.up:
+            self.since = None
+        elif self.since is None:
+            self.since = utc_now()
+        return {"link_up": self.link.up, "link_down_since": self.since, "link_failures": self.link.failures}
 
 
 def _fleet(
