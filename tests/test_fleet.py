@@ -4,7 +4,6 @@ Prometheus textfile as promtool and the shipped Grafana dashboard read it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -134,7 +133,7 @@ async def test_visit_log_writes_records_and_downtime_off_the_loop_and_warns(
     assert store.conn.execute("SELECT day, state, seconds FROM state_time").fetchall() == [
         ("2026-01-05", "offline", 61.0)
     ]
-    events = [(r.levelname, r.kiosk["event"]) for r in caplog.records]  # type: ignore[attr-defined]
+    events = [(r.levelname, r.kiosk["event"]) for r in caplog.records if r.name == "kiosk.runtime.visit_log"]  # type: ignore[attr-defined]
     assert events == [("WARNING", "link_down"), ("INFO", "link_restored")]
     store.close()
 
@@ -214,7 +213,8 @@ def test_promtool_accepts_the_metrics_file_written_atomically(tmp_path: Path) ->
     assert path == tmp_path / "kiosk.prom" and sorted(p.name for p in tmp_path.iterdir()) == ["kiosk.prom"]
     assert path.stat().st_mode & 0o777 == 0o644
     text = path.read_text()
-    check = subprocess.run([promtool(), "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    check = subprocess.run([promtool(), "check", "metrics"], input=text, capture_output=True, text=True, timeout=60,
+                           check=False)  # fmt: skip
     assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), check.stdout + check.stderr
     assert 'kiosk_info{kiosk_id="booth \\"7\\"\\\\east",version="' in text
     assert 'kiosk_visits_total{reason="unavailable"} 2' in text
@@ -224,7 +224,7 @@ def test_promtool_accepts_the_metrics_file_written_atomically(tmp_path: Path) ->
     assert "kiosk_last_sync_success_timestamp_seconds 1767607200" in text
     # A broken file is what promtool is there to catch (so the check above means something).
     bad = subprocess.run([promtool(), "check", "metrics"], input="kiosk_visits 1\nkiosk_visits 2\n",
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+                         capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert bad.returncode != 0
 
 
