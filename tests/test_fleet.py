@@ -236,3 +236,21 @@ def test_the_grafana_dashboard_charts_only_metrics_the_kiosk_writes() -> None:
     assert used and used <= written, used - written
     charted = {re.sub(r"_(bucket|sum|count)$", "", m) for m in used}
     assert {f.name for f in prom.kiosk_families(SNAPSHOT)} - charted == set()  # and every family is charted
+
+
+def test_the_documents_carry_exactly_what_their_schemas_require() -> None:
+    from kiosk.fleet import documents
+    from kiosk.fleet.report import day_stats
+
+    stats = day_stats("2026-01-05", [end(tracker())], 1, 2.0, 60.0, 50.0)
+    daily = documents.daily_document("k1", stats, {"offline": 60.0}, 50.0, "2026-01-06T00:05:00+00:00")
+    beat = documents.heartbeat_document(
+        "k1", "2026-01-06T00:05:00+00:00", state="idle", uptime_s=10, outbox={("lead", "pending"): 1},
+        last_sync_at=None, last_error=None, last_error_at=None, link_up=True, link_failures=0,
+        today={"visits": 0, "leads": 0, "cost_usd": 0.0}, budget_left_usd=50.0,
+    )  # fmt: skip
+    for doc, kind in ((daily, "daily_stats"), (beat, "heartbeat")):
+        contract = documents.schema(kind)
+        assert sorted(doc) == sorted(contract["required"]) == sorted(contract["properties"])
+        assert doc["schema"] == contract["properties"]["schema"]["const"]
+    assert beat["health"] == "ok" and daily["funnel"]["pressed"] == 1 and daily["leads"] == 1

@@ -16,7 +16,6 @@ import subprocess
 import zlib
 from collections.abc import Iterator
 from datetime import date, timedelta
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,9 @@ import pytest
 
 from kiosk.cli.main import main
 from kiosk.config import load_settings
-from kiosk.fleet import html
+from kiosk.fleet import documents, html
 from kiosk.fleet.link import LinkHealth
+from kiosk.leads.outbox import DAILY_KIND, HEARTBEAT_KIND
 from kiosk.leads.store import Store
 from kiosk.runtime.fleet import FleetDuties, Probes
 from kiosk.sim.demo import run_demo
@@ -166,10 +166,6 @@ def test_the_html_report_renders_in_chromium_with_its_charts(env: Path, tmp_path
 # -- what leaves the kiosk: metrics, daily stats, heartbeat ------------------------------------
 
 
-def schema(name: str) -> dict[str, Any]:
-    return json.loads((files("kiosk") / "schemas" / name).read_text(encoding="utf-8"))  # type: ignore[no-any-return]
-
-
 def duties(db: Path, tmp_path: Path, today: str, *, link: LinkHealth | None = None, **fleet: Any) -> FleetDuties:
     settings = load_settings(CHECKOUT_CONFIG, overrides={"store": {"path": str(db)}, "fleet": fleet}).settings
     probes = Probes(state=lambda: "idle", link=link or LinkHealth(300), underruns=lambda: 3,
@@ -212,13 +208,13 @@ async def test_daily_stats_and_heartbeat_reach_the_receiver_and_match_their_sche
         days, beats = rx.receiver.documents("daily_stats"), rx.receiver.documents("heartbeats")
     assert report.ok and report.dead == 0
     (daily,) = days.values()
-    jsonschema.validate(daily, schema("daily-stats.schema.json"))
+    jsonschema.validate(daily, documents.schema(DAILY_KIND))
     assert daily["id"] == f"{fleet.s.kiosk_id}/{date.today().isoformat()}"
     assert (daily["visits"], daily["leads"], daily["consents_declined"]) == (7, 2, 1)
     assert daily["end_reasons"] == {"button": 4, "idle": 1, "offline": 1, "unavailable": 1}
     assert daily["offline_min"] > 0 and daily["unavailable_min"] > 0
     (beat,) = beats.values()
-    jsonschema.validate(beat, schema("heartbeat.schema.json"))
+    jsonschema.validate(beat, documents.schema(HEARTBEAT_KIND))
     assert beat["health"] == "degraded" and beat["link"] == {"up": False, "failures": 1}
     assert beat["last_error"]["message"] == "Realtime refused the API key"
     assert beat["outbox"]["lead"] == {"pending": 2, "dead": 0}  # the demo has no sync: leads wait

@@ -15,7 +15,9 @@ the document's id.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from importlib.resources import files
 from typing import Any
 
 from kiosk import __version__
@@ -25,6 +27,13 @@ from kiosk.leads.outbox import DAILY_KIND, HEARTBEAT_KIND
 DAILY_SCHEMA = "kiosk.daily-stats/1"
 HEARTBEAT_SCHEMA = "kiosk.heartbeat/1"
 KINDS = {DAILY_KIND: "daily-stats.schema.json", HEARTBEAT_KIND: "heartbeat.schema.json"}
+
+
+def schema(kind: str) -> dict[str, Any]:
+    """The JSON Schema of an outbox document kind, from the package's data (never the checkout)."""
+    text = (files("kiosk") / "schemas" / KINDS[kind]).read_text(encoding="utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
 
 
 def daily_document(
