@@ -135,12 +135,27 @@ async def test_kiosk_run_notifies_systemd_and_the_watchdog_follows_the_audio(tmp
         notify.sock.close()
 
 
+def says(path: Path, text: str) -> bool:
+    return path.exists() and text in path.read_text()
+
+
+async def file_says(path: Path, text: str, limit_s: float) -> None:
+    """Wait until ``path`` (rewritten by the daemon) contains ``text``."""
+    async with asyncio.timeout(limit_s):
+        while not says(path, text):  # noqa: ASYNC110 - another process writes it
+            await asyncio.sleep(0.1)
+
+
 async def test_reload_lets_the_visit_finish_then_the_same_process_starts_anew(tmp_path: Path, sim: SimServer) -> None:
     card = VirtualCard(tmp_path, 24000, 24000)
     card.write_config()
     card.open()
     notify = Notifications(tmp_path / "notify.sock")
-    proc = spawn(daemon_env(tmp_path, card, notify, sim), tmp_path)
+    metrics = tmp_path / "textfile"  # node_exporter's textfile collector directory
+    metrics.mkdir()
+    env = {**daemon_env(tmp_path, card, notify, sim), "KIOSK_FLEET__METRICS_DIR": str(metrics),
+           "KIOSK_FLEET__METRICS_INTERVAL_S": "1"}  # fmt: skip
+    proc = spawn(env, tmp_path)
     assert proc.stdin is not None and proc.stderr is not None
 
     def press() -> None:
@@ -161,11 +176,15 @@ async def test_reload_lets_the_visit_finish_then_the_same_process_starts_anew(tm
         await notify.wait_for("RELOADING=1", 15)
         ready = await notify.wait_for("READY=1", 30)  # the new program, in the same process
         assert "STATUS=idle" in ready and proc.poll() is None
+        prom = metrics / "kiosk.prom"
+        await file_says(prom, 'kiosk_visits_total{reason="button"} 1', 10)  # the new program counts the visit
+        assert "kiosk_up 1" in prom.read_text() and "kiosk_watchdog_pings_total" in prom.read_text()
         proc.send_signal(signal.SIGTERM)
         await notify.wait_for("STOPPING=1", 10)
         code = await asyncio.to_thread(proc.wait, 30)
         log = proc.stderr.read().decode()
         assert code == 0, log
+        assert "kiosk_up 0" in prom.read_text()  # a clean stop says so
     finally:
         if proc.poll() is None:
             proc.kill()
