@@ -134,14 +134,15 @@ async def test_the_recipes_return_every_line_of_a_visit(tmp_path: Path) -> None:
         for h in handlers:
             h.addFilter(RedactingFilter())  # as the daemon's journal handler
             root.addHandler(h)
-        level, root.level = root.level, logging.INFO
+        level = root.level
+        root.setLevel(logging.INFO)  # (setLevel, not assignment: loggers cache their verdicts)
         try:
             for name, records in runs.items():  # a lead saved; an offline visit, then a greeting
                 current.append(records)
                 result = await run_demo(name, tmp_path / name, speed=10.0, out=io.StringIO(), config=CHECKOUT_CONFIG)
                 assert result.ok
         finally:
-            root.level = level
+            root.setLevel(level)
             for h in handlers:
                 root.removeHandler(h)
     journal = tmp_path / "demo.journal"
