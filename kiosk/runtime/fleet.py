@@ -137,15 +137,15 @@ class FleetDuties:
         conn = self.store.conn
         queued = []
         for day in records.days_without_document(conn, first, today.isoformat()):
+            state_s = records.state_seconds_by_day(conn, day, day).get(day, {})
             stats = day_stats(
                 day,
                 records.visits_between(conn, day, day),
                 records.leads_by_day(conn, day, day).get(day, 0),
                 records.cost_by_day(conn, day, day).get(day, 0.0),
-                records.state_seconds_by_day(conn, day, day).get(day, {}).get("offline", 0.0),
+                state_s.get("offline", 0.0),
                 self.s.cost.daily_max_usd,
             )
-            state_s = records.state_seconds_by_day(conn, day, day).get(day, {})
             doc = documents.daily_document(self.s.kiosk_id, stats, state_s, self.s.cost.daily_max_usd, self.now_iso())
             if records.queue_daily(self.store, day, doc):
                 queued.append(day)
