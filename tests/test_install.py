@@ -116,7 +116,7 @@ def test_install_is_idempotent_and_keeps_the_config(root: Path) -> None:
     assert tree(root) == first  # nothing changed, nothing duplicated (users, groups, links)
     # The operator edits the config; an upgrade keeps it and offers the new one beside it.
     mine = root / "etc/kiosk/kiosk.toml"
-    mine.write_text(mine.read_text().replace('kiosk_id = "kiosk-01"', 'kiosk_id = "booth-7"'))
+    mine.write_text(mine.read_text().replace('# kiosk_id = "booth-7"', 'kiosk_id = "booth-7"'))
     (root / "etc/kiosk/knowledge/faq.md").write_text("our own FAQ\n")
     out = install(root).stdout
     assert 'kiosk_id = "booth-7"' in mine.read_text()

@@ -55,6 +55,8 @@ def test_an_installed_wheel_runs_without_the_checkout(tmp_path: Path) -> None:
         "from importlib.resources import files\n"
         "from kiosk.sim.scenario import load_scenario, scenario_names\n"
         "json.loads((files('kiosk') / 'schemas' / 'lead-batch.schema.json').read_text())\n"
+        "from kiosk.fleet.documents import schema\n"
+        "assert schema('daily_stats')['$id'] == 'urn:kiosk:daily-stats:1' and schema('heartbeat')['title']\n"
         "assert all(t.visitor_audio is not None for t in load_scenario('happy_path').turns)\n"
         "print(kiosk.__file__, len(scenario_names()))\n"
         f"open({str(REPO / 'pyproject.toml')!r}).close()\n"

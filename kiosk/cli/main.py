@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kiosk import __version__
 from kiosk.cli import args as cli_args
-from kiosk.cli import leads, selftest, status, tools
+from kiosk.cli import leads, report, selftest, status, tools
 from kiosk.config import SYSTEM_CONFIG, default_config_path, load_settings, masked_dump
 from kiosk.errors import ConfigError, DeviceError, StoreError, UsageError
 from kiosk.logs import setup_logging
@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=cli_args.port, default=8765)
     serve.add_argument("--scenario", default="default")
     serve.set_defaults(handler=_sim_serve)
-    for commands in (tools, leads, selftest, status):
+    for commands in (tools, leads, selftest, status, report):
         commands.register(sub)
     _config_anywhere(p)
     return p

@@ -76,6 +76,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         ("notify", "templates_dir"),
         ("service", "status_file"),
         ("service", "credentials_dir"),
+        ("fleet", "metrics_dir"),
     )
     for section, key in paths:
         sub = data.get(section)

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from kiosk.config.identity import machine_kiosk_id
 from kiosk.config.rules import EmailAddress, NotBlank, PhoneNumber, PhoneRegion, WebLink, web_link
 
 SECRET_NAMES = (
@@ -282,6 +283,22 @@ class ServiceSettings(_Section):
     )
 
 
+class FleetSettings(_Section):
+    """Feeding a fleet's systems: Prometheus, the heartbeat and daily stats, link warnings."""
+
+    metrics_dir: Path | None = Field(
+        None, description="node_exporter textfile collector directory; kiosk.prom is written there (unset = off)."
+    )
+    metrics_interval_s: float = Field(15.0, ge=1, le=3600, description="Rewrite the metrics file this often.")
+    heartbeat_s: float = Field(
+        300.0, ge=0, description="Send a heartbeat to the sync endpoint this often (0 = never; needs sync)."
+    )
+    daily_stats: bool = Field(True, description="Send each finished day's stats document to the sync endpoint.")
+    link_warn_min: float = Field(
+        5.0, gt=0, description="Log a WARNING (link_down) once the Realtime link has failed this many minutes."
+    )
+
+
 class LogSettings(_Section):
     """Logging."""
 
@@ -309,7 +326,11 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    kiosk_id: str = Field("kiosk-01", min_length=1, description="Identifies this kiosk in leads and logs.")
+    kiosk_id: str = Field(
+        default_factory=machine_kiosk_id,
+        min_length=1,
+        description="Identifies this kiosk in leads, logs and fleet data (default: derived from /etc/machine-id).",
+    )
     branch: BranchSettings = BranchSettings()
     realtime: RealtimeSettings = RealtimeSettings()
     audio: AudioSettings = AudioSettings()
@@ -324,6 +345,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = NotifySettings()
     retention: RetentionSettings = RetentionSettings()
     service: ServiceSettings = ServiceSettings()
+    fleet: FleetSettings = FleetSettings()
     log: LogSettings = LogSettings()
     secrets: Secrets = Secrets()
 

@@ -51,6 +51,7 @@ class EndReason(enum.Enum):
     OFFLINE = "offline"
     FATAL = "fatal"
     SHUTDOWN = "shutdown"
+    UNAVAILABLE = "unavailable"  # refused at the press: the day's budget is spent
 
 
 # ---- inputs -------------------------------------------------------------------------
@@ -182,6 +183,7 @@ class Connect:
     """Open (or take the warm) Realtime session for a new visitor."""
 
     visit_no: int
+    visit_id: str = ""  # the visit's id: journald's KIOSK_SESSION on every line of the visit
 
 
 @dataclass(frozen=True)
@@ -218,10 +220,23 @@ class Wipe:
 class PlayOfflineMessage:
     """Play the local prerecorded 'we are offline' message."""
 
+    visit_id: str = ""  # the visit it answers (for the log line)
+
 
 @dataclass(frozen=True)
 class PlayUnavailableMessage:
     """Play the local 'not available right now' message (daily budget spent)."""
+
+    visit_id: str = ""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A press started no visit (daily budget spent, or the kiosk is in ERROR): it is a
+    visit all the same for the lender's numbers, ended at once for ``reason``."""
+
+    visit_id: str
+    reason: EndReason
 
 
 @dataclass(frozen=True)
@@ -232,5 +247,14 @@ class Lights:
 
 
 Command = (
-    Connect | Greet | SayGoodbye | StopPlayback | Hangup | Wipe | PlayOfflineMessage | PlayUnavailableMessage | Lights
+    Connect
+    | Greet
+    | SayGoodbye
+    | StopPlayback
+    | Hangup
+    | Wipe
+    | PlayOfflineMessage
+    | PlayUnavailableMessage
+    | Refused
+    | Lights
 )

@@ -1,4 +1,4 @@
-"""The local SQLite store: leads, consent evidence, scores, the outbox, session usage.
+"""The local SQLite store: leads, consent evidence, scores, the outbox, visit usage and records.
 
 * Schema migrations by ``PRAGMA user_version``: append to ``MIGRATIONS``, never edit one.
 * WAL, so the sync task reads while a save writes; ``synchronous=FULL`` so a lead that
@@ -112,6 +112,37 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     ALTER TABLE consent ADD COLUMN phone TEXT;
+    """,
+    # 5 (fleet): one record per visit, refused and offline ones too (stages reached, tool
+    # names, knowledge section titles, tokens, cost: never the visitor's words), and the
+    # seconds per local day the kiosk spent offline, unavailable or in error.
+    """
+    CREATE TABLE visits (
+        id TEXT PRIMARY KEY,
+        day TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT NOT NULL,
+        duration_s REAL NOT NULL DEFAULT 0,
+        end_reason TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        stages_json TEXT NOT NULL DEFAULT '[]',
+        tools_json TEXT NOT NULL DEFAULT '{}',
+        topics_json TEXT NOT NULL DEFAULT '[]',
+        consent_offers INTEGER NOT NULL DEFAULT 0,
+        consent_declines INTEGER NOT NULL DEFAULT 0,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cost_usd REAL NOT NULL DEFAULT 0,
+        first_audio_ms REAL,
+        warm INTEGER
+    );
+    CREATE INDEX visits_day ON visits(day);
+    CREATE TABLE state_time (
+        day TEXT NOT NULL,
+        state TEXT NOT NULL,
+        seconds REAL NOT NULL DEFAULT 0,
+        PRIMARY KEY (day, state)
+    );
     """,
 )
 
@@ -332,7 +363,7 @@ class Store:
 
     def count(self, table: str, where: str = "1=1", params: tuple[Any, ...] = ()) -> int:
         """Row count of a table (status lines, tests)."""
-        if table not in ("leads", "consent", "scores", "outbox", "usage"):
+        if table not in ("leads", "consent", "scores", "outbox", "usage", "visits"):
             raise ValueError(f"unknown table {table}")
         return int(self.conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()[0])
 

@@ -37,9 +37,11 @@ class Standby:
         backoff_cap_s: float = 30.0,
         on_ready: Callable[[], None] = lambda: None,
         on_fatal: Callable[[str], None] = lambda reason: None,
+        on_failed: Callable[[str], None] = lambda reason: None,
     ) -> None:
         self._opener = opener
         self._on_ready = on_ready
+        self._on_failed = on_failed  # an attempt failed (will be retried): the link's health
         self._on_fatal = on_fatal
         self._max_age_s = max_age_s
         self._recon = Reconnector(backoff_base_s, backoff_cap_s, stable_after=max_age_s)
@@ -95,6 +97,7 @@ class Standby:
                     return
                 except (RealtimeError, TimeoutError, OSError) as exc:
                     self.settled.set()
+                    self._on_failed(str(exc))
                     delay = self._recon.next_delay(loop.time())
                     log.info(
                         "warm standby: connect failed (%s); next try in %.1f s",

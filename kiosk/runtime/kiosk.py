@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Protocol
 
 from kiosk import budget
 from kiosk import conversation as cv
@@ -34,7 +32,9 @@ from kiosk.realtime import session as rs
 from kiosk.realtime.handshake import Opener
 from kiosk.realtime.standby import Standby
 from kiosk.runtime.budget_guard import BudgetGuard
+from kiosk.runtime.observer import NullObserver, Observer
 from kiosk.runtime.visit import Visit
+from kiosk.runtime.visit_log import VisitLog
 from kiosk.tools import catalog
 from kiosk.tools.registry import ToolContext, ToolRegistry
 
@@ -46,38 +46,6 @@ IDLE_GOODBYE = (
     "The visitor seems to have left: say in one short sentence that you are ending the chat and they can press the "
     "button any time to start again."
 )
-
-
-class Observer(Protocol):
-    """Hooks for the demo and tests (a no-op in the daemon)."""
-
-    def transcript(self, role: str, text: str) -> None:
-        """A finished transcript line."""
-
-    def tool(self, name: str, arguments: str, output: str) -> None:
-        """A tool ran."""
-
-    def visit_ended(self, reason: cv.EndReason, duration_s: float | None) -> None:
-        """A visit ended."""
-
-    def playing(self, playing: bool) -> None:
-        """The speaker became audible (True) or quiet (False)."""
-
-
-class NullObserver:
-    """Observes nothing."""
-
-    def transcript(self, role: str, text: str) -> None:
-        """Ignore."""
-
-    def tool(self, name: str, arguments: str, output: str) -> None:
-        """Ignore."""
-
-    def visit_ended(self, reason: cv.EndReason, duration_s: float | None) -> None:
-        """Ignore."""
-
-    def playing(self, playing: bool) -> None:
-        """Ignore."""
 
 
 @dataclass
@@ -124,6 +92,14 @@ class Kiosk:
             submit=self.submit,
             current_visit=lambda: self._visit.visit_id if self._visit is not None else None,
         )
+        # The lender's numbers and the link's health, written off the loop like usage.
+        self.visits = VisitLog(
+            parts.store,
+            s.cost,
+            today=parts.today,
+            clock=lambda: asyncio.get_running_loop().time(),
+            link_warn_s=s.fleet.link_warn_min * 60,
+        )
         self._inputs: asyncio.Queue[cv.Input] = asyncio.Queue()
         self._visit: Visit | None = None
         self._changed = asyncio.Condition()
@@ -149,7 +125,8 @@ class Kiosk:
         return self.p.tools
 
     def transcript(self, role: str, text: str) -> None:
-        """Forward a transcript line to the observer."""
+        """Forward a transcript line to the visit's record and the observer."""
+        self.visits.transcript(role, text)
         self.p.observer.transcript(role, text)
 
     def tool_ran(self, name: str, arguments: str, output: str) -> None:
@@ -161,6 +138,7 @@ class Kiosk:
         """
         if self.p.syncer is not None:
             self.p.syncer.kick()
+        self.visits.tool(name, output)
         self.p.observer.tool(name, arguments, output)
 
     def is_quiet(self) -> bool:
@@ -200,8 +178,8 @@ class Kiosk:
             async with asyncio.timeout(limit_s):
                 await self.standby.settled.wait()
 
-    async def wait_state(self, states: set[cv.State], *, limit_s: float) -> None:
-        """Wait (at most ``limit_s``) until the state is one of ``states``."""
+    async def wait_state(self, states: set[cv.State], *, limit_s: float | None) -> None:
+        """Wait (at most ``limit_s``; None: as long as it takes) until the state is one of ``states``."""
         async with asyncio.timeout(limit_s), self._changed:
             await self._changed.wait_for(lambda: self.machine.state in states)
 
@@ -226,6 +204,7 @@ class Kiosk:
                     tg.create_task(self._mic_pump(), name="mic-pump"),
                     tg.create_task(self._machine_loop(), name="machine"),
                     tg.create_task(self.budget.watch_days(), name="day-watch"),
+                    tg.create_task(self.visits.run(), name="visit-log"),
                 ]
                 if self.p.syncer is not None:
                     background.append(tg.create_task(self.p.syncer.run(), name="sync"))
@@ -242,6 +221,7 @@ class Kiosk:
                     self._visit.task.cancel()
         finally:
             self._tg = None
+            await self.visits.close()
             await self.p.mic.close()
             await self.p.speaker.close()
             self.p.lights.close()
@@ -259,6 +239,7 @@ class Kiosk:
             backoff_base_s=r.backoff_base_s,
             backoff_cap_s=r.backoff_cap_s,
             on_ready=restored,
+            on_failed=lambda reason: self.visits.link_failed(),
             on_fatal=lambda reason: self.submit(cv.Fatal(reason)),
         )
 
@@ -273,6 +254,7 @@ class Kiosk:
             except TimeoutError:
                 inp = cv.Tick()
             self._execute(self.machine.handle(inp, self._loop.time()))
+            self.visits.handled(inp, self.machine.state)
             async with self._changed:
                 self._changed.notify_all()
 
@@ -283,10 +265,13 @@ class Kiosk:
             ms = (self._loop.time() - self._pressed_at) * 1000
             self._pressed_at = None
             self.first_audio_ms.append(ms)
+            visit = self._visit
+            warm = visit is not None and visit.was_warm
+            self.visits.first_audio(ms, warm)
             log.info(
                 "first assistant audio %.0f ms after the press",
                 ms,
-                extra=event("first_audio", ms=round(ms), warm=self._visit is not None and self._visit.was_warm),
+                extra=event("first_audio", session=visit.visit_id if visit else None, ms=round(ms), warm=warm),
             )
         self.submit(cv.AssistantAudio(playing))
         self.p.observer.playing(playing)
@@ -320,8 +305,8 @@ class Kiosk:
     def _execute(self, commands: list[cv.Command]) -> None:
         for c in commands:
             match c:
-                case cv.Connect(visit_no=n):
-                    self._start_visit(n)
+                case cv.Connect(visit_no=n, visit_id=visit_id):
+                    self._start_visit(n, visit_id)
                 case cv.Greet():
                     if self._visit is not None:
                         self._visit.request_response(GREETING)
@@ -337,20 +322,22 @@ class Kiosk:
                 case cv.Wipe():
                     self._forget_scope()
                     self.p.speaker.forget()
-                case cv.PlayOfflineMessage():
-                    self._play_offline()
+                case cv.PlayOfflineMessage(visit_id=visit_id):
+                    self._play_offline(visit_id)
                 case cv.PlayUnavailableMessage():
                     self._play(self.p.unavailable_audio, "unavailable")
+                case cv.Refused(visit_id=visit_id, reason=reason):
+                    self.visits.refused(visit_id, reason)
                 case cv.Lights(pattern=pattern):
                     self.p.lights.show(pattern)
 
-    def _start_visit(self, visit_no: int) -> None:
+    def _start_visit(self, visit_no: int, visit_id: str) -> None:
         assert self._tg is not None and self._loop is not None
-        visit_id = uuid.uuid4().hex
         self._forget_scope()
         self.scope = self.tool_site.visit(visit_id)
         self.visits_started += 1
         log.info("visit %s started", visit_no, extra=event("session_start", session=visit_id, session_no=visit_no))
+        self.visits.started(visit_id)
         self._pressed_at = self._loop.time()
         warm = self.standby.take() if self.standby is not None else None
         visit = Visit(self, visit_id, self.scope, warm)
@@ -382,14 +369,15 @@ class Kiosk:
                     cost_usd=round(budget.cost_usd(usage, self.p.settings.cost), 4),
                 ),
             )
+            self.visits.ended(visit.visit_id, reason, duration, usage)
         self._pressed_at = None
         if self.standby is not None:
             self.standby.refill()
         self.p.observer.visit_ended(reason, duration)
 
-    def _play_offline(self) -> None:
+    def _play_offline(self, visit_id: str) -> None:
         self._play(self.p.offline_audio, "offline")
-        log.warning("Realtime unavailable: offline message played", extra=event("offline"))
+        log.warning("Realtime unavailable: offline message played", extra=event("offline", session=visit_id or None))
 
     def _play(self, audio: bytes | None, tag: str) -> None:
         if audio:

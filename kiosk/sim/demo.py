@@ -121,7 +121,7 @@ def _checks(rig: Rig, error: BaseException | None, final_state: cv.State) -> lis
     greeted = bool(lines) and lines[0][0] == "assistant"
     want_greeting = bool(expect.get("greeted", True))
     checks.append((f"assistant greeted first: {greeted} (expected {want_greeting})", greeted == want_greeting))
-    checks += _lead_checks(rig.store, expect)
+    checks += _lead_checks(rig.store, expect, [r.id for r in rig.kiosk.visits.saved])
     rejected = [e for s in rig.sim.sessions for e in s.received if "raw" in e]
     checks.append((f"every client event accepted by the simulator ({len(rejected)} rejected)", not rejected))
     checks += _session_checks(rig, expect)
@@ -132,15 +132,18 @@ def _checks(rig: Rig, error: BaseException | None, final_state: cv.State) -> lis
     return checks
 
 
-def _lead_checks(store: Store, expect: dict[str, Any]) -> list[tuple[str, bool]]:
+def _lead_checks(store: Store, expect: dict[str, Any], visits: list[str]) -> list[tuple[str, bool]]:
+    """Leads of this run's visits (a --workdir may hold earlier runs' leads)."""
     checks: list[tuple[str, bool]] = []
-    leads = store.count("leads")
+    ids = [lead for v in visits for lead in store.session_lead_ids(v)]
+    leads = len(ids)
     if "lead_saved" in expect:
         want = bool(expect["lead_saved"])
         checks.append((f"lead saved: {leads > 0} (expected {want})", (leads > 0) == want))
         if want:
-            consent = store.count("consent")
-            outbox = store.count("outbox", "kind = 'lead'")
+            marks = ",".join("?" * leads)
+            consent = store.count("consent", f"lead_id IN ({marks})", tuple(ids))
+            outbox = store.count("outbox", f"kind = 'lead' AND ref IN ({marks})", tuple(ids))
             checks.append(
                 (
                     f"consent evidence and outbox row stored with the lead ({consent}/{outbox})",

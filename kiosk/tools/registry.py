@@ -179,6 +179,7 @@ class ToolRegistry:
                 f"invalid arguments: {_describe(exc)}",
                 "correct those fields (see the tool's parameters) and call again",
             )
+        failed = {"kiosk": {"event": "tool_error", "tool": name, "session": ctx.visit_id}}
         try:
             async with asyncio.timeout(self.timeout_s):
                 if tool.blocking:
@@ -192,21 +193,21 @@ class ToolRegistry:
                 "tool %s timed out after %.1f s",
                 name,
                 self.timeout_s,
-                extra={"kiosk": {"event": "tool_timeout", "tool": name}},
+                extra={"kiosk": {"event": "tool_timeout", "tool": name, "session": ctx.visit_id}},
             )
             return error_output(f"{name} took too long", "tell the visitor it is unavailable right now")
         except ToolError as exc:
             return error_output(str(exc), exc.fix or "ask the visitor and try again")
         except StoreError as exc:
-            log.error("tool %s: storage failed: %s", name, exc, extra={"kiosk": {"event": "tool_error", "tool": name}})
+            log.error("tool %s: storage failed: %s", name, exc, extra=failed)
             return error_output(
                 "the kiosk could not store that right now", "apologise and offer to have someone follow up another way"
             )
         except Exception:
-            log.exception("tool %s failed", name, extra={"kiosk": {"event": "tool_error", "tool": name}})
+            log.exception("tool %s failed", name, extra=failed)
             return error_output(f"{name} failed unexpectedly", "do not retry; continue without it")
         try:
             return json.dumps(result, allow_nan=False)
         except (TypeError, ValueError):
-            log.exception("tool %s returned no JSON", name, extra={"kiosk": {"event": "tool_error", "tool": name}})
+            log.exception("tool %s returned no JSON", name, extra=failed)
             return error_output(f"{name} failed unexpectedly", "do not retry; continue without it")
