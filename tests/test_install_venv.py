@@ -99,7 +99,7 @@ def test_the_installed_kiosk_starts_at_the_booted_path(image: Path) -> None:
     env["PYTHONPATH"] = os.pathsep.join(DEV_SITE)
     result = subprocess.run(["unshare", "--mount", "sh", "-c", script], env=env, cwd="/",
                             capture_output=True, text=True, timeout=60, check=False)
-    if result.returncode != 0 and "unshare failed" in result.stderr:
+    if result.returncode != 0 and result.stderr.startswith("unshare:"):  # e.g. in a chroot whose / is no mount
         pytest.skip(f"no mount namespace here: {result.stderr.strip()}")
     assert result.returncode == 0, result.stdout + result.stderr
     version, where = result.stdout.strip().splitlines()
