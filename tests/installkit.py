@@ -89,7 +89,10 @@ def make_venv(tmp: Path, wheel: Path, record: Path) -> Path:
     assert site.is_dir() and site.is_relative_to(tmp)
     (site / "_kiosk_dev_deps.pth").write_text("".join(f"{d}\n" for d in DEV_SITE))
     root = os.path.realpath(REPO)
-    (site / "sitecustomize.py").write_text(AUDIT.format(root=root, allowed=DEV_SITE, record=str(record)))
+    # A .pth line imports the hook in every process (not a sitecustomize: Debian's Python
+    # has its own, earlier on the path, which hides one placed here).
+    (site / "_kiosk_audit.py").write_text(AUDIT.format(root=root, allowed=DEV_SITE, record=str(record)))
+    (site / "_kiosk_audit.pth").write_text("import _kiosk_audit\n")
     return venv / "bin"
 
 

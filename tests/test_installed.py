@@ -9,7 +9,8 @@ The third-party dependencies come from the dev venv through a ``.pth`` line nami
 site-packages: ``.pth`` files inside a directory added that way are not processed, so the
 dev venv's editable kiosk (its import hook lives in such a ``.pth``) stays out.
 
-A ``sitecustomize`` in the new venv installs an audit hook in every process: each
+A ``.pth`` line in the new venv imports an audit hook in every process (not a
+``sitecustomize``: Debian's Python has its own, earlier on the path, which hides it): each
 ``open``, ``os.listdir`` or ``os.scandir`` of a path in the checkout (except the dev venv's
 site-packages, where numpy and pydantic live) is written to a record the test reads.
 """

@@ -50,8 +50,12 @@ class CaptureChunker:
         """Condition one block of device frames and queue any complete chunks (loop thread)."""
         x = np.frombuffer(frames, dtype="<i2")
         if self.channels > 1:
-            x = x[: len(x) - len(x) % self.channels].reshape(-1, self.channels)
-            x = x.mean(axis=1).astype("<i2") if self._downmix else np.ascontiguousarray(x[:, self._channel])
+            # The 2-D view has its own name: numpy 2.x's stubs give x a 1-D shape type.
+            by_frame = x[: len(x) - len(x) % self.channels].reshape(-1, self.channels)
+            if self._downmix:
+                x = by_frame.mean(axis=1).astype("<i2")
+            else:
+                x = np.ascontiguousarray(by_frame[:, self._channel])
         self._pending += apply_gain(self._resample(x.tobytes()), self._gain)
         while len(self._pending) >= self._chunk_bytes:
             chunk = bytes(self._pending[: self._chunk_bytes])

@@ -9,6 +9,7 @@ a loudspeaker a metre from an array would be.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from kiosk.audio.files import ScriptedMicrophone
 from kiosk.audio.pcm import ms_to_bytes
@@ -26,7 +27,7 @@ class Room:
         """The speaker handed ``pcm`` to the 'air'."""
         self.played += pcm
 
-    def echo(self, start: int, n: int) -> np.ndarray:
+    def echo(self, start: int, n: int) -> npt.NDArray[np.float32]:
         """Echo samples (float) for microphone bytes [start, start + n)."""
         lo, hi = start - self.delay, start - self.delay + n
         seg = bytes(self.played[max(0, lo) : max(0, hi)])

@@ -236,4 +236,5 @@ def synthesize(text: str) -> bytes:
     voice = sum(np.sin(k * phase) / k for k in range(1, 6))
     syllables = 0.55 + 0.45 * np.sin(2 * math.pi * 4.0 * t) ** 2
     signal = 0.25 * voice * syllables / 1.5
-    return (np.clip(signal, -1, 1) * 32767).astype("<i2").tobytes()
+    pcm: bytes = (np.clip(signal, -1, 1) * 32767).astype("<i2").tobytes()  # typed: Any under numpy 1.26's stubs
+    return pcm
