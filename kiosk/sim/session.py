@@ -190,11 +190,13 @@ class SimSession(Listener):
             return
         merge_update(self.session, e["session"])
         td = self.turn_detection()
+        clock = self.vad.pos_ms  # the input audio clock goes on across updates
         self.vad = EnergyVad(
             float(td.get("threshold", 0.5)),
             int(td.get("prefix_padding_ms", 300)),
             int(td.get("silence_duration_ms", 500)),
         )
+        self.vad.pos_ms = clock
         await self.emit({"type": "session.updated", "session": self.session_view()})
         self.configured.set()
         if faults.misbehave == "expire_when_configured":
