@@ -17,6 +17,7 @@ from kiosk.config.loading import (
     load_settings,
     masked_dump,
 )
+from kiosk.config.prices import ModelPrices
 from kiosk.config.sections import (
     SECRET_NAMES,
     AudioSettings,
@@ -47,6 +48,7 @@ __all__ = [
     "EchoSettings",
     "LoadedConfig",
     "LogSettings",
+    "ModelPrices",
     "NotifySettings",
     "PanelSettings",
     "RealtimeSettings",

@@ -113,6 +113,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE consent ADD COLUMN phone TEXT;
     """,
+    # 5: cached input per modality and input transcription, each priced at its own rate
+    """
+    ALTER TABLE usage ADD COLUMN cached_text_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage ADD COLUMN cached_audio_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage ADD COLUMN transcription_audio_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage ADD COLUMN transcription_text_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage ADD COLUMN transcription_output_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage ADD COLUMN transcription_ms INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 

@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Protocol
 
 from kiosk import budget
 from kiosk import conversation as cv
@@ -34,6 +33,7 @@ from kiosk.realtime import session as rs
 from kiosk.realtime.handshake import Opener
 from kiosk.realtime.standby import Standby
 from kiosk.runtime.budget_guard import BudgetGuard
+from kiosk.runtime.observer import NullObserver, Observer
 from kiosk.runtime.visit import Visit
 from kiosk.tools import catalog
 from kiosk.tools.registry import ToolContext, ToolRegistry
@@ -46,38 +46,6 @@ IDLE_GOODBYE = (
     "The visitor seems to have left: say in one short sentence that you are ending the chat and they can press the "
     "button any time to start again."
 )
-
-
-class Observer(Protocol):
-    """Hooks for the demo and tests (a no-op in the daemon)."""
-
-    def transcript(self, role: str, text: str) -> None:
-        """A finished transcript line."""
-
-    def tool(self, name: str, arguments: str, output: str) -> None:
-        """A tool ran."""
-
-    def visit_ended(self, reason: cv.EndReason, duration_s: float | None) -> None:
-        """A visit ended."""
-
-    def playing(self, playing: bool) -> None:
-        """The speaker became audible (True) or quiet (False)."""
-
-
-class NullObserver:
-    """Observes nothing."""
-
-    def transcript(self, role: str, text: str) -> None:
-        """Ignore."""
-
-    def tool(self, name: str, arguments: str, output: str) -> None:
-        """Ignore."""
-
-    def visit_ended(self, reason: cv.EndReason, duration_s: float | None) -> None:
-        """Ignore."""
-
-    def playing(self, playing: bool) -> None:
-        """Ignore."""
 
 
 @dataclass
@@ -120,6 +88,7 @@ class Kiosk:
         self.budget = BudgetGuard(
             parts.store,
             s.cost,
+            budget.Rates.of(s.cost, s.realtime.model, s.realtime.transcription_model),
             today=parts.today,
             submit=self.submit,
             current_visit=lambda: self._visit.visit_id if self._visit is not None else None,
@@ -166,6 +135,13 @@ class Kiosk:
     def is_quiet(self) -> bool:
         """Nobody speaks: listening, with the speaker idle."""
         return self.machine.state is cv.State.LISTENING
+
+    def refused(self, reason: str) -> None:
+        """The service refused the kiosk (no quota, a refused configuration): the standby stops
+        connecting too, and the lights show ERROR until a restart."""
+        if self.standby is not None:
+            self.standby.stop()
+        self.submit(cv.Fatal(reason))
 
     def usage_changed(self, visit_id: str, total: rs.Usage) -> None:
         """Record the visit's usage and apply the cost guards (the write runs off the loop)."""
@@ -379,7 +355,7 @@ class Kiosk:
                     duration_s=round(duration or 0.0, 1),
                     input_tokens=usage.input_tokens,
                     output_tokens=usage.output_tokens,
-                    cost_usd=round(budget.cost_usd(usage, self.p.settings.cost), 4),
+                    cost_usd=round(self.budget.cost_usd(usage), 4),
                 ),
             )
         self._pressed_at = None

@@ -54,6 +54,7 @@ class Responder:
     session: dict[str, Any]
     items: dict[str, dict[str, Any]]
     audio_ms: dict[str, int]
+    truncated: dict[str, tuple[int, int]]
     vad: EnergyVad
     active: asyncio.Task[None] | None
     active_id: str | None
@@ -268,7 +269,8 @@ class Responder:
                                      "delta": " ".join(text) + " "})  # fmt: skip
                 delta = base64.b64encode(chunk).decode("ascii")
                 await self.emit({"type": "response.output_audio.delta", **ids, "content_index": 0, "delta": delta})
-                self.audio_ms[item_id] += len(chunk) // BYTES_PER_MS
+                if item_id not in self.truncated:  # a truncation is final: the tail does not grow it back
+                    self.audio_ms[item_id] += len(chunk) // BYTES_PER_MS
                 self.deltas_sent += 1
                 await self._faults_mid_reply(n)
                 await asyncio.sleep(len(chunk) / BYTES_PER_MS / 1000 / self.opts.stream_speed)
