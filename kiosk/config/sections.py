@@ -44,14 +44,14 @@ class RealtimeSettings(_Section):
 
     url: str = Field("wss://api.openai.com/v1/realtime", description="WebSocket endpoint, without the query string.")
     model: str = Field(
-        "gpt-realtime", description="Realtime model name; models are retired over time, so it is config."
+        "gpt-realtime-2.1", description="Realtime model name; models are retired over time, so it is config."
     )
     voice: str = Field("marin", description="Assistant voice.")
     instructions_file: Path = Field(
         Path("instructions.md"), description="Assistant instructions (relative to the config file)."
     )
     transcription_model: str = Field(
-        "gpt-4o-mini-transcribe", description="Model transcribing the visitor (consent evidence)."
+        "gpt-transcribe", description="Model transcribing the visitor (consent evidence)."
     )
     language: str = Field("en", description="Visitor language hint for transcription.")
     reasoning_effort: Literal["minimal", "low", "medium", "high", "xhigh"] | None = Field(
