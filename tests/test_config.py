@@ -23,7 +23,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 def test_repo_config_is_valid_and_complete() -> None:
     loaded = load_settings(CHECKOUT_CONFIG)
     s = loaded.settings
-    assert s.realtime.model == "gpt-realtime"
+    assert s.realtime.model == "gpt-realtime-2.1"
     assert s.panel.button_pin == 17
     # Relative paths are resolved against the config file, not the working directory.
     assert s.realtime.instructions_file == CHECKOUT_CONFIG.parent / "instructions.md"

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from kiosk import conversation as cv
-from kiosk.config import CostSettings
 from kiosk.config.identity import machine_kiosk_id
 from kiosk.fleet import prom
 from kiosk.fleet.link import LinkHealth
@@ -117,7 +116,7 @@ async def test_visit_log_writes_records_and_downtime_off_the_loop_and_warns(
 ) -> None:
     store = Store(tmp_path / "k.db")
     now = [100.0]
-    books = VisitLog(store, CostSettings(), today=lambda: "2026-01-05", clock=lambda: now[0], link_warn_s=60)
+    books = VisitLog(store, lambda usage: 0.0, today=lambda: "2026-01-05", clock=lambda: now[0], link_warn_s=60)
     books.started("v1")
     books.transcript("visitor", SECRET_WORDS)
     books.ended("v1", cv.EndReason.OFFLINE, 0.5, rs.Usage())

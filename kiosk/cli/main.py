@@ -99,9 +99,15 @@ def _config(args: argparse.Namespace) -> int:
     for warning in findings.warnings:
         print(f"config: warning: {warning}", file=sys.stderr)
     if args.config_command == "check":
+        from kiosk.config.deprecations import deprecations, model_warnings, openai_root, price_warnings
+
         where = loaded.path or "(defaults only: no config file found)"
         extra = f" ({len(findings.warnings)} warning(s); --strict refuses them)" if findings.warnings else ""
         print(f"config OK: {where}{extra}")
+        # Valid today, but a shutdown date is coming: say so, without failing the check.
+        s = loaded.settings
+        for line in model_warnings(s.realtime, deprecations(openai_root())) + price_warnings(s.cost):
+            print(f"config: warning: {line}", file=sys.stderr)
         return 0
     print(json.dumps(masked_dump(loaded.settings), indent=2, default=str))
     return 0
@@ -120,7 +126,7 @@ def _sim_serve(args: argparse.Namespace) -> int:
     async def serve() -> None:
         server = SimServer(SimOptions(scenario=scenario))
         await server.start(args.host, args.port)
-        banner = f"simulator: {server.url}?model=gpt-realtime (scenario {scenario.name}); Ctrl-C stops"
+        banner = f"simulator: {server.url}?model=gpt-realtime-2.1 (scenario {scenario.name}); Ctrl-C stops"
         await serve_until_signal(server, lambda s: print(banner, flush=True))
 
     asyncio.run(serve())

@@ -17,11 +17,11 @@ from kiosk.config.loading import (
     load_settings,
     masked_dump,
 )
+from kiosk.config.prices import CostSettings, ModelPrices
 from kiosk.config.sections import (
     SECRET_NAMES,
     AudioSettings,
     BranchSettings,
-    CostSettings,
     EchoSettings,
     FleetSettings,
     LogSettings,
@@ -49,6 +49,7 @@ __all__ = [
     "FleetSettings",
     "LoadedConfig",
     "LogSettings",
+    "ModelPrices",
     "NotifySettings",
     "PanelSettings",
     "RealtimeSettings",

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from kiosk.config.identity import machine_kiosk_id
+from kiosk.config.prices import CostSettings
 from kiosk.config.rules import EmailAddress, NotBlank, PhoneNumber, PhoneRegion, WebLink, web_link
 
 SECRET_NAMES = (
@@ -47,16 +48,20 @@ class RealtimeSettings(_Section):
 
     url: str = Field("wss://api.openai.com/v1/realtime", description="WebSocket endpoint, without the query string.")
     model: str = Field(
-        "gpt-realtime", description="Realtime model name; models are retired over time, so it is config."
+        "gpt-realtime-2.1", description="Realtime model name; models are retired over time, so it is config."
     )
     voice: str = Field("marin", description="Assistant voice.")
     instructions_file: Path = Field(
         Path("instructions.md"), description="Assistant instructions (relative to the config file)."
     )
     transcription_model: str = Field(
-        "gpt-4o-mini-transcribe", description="Model transcribing the visitor (consent evidence)."
+        "gpt-transcribe", description="Model transcribing the visitor (consent evidence)."
     )
     language: str = Field("en", description="Visitor language hint for transcription.")
+    reasoning_effort: Literal["minimal", "low", "medium", "high", "xhigh"] | None = Field(
+        "low",
+        description="Reasoning effort of reasoning models (gpt-realtime-2 and later; not sent to others).",
+    )
     vad_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Server VAD activation threshold.")
     prefix_padding_ms: int = Field(300, ge=0, le=2000, description="Audio kept before detected speech.")
     silence_duration_ms: int = Field(500, ge=100, le=5000, description="Silence that ends a visitor turn.")
@@ -75,6 +80,9 @@ class RealtimeSettings(_Section):
     )
     recycle_after_s: float = Field(
         50 * 60.0, gt=0, le=3600, description="Recycle a connection before the 60-minute limit."
+    )
+    max_connects_per_minute: int = Field(
+        20, ge=1, le=20, description="Connection attempts in any minute, all together, whatever the service does."
     )
 
 
@@ -168,18 +176,6 @@ class SessionSettings(_Section):
     )
 
 
-class CostSettings(_Section):
-    """Cost guards, from ``response.done`` usage. Prices in US dollars per million tokens; 0 = no limit."""
-
-    price_audio_in: float = Field(32.0, ge=0, description="Audio input tokens.")
-    price_audio_cached_in: float = Field(0.4, ge=0, description="Cached input tokens.")
-    price_text_in: float = Field(4.0, ge=0, description="Text input tokens.")
-    price_audio_out: float = Field(64.0, ge=0, description="Audio output tokens.")
-    price_text_out: float = Field(16.0, ge=0, description="Text output tokens.")
-    session_max_tokens: int = Field(150_000, ge=0, description="One visitor session's token budget.")
-    session_max_usd: float = Field(2.0, ge=0, description="One visitor session's money budget.")
-    daily_max_tokens: int = Field(3_000_000, ge=0, description="The kiosk's daily token budget (local day).")
-    daily_max_usd: float = Field(50.0, ge=0, description="The kiosk's daily money budget (local day).")
 
 
 class StoreSettings(_Section):
@@ -192,6 +188,9 @@ class ToolSettings(_Section):
     """The assistant's tools."""
 
     timeout_s: float = Field(8.0, gt=0, le=60, description="Per-tool time limit.")
+    evidence_wait_s: float = Field(
+        3.0, ge=0, le=3, description="Before saveLead stores the visitor's words, wait this long for late transcripts."
+    )
     knowledge_dir: Path = Field(Path("knowledge"), description="Markdown knowledge base (relative to the config file).")
     default_phone_region: PhoneRegion = Field(
         "US", min_length=2, max_length=2, description="Region for phone numbers without +country."
@@ -348,6 +347,15 @@ class Settings(BaseSettings):
     fleet: FleetSettings = FleetSettings()
     log: LogSettings = LogSettings()
     secrets: Secrets = Secrets()
+
+    @model_validator(mode="after")
+    def _models_are_priced(self) -> Settings:
+        # A model without prices would make the money budgets silently count nothing.
+        for key, model in (("realtime.model", self.realtime.model),
+                           ("realtime.transcription_model", self.realtime.transcription_model)):  # fmt: skip
+            if model not in self.cost.prices:
+                raise ValueError(f'cost.prices has no entry for {key} {model!r}: add [cost.prices."{model}"]')
+        return self
 
     @field_validator("secrets", mode="before")
     @classmethod

@@ -88,6 +88,7 @@ class Kiosk:
         self.budget = BudgetGuard(
             parts.store,
             s.cost,
+            budget.Rates.of(s.cost, s.realtime.model, s.realtime.transcription_model),
             today=parts.today,
             submit=self.submit,
             current_visit=lambda: self._visit.visit_id if self._visit is not None else None,
@@ -95,7 +96,7 @@ class Kiosk:
         # The lender's numbers and the link's health, written off the loop like usage.
         self.visits = VisitLog(
             parts.store,
-            s.cost,
+            self.budget.cost_usd,
             today=parts.today,
             clock=lambda: asyncio.get_running_loop().time(),
             link_warn_s=s.fleet.link_warn_min * 60,
@@ -144,6 +145,13 @@ class Kiosk:
     def is_quiet(self) -> bool:
         """Nobody speaks: listening, with the speaker idle."""
         return self.machine.state is cv.State.LISTENING
+
+    def refused(self, reason: str) -> None:
+        """The service refused the kiosk (no quota, a refused configuration): the standby stops
+        connecting too, and the lights show ERROR until a restart."""
+        if self.standby is not None:
+            self.standby.stop()
+        self.submit(cv.Fatal(reason))
 
     def usage_changed(self, visit_id: str, total: rs.Usage) -> None:
         """Record the visit's usage and apply the cost guards (the write runs off the loop)."""
@@ -366,7 +374,7 @@ class Kiosk:
                     duration_s=round(duration or 0.0, 1),
                     input_tokens=usage.input_tokens,
                     output_tokens=usage.output_tokens,
-                    cost_usd=round(budget.cost_usd(usage, self.p.settings.cost), 4),
+                    cost_usd=round(self.budget.cost_usd(usage), 4),
                 ),
             )
             self.visits.ended(visit.visit_id, reason, duration, usage)

@@ -17,9 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from kiosk import budget
 from kiosk import conversation as cv
-from kiosk.config import CostSettings
 from kiosk.errors import StoreError
 from kiosk.fleet import records
 from kiosk.fleet.link import LinkHealth
@@ -42,14 +40,14 @@ class VisitLog:
     def __init__(
         self,
         store: Store,
-        cost: CostSettings,
+        price: Callable[[rs.Usage], float],
         *,
         today: Callable[[], str],
         clock: Callable[[], float],
         link_warn_s: float,
     ) -> None:
         self._store = store
-        self._cost = cost
+        self._price = price  # what a visit's usage cost with this kiosk's models
         self._today = today  # the local day
         self._clock = clock  # monotonic (the loop's)
         self.link = LinkHealth(link_warn_s)
@@ -97,7 +95,7 @@ class VisitLog:
                 duration_s or 0.0,
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
-                cost_usd=budget.cost_usd(usage, self._cost),
+                cost_usd=self._price(usage),
             )
         )
 

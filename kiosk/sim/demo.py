@@ -25,7 +25,7 @@ from kiosk.audio.pcm import read_wav
 from kiosk.errors import UsageError
 from kiosk.leads.store import Store
 from kiosk.sim.rig import TURN_TIMEOUT_S, Rig
-from kiosk.sim.scenario import load_scenario
+from kiosk.sim.scenario import Scenario, load_scenario
 from kiosk.sim.server import SimServer, SimSession
 
 
@@ -86,7 +86,7 @@ async def _visit(rig: Rig) -> None:
 
 
 async def run_demo(
-    scenario_name: str,
+    scenario_name: str | Path | Scenario,
     workdir: Path,
     *,
     speed: float = 4.0,
@@ -96,7 +96,7 @@ async def run_demo(
     record: bool = False,
 ) -> DemoResult:
     """Run one scenario end to end; returns the checks (``record`` keeps every server event)."""
-    scenario = load_scenario(scenario_name)
+    scenario = scenario_name if isinstance(scenario_name, Scenario) else load_scenario(scenario_name)
     rig = Rig(scenario, workdir, speed=speed, out=out, config=config, trace=trace, record=record)
     print(f"Scenario {scenario.name}: {scenario.description}", file=out, flush=True)
     error: BaseException | None = None

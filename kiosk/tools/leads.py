@@ -193,4 +193,5 @@ def make_tool(cfg: LendingConfig, composer: Composer) -> Tool:
         ),
         args=SaveLeadArgs,
         func=lambda args, ctx: save_lead(args, ctx, cfg, composer),
+        quotes_visitor=True,
     )

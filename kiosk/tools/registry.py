@@ -95,6 +95,7 @@ class Tool:
     args: type[BaseModel]
     func: ToolFunc
     blocking: bool = True  # synchronous code (SQLite, maths) runs in a worker thread
+    quotes_visitor: bool = False  # stores the visitor's own words (consent evidence): wait for their transcripts
 
     def schema(self) -> dict[str, Any]:
         """The ``tools`` entry of a session.update."""
@@ -153,9 +154,14 @@ def _describe(exc: ValidationError) -> str:
 class ToolRegistry:
     """The tools by name, with a per-call time limit."""
 
-    def __init__(self, tools: list[Tool], timeout_s: float = 8.0) -> None:
+    def __init__(self, tools: list[Tool], timeout_s: float = 8.0, evidence_wait_s: float = 3.0) -> None:
         self.tools = {t.name: t for t in tools}
         self.timeout_s = timeout_s
+        self.evidence_wait_s = evidence_wait_s  # longest wait for visitor transcripts before such a tool runs
+
+    def quotes_visitor(self, names: list[str]) -> bool:
+        """True when one of these tools stores the visitor's words (it must see all of them)."""
+        return any(t.quotes_visitor for n in names if (t := self.tools.get(n)) is not None)
 
     def schemas(self) -> list[dict[str, Any]]:
         """The ``tools`` array for session.update."""
