@@ -203,3 +203,35 @@ def test_a_failed_response_asks_once_more_with_an_apology_then_gives_up() -> Non
     effects = s.receive(frame(type="response.done", response={"id": "r2", "status": "failed",
                                                               "status_details": failed}), 1.1)
     assert rs.ResponseFailed("server_error", "oops", retry=False) in effects
+
+
+# -- cancellation is never lost --------------------------------------------------------------------------
+
+async def test_a_cancelled_connect_ends_cancelled_even_when_the_handshake_fails_at_that_moment() -> None:
+    """A visit cancelled (hung up) while its reconnect fails must end: on Python 3.11 asyncio.wait_for
+    swallows a cancellation that lands as the inner call fails, and the visit retried for ever."""
+    import asyncio
+
+    from pydantic import SecretStr
+
+    from kiosk.errors import RealtimeError
+    from kiosk.realtime.connection import RealtimeConnection
+    from kiosk.sim.scenario import Scenario
+    from kiosk.sim.server import Faults, SimOptions, SimServer
+
+    lost = []
+    async with SimServer(SimOptions(scenario=Scenario(name="x"), faults=Faults(http_status=503))) as sim:
+        for steps in range(80):  # cancel after every possible number of event-loop steps
+            task = asyncio.create_task(RealtimeConnection.open(
+                sim.url, "gpt-realtime-2.1", SecretStr("k"), connect_timeout=5, ping_interval=20))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            requested = task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                continue
+            except RealtimeError:
+                if requested:
+                    lost.append(steps)
+    assert lost == []

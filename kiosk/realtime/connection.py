@@ -144,8 +144,10 @@ class RealtimeConnection:
             raise FatalRealtimeError("no OpenAI API key configured (credential openai_api_key)")
         full = f"{url}?{urlencode({'model': model})}"
         try:
-            ws = await asyncio.wait_for(
-                connect(
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # that arrives as the handshake fails, and the cancelled caller would retry forever.
+            async with asyncio.timeout(connect_timeout):
+                ws = await connect(
                     full,
                     additional_headers={"Authorization": f"Bearer {api_key.get_secret_value()}"},
                     ping_interval=ping_interval,
@@ -153,9 +155,7 @@ class RealtimeConnection:
                     open_timeout=None,
                     max_size=WEBSOCKET_MAX_BYTES,
                     user_agent_header="kiosk",
-                ),
-                timeout=connect_timeout,
-            )
+                )
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status in (401, 403):

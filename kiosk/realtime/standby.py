@@ -109,6 +109,9 @@ class Standby:
                     self._on_fatal(str(exc))
                     return
                 except Exception as exc:  # anything else is retried too: the daemon must go on
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise asyncio.CancelledError from None  # a library lost our cancellation
                     self.settled.set()
                     self._on_failed(str(exc))
                     delay = self._recon.next_delay(loop.time())

@@ -44,6 +44,13 @@ class _RecycleNow(Exception):
     """Internal: replace the connection now (expired, or old and quiet)."""
 
 
+def _stop_if_cancelled() -> None:
+    """A retry loop must end when its task was cancelled, even if a library lost the CancelledError."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class Host(Protocol):
     """What a visit needs from the kiosk."""
 
@@ -163,6 +170,7 @@ class Visit:
             except FatalRealtimeError:
                 raise
             except RealtimeError as exc:
+                _stop_if_cancelled()
                 self.reconnects += 1
                 log.warning(
                     "Realtime connection lost: %s", exc, extra=event("connection_lost", session=self.visit_id)
@@ -184,6 +192,7 @@ class Visit:
             except RealtimeError as exc:
                 if isinstance(exc, FatalRealtimeError):
                     raise
+                _stop_if_cancelled()
                 if previous is None:
                     log.warning("connect failed: %s", exc, extra=event("connect_failed", session=self.visit_id))
                     self.h.submit(cv.ConnectFailed(str(exc)))

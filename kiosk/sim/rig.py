@@ -49,6 +49,10 @@ class Recorder:
             who = "Assistant" if role == "assistant" else "Visitor  "
             print(f"  {who}: {text}", file=self.out, flush=True)
         if role == "assistant":
+            # The reply's playback ends after its transcript line (the speaker plays out only
+            # after response.done): forget earlier ends here, in the same callback, so a
+            # waiter cannot miss this reply's end however late it wakes.
+            self.playback_done.clear()
             self.assistant_lines.set()
 
     def tool(self, name: str, arguments: str, output: str) -> None:
@@ -245,5 +249,4 @@ class Rig:
             self.rec.assistant_lines.clear()
             # Replies stream faster than real time, so the transcript is complete before
             # playback is: wait for the speaker to go quiet after it.
-            self.rec.playback_done.clear()
             await self.rec.playback_done.wait()
