@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import struct
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, BinaryIO
 
 JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 IDENTIFIER = "kiosk"
@@ -69,16 +71,29 @@ class StderrFormatter(logging.Formatter):
         return base
 
 
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+
+def journal_fields(record: logging.LogRecord) -> dict[str, str]:
+    """The journal entry of a record, as the kiosk sends it: ``MESSAGE``, ``PRIORITY``,
+    ``SYSLOG_IDENTIFIER``, the code location and every structured field as ``KIOSK_*``."""
+    msg = record.getMessage()
+    if record.exc_info:
+        msg += "\n" + logging.Formatter().formatException(record.exc_info)
+    return {
+        "MESSAGE": msg,
+        "PRIORITY": str(_PRIORITY.get(record.levelno, 6)),
+        "SYSLOG_IDENTIFIER": IDENTIFIER,
+        "LOGGER": record.name,
+        "CODE_FILE": record.pathname,
+        "CODE_LINE": str(record.lineno),
+        "CODE_FUNC": record.funcName,
+        **{f"KIOSK_{k.upper()}": str(v) for k, v in fields_of(record).items() if v is not None},
+    }
+
+
 class JournalHandler(logging.Handler):
     """Sends each record to journald with ``KIOSK_*`` fields and ``SYSLOG_IDENTIFIER``."""
-
-    _PRIORITY: ClassVar[dict[int, int]] = {
-        logging.DEBUG: 7,
-        logging.INFO: 6,
-        logging.WARNING: 4,
-        logging.ERROR: 3,
-        logging.CRITICAL: 2,
-    }
 
     def __init__(self) -> None:
         super().__init__()
@@ -89,22 +104,49 @@ class JournalHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Send one record; failures go to logging's own error path, never raise."""
         try:
-            fields = {f"KIOSK_{k.upper()}": str(v) for k, v in fields_of(record).items() if v is not None}
-            msg = record.getMessage()
-            if record.exc_info:
-                msg += "\n" + logging.Formatter().formatException(record.exc_info)
-            self._send(
-                msg,
-                PRIORITY=str(self._PRIORITY.get(record.levelno, 6)),
-                SYSLOG_IDENTIFIER=IDENTIFIER,
-                LOGGER=record.name,
-                CODE_FILE=record.pathname,
-                CODE_LINE=str(record.lineno),
-                CODE_FUNC=record.funcName,
-                **fields,
-            )
+            fields = journal_fields(record)
+            self._send(fields.pop("MESSAGE"), **fields)
         except Exception:  # logging must never take the kiosk down
             self.handleError(record)
+
+
+class JournalExportHandler(logging.Handler):
+    """Writes each record as an entry of the journal export format (what
+    ``systemd-journal-upload`` sends), with the fields journald would add for ``unit``.
+
+    ``systemd-journal-remote --output=FILE.journal EXPORT`` turns the stream into a journal
+    file that ``journalctl --file`` queries like the real one: the runbook's recipes can be
+    run against a demo's log (tests/test_runbook.py does).
+    """
+
+    def __init__(self, stream: BinaryIO, unit: str = "kiosk.service", boot_id: str = "") -> None:
+        super().__init__()
+        self._stream = stream
+        self._unit = unit
+        self._boot = boot_id.replace("-", "") or "0" * 32
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Append one entry (a blank line ends it)."""
+        try:
+            fields = {
+                "__REALTIME_TIMESTAMP": str(int(record.created * 1e6)),
+                "__MONOTONIC_TIMESTAMP": str(time.monotonic_ns() // 1000),
+                "_BOOT_ID": self._boot,
+                "_PID": str(record.process or os.getpid()),
+                "_SYSTEMD_UNIT": self._unit,
+                **journal_fields(record),
+            }
+            self._stream.write(b"".join(_export_field(k, v) for k, v in fields.items()) + b"\n")
+            self._stream.flush()
+        except Exception:  # logging must never take the kiosk down
+            self.handleError(record)
+
+
+def _export_field(name: str, value: str) -> bytes:
+    data = value.encode("utf-8")
+    if b"\n" in data:  # the export format's binary form: the length, then the bytes
+        return name.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
+    return name.encode() + b"=" + data + b"\n"
 
 
 def setup_logging(level: str = "INFO", *, redact_pii: bool = True, journal: bool | None = None) -> None:

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import soxr
 
-from kiosk.audio.devices import describe, new_pyaudio, wait_for_devices
+from kiosk.audio.devices import describe, meter, meter_table, new_pyaudio, wait_for_devices
 from kiosk.audio.playback import FADE_MS
 from kiosk.audio.pyaudio_io import PyAudioMicrophone, PyAudioSpeaker, find_device
 from kiosk.config import AudioSettings
 from tests.alsa import VirtualCard, frequency, tone, virtual_card
+from tests.toolkit import CHECKOUT_CONFIG
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -175,3 +176,27 @@ async def test_a_missing_microphone_is_reported_once_and_found_when_it_appears(
     finally:
         del os.environ["ALSA_CONFIG_PATH"]
         card.close()
+
+
+def test_the_meter_shows_which_microphone_hears_the_room(card48: VirtualCard, pa: Any) -> None:
+    card48.speak(tone(440, 2.0, 48000).repeat(2).tobytes())  # the same tone on both channels
+    levels = {lv.name: lv for lv in meter(pa, 1.0)}
+    heard = levels["vcap"]
+    assert heard.rms_dbfs is not None and heard.rms_dbfs > -20, heard
+    # ALSA's "default" reads the same virtual microphone, so either may come out loudest.
+    row = next(line for line in meter_table(list(levels.values())).splitlines() if " vcap " in line)
+    assert f"{heard.rms_dbfs:.1f}" in row
+
+
+def test_kiosk_devices_exits_69_when_the_configured_microphone_is_missing(
+    card48: VirtualCard, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kiosk.cli.main import main
+
+    monkeypatch.setenv("KIOSK_AUDIO__INPUT_DEVICE", "no-such-mic")
+    monkeypatch.setenv("KIOSK_AUDIO__OUTPUT_DEVICE", "vplay")
+    assert main(["devices", "--config", str(CHECKOUT_CONFIG)]) == 69
+    captured = capsys.readouterr()
+    assert " vcap " in captured.out and "no-such-mic" in captured.err
+    monkeypatch.setenv("KIOSK_AUDIO__INPUT_DEVICE", "vcap")
+    assert main(["devices", "--config", str(CHECKOUT_CONFIG)]) == 0

@@ -23,7 +23,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 def test_repo_config_is_valid_and_complete() -> None:
     loaded = load_settings(CHECKOUT_CONFIG)
     s = loaded.settings
-    assert s.realtime.model == "gpt-realtime"
+    assert s.realtime.model == "gpt-realtime-2.1"
     assert s.panel.button_pin == 17
     # Relative paths are resolved against the config file, not the working directory.
     assert s.realtime.instructions_file == CHECKOUT_CONFIG.parent / "instructions.md"
@@ -147,14 +147,11 @@ body = """Hello {name}, book here: {booking_url}"""
 
 
 def _config_dir(tmp_path: Path) -> Path:
-    """A kiosk.toml with its own copy of lending.toml and the e-mail templates."""
+    """A copy of the shipped config/ (its lending.toml and e-mail templates to break)."""
     import shutil
 
-    shutil.copy(CHECKOUT_CONFIG.parent / "lending.toml", tmp_path / "lending.toml")
-    shutil.copytree(CHECKOUT_CONFIG.parent / "templates", tmp_path / "templates")
-    cfg = tmp_path / "kiosk.toml"
-    cfg.write_text('[tools]\nlending_file = "lending.toml"\n[notify]\ntemplates_dir = "templates"\n')
-    return cfg
+    shutil.copytree(CHECKOUT_CONFIG.parent, tmp_path, dirs_exist_ok=True)
+    return tmp_path / "kiosk.toml"
 
 
 def test_config_check_says_where_the_old_followup_section_went(tmp_path: Path) -> None:
@@ -165,7 +162,8 @@ def test_config_check_says_where_the_old_followup_section_went(tmp_path: Path) -
     r = run_cli("--config", str(cfg), "config", "check")
     assert r.returncode == 78
     (line,) = r.stderr.strip().splitlines()
-    assert line.startswith(f"config: {tmp_path / 'lending.toml'}: [followup] is no longer read here")
+    lending = tmp_path / "lending.toml"
+    assert line.startswith(f"config: tools.lending_file: {lending}: [followup] is no longer read here")
     assert "templates/visitor_email.txt" in line and "[notify] postal_address" in line
     assert "Traceback" not in r.stderr
 

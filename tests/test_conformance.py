@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,25 @@ def test_every_server_event_the_simulator_emits_is_official(demo_events: Any) ->
             "response.function_call_arguments.done", "response.done"} <= kinds
     for event in sent:
         oracle.check(oracle.SERVER, event)
+
+
+@pytest.mark.parametrize("scenario", ["happy_path", "rough_service"])
+def test_the_demo_wire_trace_validates_strictly(tmp_path: Path, scenario: str) -> None:
+    """``kiosk demo --trace``: every event both ways is official, the unkind service's included."""
+    trace = tmp_path / "trace.jsonl"
+    r = subprocess.run([sys.executable, "-m", "kiosk", "--config", str(CHECKOUT_CONFIG), "demo", "--speed", "10",
+                        "--scenario", scenario, "--workdir", str(tmp_path), "--trace", str(trace)],
+                       capture_output=True, text=True, timeout=180, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    events = [json.loads(line) for line in trace.read_text().splitlines()]
+    kinds = set()
+    for e in events:
+        oracle.check(oracle.CLIENT if e["dir"] == "out" else oracle.SERVER, e["event"])
+        kinds.add(e["event"]["type"])
+    assert {"session.update", "response.create", "response.done", "response.output_audio.delta"} <= kinds
+    if scenario == "rough_service":
+        assert {"rate_limits.updated", "conversation.item.input_audio_transcription.delta",
+                "conversation.item.truncate"} <= kinds
 
 
 def test_oracle_rejects_beta_keys() -> None:

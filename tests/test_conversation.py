@@ -57,7 +57,7 @@ TABLE = [
     (S.LISTENING, cv.Shutdown(), S.IDLE, [cv.StopPlayback, cv.Hangup, cv.Wipe]),
     (S.OFFLINE, cv.ButtonPressed(), S.CONNECTING, [cv.Connect]),
     (S.OFFLINE, cv.NetworkRestored(), S.IDLE, []),
-    (S.ERROR, cv.ButtonPressed(), S.ERROR, [cv.PlayOfflineMessage]),
+    (S.ERROR, cv.ButtonPressed(), S.ERROR, [cv.PlayOfflineMessage, cv.Refused]),
 ]
 
 
@@ -91,9 +91,10 @@ def test_connect_timeout_goes_offline_and_plays_the_message() -> None:
     m = machine_in(S.CONNECTING, now=100)
     assert m.next_deadline == 110
     assert m.handle(cv.Tick(), 109.9) == []
+    visit = m.visit_id
     out = m.handle(cv.Tick(), 110)
-    assert m.state is S.OFFLINE
-    assert cv.PlayOfflineMessage() in out
+    assert m.state is S.OFFLINE and not m.visit_id
+    assert cv.PlayOfflineMessage(visit) in out
     hang = next(c for c in out if isinstance(c, cv.Hangup))
     assert hang.reason is cv.EndReason.CONNECT_TIMEOUT
     # Offline clears by itself after the hold time.
@@ -147,8 +148,29 @@ def test_session_numbers_increase() -> None:
     out1 = m.handle(cv.ButtonPressed(), 0)
     m.handle(cv.ButtonPressed(), 1)
     out2 = m.handle(cv.ButtonPressed(), 2)
-    assert cv.Connect(1) in out1
-    assert cv.Connect(2) in out2
+    first = next(c for c in out1 if isinstance(c, cv.Connect))
+    second = next(c for c in out2 if isinstance(c, cv.Connect))
+    assert (first.visit_no, second.visit_no) == (1, 2)
+    assert first.visit_id and second.visit_id and first.visit_id != second.visit_id
+
+
+def test_every_state_change_of_a_visit_names_it_and_nothing_else_does(caplog: pytest.LogCaptureFixture) -> None:
+    ids = iter(["v1", "r1"])
+    m = cv.Conversation(T, new_id=lambda: next(ids))
+    caplog.set_level("INFO", logger="kiosk.conversation.machine")
+    out = m.handle(cv.ButtonPressed(), 0)
+    assert cv.Connect(1, "v1") in out
+    m.handle(cv.SessionReady(), 1)
+    m.handle(cv.ConnectionLost("drop"), 2)
+    out = m.handle(cv.ReconnectFailed("gone"), 3)  # ends the visit: offline, with the visit's id
+    assert cv.PlayOfflineMessage("v1") in out
+    m.handle(cv.BudgetSpent(daily=True), 4)
+    m.handle(cv.NetworkRestored(), 5)  # not a visit's change: offline -> unavailable
+    states = [(r.kiosk["state"], r.kiosk.get("session")) for r in caplog.records]  # type: ignore[attr-defined]
+    assert states == [("connecting", "v1"), ("listening", "v1"), ("connecting", "v1"), ("offline", "v1"),
+                      ("idle", None)]
+    out = m.handle(cv.ButtonPressed(), 6)  # refused: a visit of its own, ended at once
+    assert out == [cv.PlayUnavailableMessage("r1"), cv.Refused("r1", cv.EndReason.UNAVAILABLE)]
 
 
 def test_a_visitor_who_walks_away_is_asked_once_then_said_goodbye_to() -> None:
@@ -207,7 +229,7 @@ def test_the_daily_budget_refuses_new_sessions_until_restored() -> None:
     assert m.state is S.LISTENING  # the visitor in front of the kiosk finishes
     out = m.handle(cv.ButtonPressed(), 110)
     assert m.state is S.UNAVAILABLE and cv.Lights(cv.Pattern.UNAVAILABLE) in out
-    assert kinds(m.handle(cv.ButtonPressed(), 120)) == [cv.PlayUnavailableMessage]
+    assert kinds(m.handle(cv.ButtonPressed(), 120)) == [cv.PlayUnavailableMessage, cv.Refused]
     assert m.state is S.UNAVAILABLE
     out = m.handle(cv.BudgetRestored(), 86_400)
     assert m.state is S.IDLE and cv.Lights(cv.Pattern.IDLE) in out

@@ -2,7 +2,8 @@
 (tests/alsa.py), the simulator on loopback, a notify socket bound by the test and the
 watchdog on. READY, STATUS (with the outbox), WATCHDOG and STOPPING arrive; `kiosk status`
 beside it reads the same state and pending leads; when the microphone stops delivering (a
-blocked audio path) the pings stop."""
+blocked audio path) the pings stop. `systemctl reload` (SIGHUP) lets the visit finish, then
+the same process runs the program anew."""
 
 from __future__ import annotations
 
@@ -63,16 +64,8 @@ class Notifications:
         return False
 
 
-async def test_kiosk_run_notifies_systemd_and_the_watchdog_follows_the_audio(tmp_path: Path, sim: SimServer) -> None:
-    card = VirtualCard(tmp_path, 24000, 24000)
-    card.write_config()
-    card.open()
-    notify = Notifications(tmp_path / "notify.sock")
-    store = Store(tmp_path / "kiosk.db")  # leads still waiting from before the restart
-    save_leads(store, 2)
-    store.enqueue("email_officer", "x", {"to": "lo@example.com", "subject": "s", "body": "b"})
-    store.close()
-    env = {
+def daemon_env(tmp_path: Path, card: VirtualCard, notify: Notifications, sim: SimServer) -> dict[str, str]:
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("KIOSK_")},
         "ALSA_CONFIG_PATH": str(card.config),
         "NOTIFY_SOCKET": str(notify.path),
@@ -85,14 +78,31 @@ async def test_kiosk_run_notifies_systemd_and_the_watchdog_follows_the_audio(tmp
         "KIOSK_AUDIO__INPUT_DEVICE": "vcap",
         "KIOSK_AUDIO__OUTPUT_DEVICE": "vplay",
     }
-    proc = subprocess.Popen(  # noqa: ASYNC220 - spawning returns at once; waits go through a thread
+
+
+def spawn(env: dict[str, str], cwd: Path, stdin: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
+    """``kiosk run --no-gpio``; ``stdin`` a pipe (Enter is the button) or DEVNULL (as under nohup)."""
+    return subprocess.Popen(
         [sys.executable, "-m", "kiosk", "--config", str(REPO / "config" / "kiosk.toml"), "run", "--no-gpio"],
         env=env,
-        cwd=tmp_path,
-        stdin=subprocess.PIPE,
+        cwd=cwd,
+        stdin=stdin,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+async def test_kiosk_run_notifies_systemd_and_the_watchdog_follows_the_audio(tmp_path: Path, sim: SimServer) -> None:
+    card = VirtualCard(tmp_path, 24000, 24000)
+    card.write_config()
+    card.open()
+    notify = Notifications(tmp_path / "notify.sock")
+    store = Store(tmp_path / "kiosk.db")  # leads still waiting from before the restart
+    save_leads(store, 2)
+    store.enqueue("email_officer", "x", {"to": "lo@example.com", "subject": "s", "body": "b"})
+    store.close()
+    env = daemon_env(tmp_path, card, notify, sim)
+    proc = spawn(env, tmp_path, stdin=subprocess.DEVNULL)  # no terminal, no keyboard button
     try:
         ready = await notify.wait_for("READY=1", 30)
         assert "STATUS=idle" in ready
@@ -126,3 +136,87 @@ async def test_kiosk_run_notifies_systemd_and_the_watchdog_follows_the_audio(tmp
             proc.wait(10)
         card.close()
         notify.sock.close()
+
+
+def test_kiosk_run_without_gpio_says_so_in_one_line_and_exits_78(tmp_path: Path) -> None:
+    """No GPIO here (a laptop, a container): no traceback and no restart loop, one line and 78."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("KIOSK_", "GPIOZERO_"))},
+        "GPIOZERO_PIN_FACTORY": "no-such-factory",
+        "KIOSK_STORE__PATH": str(tmp_path / "kiosk.db"),
+        "KIOSK_SERVICE__STATUS_FILE": str(tmp_path / "status.json"),
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "kiosk", "--config", str(REPO / "config" / "kiosk.toml"), "run"],
+        env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert r.returncode == 78, r.stderr
+    assert "config: panel: no GPIO on this machine" in r.stderr and "--no-gpio" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def says(path: Path, text: str) -> bool:
+    return path.exists() and text in path.read_text()
+
+
+async def file_says(path: Path, text: str, limit_s: float) -> None:
+    """Wait until ``path`` (rewritten by the daemon) contains ``text``."""
+    async with asyncio.timeout(limit_s):
+        while not says(path, text):  # noqa: ASYNC110 - another process writes it
+            await asyncio.sleep(0.1)
+
+
+async def test_reload_lets_the_visit_finish_then_the_same_process_starts_anew(tmp_path: Path, sim: SimServer) -> None:
+    card = VirtualCard(tmp_path, 24000, 24000)
+    card.write_config()
+    card.open()
+    notify = Notifications(tmp_path / "notify.sock")
+    metrics = tmp_path / "textfile"  # node_exporter's textfile collector directory
+    metrics.mkdir()
+    env = {**daemon_env(tmp_path, card, notify, sim), "KIOSK_FLEET__METRICS_DIR": str(metrics),
+           "KIOSK_FLEET__METRICS_INTERVAL_S": "1"}  # fmt: skip
+    proc = spawn(env, tmp_path)
+    assert proc.stdin is not None and proc.stderr is not None
+
+    def press() -> None:
+        assert proc.stdin is not None
+        proc.stdin.write(b"\n")
+        proc.stdin.flush()
+
+    try:
+        await notify.wait_for("READY=1", 30)
+        press()  # a visitor walks up: the assistant greets them
+        await notify.wait_for("STATUS=listening", 15)
+        proc.send_signal(signal.SIGHUP)  # `systemctl reload kiosk` (ExecReload=)
+        await notify.wait_for("STATUS=restarting after the current visit", 10)
+        # The visit goes on: no restart while the visitor is there.
+        assert await notify.quiet_for("RELOADING=1", 2.0)
+        assert proc.poll() is None
+        press()  # the visitor ends the visit
+        await notify.wait_for("RELOADING=1", 15)
+        ready = await notify.wait_for("READY=1", 30)  # the new program, in the same process
+        assert "STATUS=idle" in ready and proc.poll() is None
+        prom = metrics / "kiosk.prom"
+        await file_says(prom, 'kiosk_visits_total{reason="button"} 1', 10)  # the new program counts the visit
+        assert "kiosk_up 1" in prom.read_text() and "kiosk_watchdog_pings_total" in prom.read_text()
+        proc.send_signal(signal.SIGTERM)
+        await notify.wait_for("STOPPING=1", 10)
+        code = await asyncio.to_thread(proc.wait, 30)
+        log = proc.stderr.read().decode()
+        assert code == 0, log
+        assert "kiosk_up 0" in prom.read_text()  # a clean stop says so
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        card.close()
+        notify.sock.close()
+    events = [line for line in log.splitlines() if "[event=" in line]
+    names = [line.split("[event=", 1)[1].split()[0].rstrip("]") for line in events]
+    assert names.count("start") == 2 and names.count("ready") == 2
+    ended = [line for line in events if "event=session_end" in line]
+    assert len(ended) == 1 and "reason=button" in ended[0]  # ended by the visitor, not cut off
+    # reload requested, the visit ended, then the old program stopped for the reload
+    assert names.index("reload") < names.index("session_end") < names.index("stop")
+    assert "reason=reload" in events[names.index("stop")]
+    assert "reason=signal" in events[len(names) - 1 - names[::-1].index("stop")]

@@ -243,3 +243,22 @@ def test_pins_follow_settings(factory: MockFactory) -> None:
     pin.drive_high()
     assert events.wait(1) == [ButtonPressed()]
     panel.close()
+
+
+def test_a_pin_held_elsewhere_may_pass_a_wrong_pin_will_not(factory: MockFactory) -> None:
+    from gpiozero import LED
+
+    from kiosk.errors import ConfigError, DeviceError
+    from kiosk.panel.gpio import open_panel
+
+    holder = LED(18, pin_factory=factory)  # another program's LED on the lamp's pin
+    with pytest.raises(DeviceError, match=r"panel: .*another program holds the pin"):
+        open_panel(PanelSettings(), lambda e: None, factory)
+    holder.close()
+    panel = open_panel(PanelSettings(), lambda e: None, factory)  # the first try released what it took
+    panel.close()
+    plain = MockFactory()  # pins that cannot dim: the lamp is wired to the wrong kind of pin
+    with pytest.raises(ConfigError) as bad:
+        open_panel(PanelSettings(), lambda e: None, plain)
+    assert bad.value.problems[0].startswith("panel: ")
+    plain.close()

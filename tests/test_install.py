@@ -3,6 +3,7 @@ configuration never overwritten, credentials private, the unit installed and ena
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -11,6 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from kiosk.leads.store import Store
+from tests.installkit import build_wheel, make_venv, reads, start_simulator
+from tests.installkit import run as installkit_run
+from tests.synckit import save_leads
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -110,7 +116,7 @@ def test_install_is_idempotent_and_keeps_the_config(root: Path) -> None:
     assert tree(root) == first  # nothing changed, nothing duplicated (users, groups, links)
     # The operator edits the config; an upgrade keeps it and offers the new one beside it.
     mine = root / "etc/kiosk/kiosk.toml"
-    mine.write_text(mine.read_text().replace('kiosk_id = "kiosk-01"', 'kiosk_id = "booth-7"'))
+    mine.write_text(mine.read_text().replace('# kiosk_id = "booth-7"', 'kiosk_id = "booth-7"'))
     (root / "etc/kiosk/knowledge/faq.md").write_text("our own FAQ\n")
     out = install(root).stdout
     assert 'kiosk_id = "booth-7"' in mine.read_text()
@@ -121,20 +127,75 @@ def test_install_is_idempotent_and_keeps_the_config(root: Path) -> None:
     assert sum(line.startswith("kiosk:") for line in passwd.splitlines()) == 1
 
 
-def test_uninstall_keeps_data_unless_purged(root: Path) -> None:
+def test_uninstall_keeps_data_and_purge_refuses_to_lose_leads(root: Path) -> None:
     install(root)
     state = root / "var/lib/kiosk"
-    state.mkdir(parents=True)
-    (state / "kiosk.db").write_text("leads")
+    store = Store(state / "kiosk.db")
+    save_leads(store, 2)  # two leads the CRM has not received
+    store.close()
     run("uninstall", root)
-    assert not (root / "opt/kiosk").exists()
+    assert not (root / "opt/kiosk").exists() and not (root / "usr/local/bin/kiosk").is_symlink()
     assert not (root / "etc/systemd/system/kiosk.service").exists()
     assert not (root / "etc/systemd/system/multi-user.target.wants/kiosk.service").exists()
     assert (root / "etc/kiosk/kiosk.toml").exists() and (state / "kiosk.db").exists()
     run("uninstall", root)  # again: nothing left to do, still fine
-    run("uninstall", root, "--purge")
+    refused = subprocess.run([str(REPO / "scripts/uninstall"), "--root", str(root), "--purge"],
+                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert refused.returncode == 1 and "undelivered" in refused.stderr and "2 lead" in refused.stderr
+    assert (state / "kiosk.db").exists() and (root / "etc/kiosk").exists()
+    run("uninstall", root, "--purge", "--force")
     assert not (root / "etc/kiosk").exists() and not state.exists()
     assert not any(line.startswith("kiosk:") for line in (root / "etc/passwd").read_text().splitlines())
     # And it installs again after a purge.
     install(root)
     assert (root / "etc/kiosk/kiosk.toml").exists()
+
+
+def test_install_checks_its_arguments_before_changing_anything(tmp_path: Path) -> None:
+    empty = tmp_path / "image"
+    for bad in (["--credential", "openai_key=/etc/hostname"], ["--credential", f"openai_api_key={tmp_path}/nope"]):
+        r = subprocess.run([str(REPO / "scripts/install"), "--root", str(empty), "--no-apt", "--no-venv", *bad],
+                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        assert r.returncode == 2 and "credential" in r.stderr
+        assert not empty.exists()  # nothing was made
+
+
+def test_an_empty_root_becomes_a_kiosk_whose_installed_code_checks_out(tmp_path: Path) -> None:
+    """The image case: install into an empty directory, then run what was installed (its
+    config check and its self-test against the simulator) outside the checkout."""
+    image = tmp_path / "image"
+    install(image)
+    link = image / "usr/local/bin/kiosk"
+    assert link.is_symlink() and os.readlink(link) == "/opt/kiosk/venv/bin/kiosk"  # on PATH once booted
+    state = image / "var/lib/kiosk"
+    uid, gid = next(line.split(":")[2:4] for line in (image / "etc/passwd").read_text().splitlines()
+                    if line.startswith("kiosk:"))  # fmt: skip
+    st = state.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (int(uid), int(gid), 0o750)
+    install(image)
+    assert not (image / "etc/kiosk/kiosk.toml.new").exists()  # unchanged config: no .new pile
+
+    # The code scripts/install laid down, built and run from a venv outside the checkout.
+    record = tmp_path / "audit.log"
+    kiosk = make_venv(tmp_path, build_wheel(tmp_path, image / "opt/kiosk/src"), record) / "kiosk"
+    cwd = tmp_path / "run"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("KIOSK_", "PYTHON", "VIRTUAL_ENV")) and k != "CREDENTIALS_DIRECTORY"}
+    env |= {"KIOSK_STORE__PATH": str(state / "kiosk.db"), "KIOSK_SERVICE__STATUS_FILE": str(state / "status.json"),
+            "KIOSK_SERVICE__CREDENTIALS_DIR": str(image / "etc/kiosk/credentials")}  # fmt: skip
+    config = image / "etc/kiosk/kiosk.toml"
+    done = installkit_run([kiosk, "config", "check", "--config", config], cwd=cwd, env=env)
+    assert done.returncode == 0 and f"config OK: {config}" in done.stdout, done.stdout + done.stderr
+    sim, url = start_simulator(kiosk, cwd, env, tmp_path / "sim.log")
+    try:
+        rt = {"KIOSK_REALTIME__URL": url, "KIOSK_SECRETS__OPENAI_API_KEY": "sk-proj-sim"}
+        done = installkit_run([kiosk, "selftest", "--config", config, "--no-gpio", "--no-audio", "--json"],
+                              cwd=cwd, env={**env, **rt})  # fmt: skip
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = {r["name"]: r["status"] for r in json.loads(done.stdout)}
+    assert results["config"] == results["database"] == results["realtime"] == "PASS", results
+    assert reads(record) == [], reads(record)

@@ -80,3 +80,20 @@ def test_sync_once_with_endpoint_down_exits_69_and_keeps_the_lead(tmp_path: Path
     assert r.returncode == 69 and "network" in r.stderr
     assert ob.sync_status(store.conn).pending_leads == 1
     assert ob.sync_status(store.conn).last_error_at is not None
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`kiosk leads list --json | head`: the pipe closes under a long listing."""
+    save_leads(Store(tmp_path / "k.db"), 400)  # far more than a pipe buffer holds
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK_")}
+    proc = subprocess.Popen(  # the reader is this test: it reads a little, then goes away
+        [sys.executable, "-m", "kiosk", "--config", str(config(tmp_path)), "leads", "list", "--json",
+         "--limit", "400", "--reveal"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(100)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err

@@ -57,3 +57,20 @@ def test_consent_retention_cannot_be_shorter_than_tcpa_period() -> None:
     with pytest.raises(ValidationError):
         RetentionSettings(consent_days=365)
     assert timedelta(days=RetentionSettings().consent_days) >= timedelta(days=4 * 365)
+
+
+def test_visit_records_go_with_the_consent_evidence(tmp_path: Path) -> None:
+    from kiosk.fleet.records import add_state_time, save_visit
+    from kiosk.fleet.visits import refused
+
+    store = Store(tmp_path / "k.db")
+    clock = ManualClock()
+    old_day = (clock.now() - timedelta(days=1462)).date().isoformat()
+    save_visit(store, refused("old", old_day, ob.iso(clock.now() - timedelta(days=1462)), "unavailable"))
+    save_visit(store, refused("recent", clock.now().date().isoformat(), ob.iso(clock.now()), "unavailable"))
+    add_state_time(store, old_day, "offline", 60.0)
+    add_state_time(store, clock.now().date().isoformat(), "offline", 30.0)
+    result = purge(store, RETENTION, clock.now())
+    assert result.visits == 1
+    assert [r[0] for r in store.conn.execute("SELECT id FROM visits")] == ["recent"]
+    assert [r[0] for r in store.conn.execute("SELECT seconds FROM state_time")] == [30.0]

@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from kiosk.cli.selftest import Options, check_database, check_panel, check_realtime, check_sync, exit_code, render
+from kiosk.cli.probes import Options, check_database, check_panel, check_realtime, check_sync
+from kiosk.cli.selftest import exit_code, render
 from kiosk.config import load_settings
 from kiosk.sim.scenario import load_scenario
 from kiosk.sim.server import Faults, SimOptions, SimServer
@@ -307,3 +308,40 @@ def test_database_check_writes_and_reports(tmp_path: Path) -> None:
     assert first.status == "PASS" and "created" in first.detail
     again = check_database(tmp_path / "db" / "kiosk.db")
     assert again.status == "PASS" and "created" not in again.detail
+
+
+@pytest.mark.parametrize(("key", "warned"), [("sk-abc123", True), ("sk-proj-abc123", False)])
+async def test_realtime_check_warns_about_a_key_that_opens_the_whole_account(
+    key: str, warned: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    async with SimServer(SimOptions(scenario=load_scenario("default"))) as server:
+        monkeypatch.setenv("KIOSK_REALTIME__URL", server.url)
+        monkeypatch.setenv("KIOSK_SECRETS__OPENAI_API_KEY", key)
+        monkeypatch.setenv("KIOSK_STORE__PATH", str(tmp_path / "kiosk.db"))
+        result = await check_realtime(load_settings(CONFIG).settings)
+    assert result.status == "PASS"
+    assert ("not a project-scoped key" in result.detail) is warned
+
+
+def test_root_reads_the_installed_credentials_the_service_gets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sudo kiosk selftest` sees the key scripts/install put in /etc/kiosk/credentials."""
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "openai_api_key").write_text("sk-proj-installed\n")
+    cfg = tmp_path / "kiosk.toml"
+    cfg.write_text(f'[service]\ncredentials_dir = "{creds}"\n')
+    assert load_settings(cfg).settings.secrets.openai_api_key is not None
+    got = load_settings(cfg).settings.secrets.openai_api_key
+    assert got is not None and got.get_secret_value() == "sk-proj-installed"
+    systemd = tmp_path / "from-systemd"  # under the unit, systemd's own directory wins
+    systemd.mkdir()
+    (systemd / "openai_api_key").write_text("sk-proj-service")
+    elsewhere = tmp_path / "elsewhere"  # the environment's choice of directory wins over the file's
+    elsewhere.mkdir()
+    (elsewhere / "openai_api_key").write_text("sk-proj-env")
+    monkeypatch.setenv("KIOSK_SERVICE__CREDENTIALS_DIR", str(elsewhere))
+    got = load_settings(cfg).settings.secrets.openai_api_key
+    assert got is not None and got.get_secret_value() == "sk-proj-env"
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(systemd))
+    got = load_settings(cfg).settings.secrets.openai_api_key
+    assert got is not None and got.get_secret_value() == "sk-proj-service"

@@ -190,7 +190,8 @@ def test_usage_is_summed() -> None:
              "output_token_details": {"audio_tokens": 45, "text_tokens": 5}}
     for rid in ("r1", "r2"):
         s.receive(frame(type="response.done", response={"id": rid, "status": "completed", "usage": usage}), 0)
-    assert s.usage == rs.Usage(200, 100, 120, 80, 20, 90, 10)
+    # Without cached_tokens_details, cached tokens are taken from text first (the cheaper guess).
+    assert s.usage == rs.Usage(200, 100, 120, 80, 20, 90, 10, cached_text_tokens=20)
 
 
 def test_a_goodbye_during_a_response_waits_for_it_or_cuts_it_when_told() -> None:
@@ -200,13 +201,15 @@ def test_a_goodbye_during_a_response_waits_for_it_or_cuts_it_when_told() -> None
     assert s.drain() == []
     s.receive(frame(type="response.done", response={"id": "resp_1", "status": "completed"}), 0)
     (create,) = s.drain()
-    assert create["type"] == "response.create" and create["response"]["instructions"] == "say goodbye"
+    # The extra line is added to the session's instructions, never sent instead of them.
+    assert create["type"] == "response.create" and create["response"]["instructions"] == "Be brief.\n\nsay goodbye"
     s.receive(frame(type="response.created", response={"id": "resp_2"}), 0)
     s.receive(frame(type="response.done", response={"id": "resp_2", "status": "completed"}), 0)
     s.receive(frame(type="response.created", response={"id": "resp_3"}), 0)  # the server's idle check-in
-    assert s.request_response("the visitor left", interrupt=True) is False
+    assert s.interrupt() == []  # nothing of it reached the speaker yet: nothing to flush
+    assert s.request_response("the visitor left") is False
     (cancel,) = s.drain()
     assert cancel["type"] == "response.cancel" and cancel["response_id"] == "resp_3"
     s.receive(frame(type="response.done", response={"id": "resp_3", "status": "cancelled"}), 0)
     (create,) = s.drain()
-    assert create["response"]["instructions"] == "the visitor left"
+    assert create["response"]["instructions"].endswith("the visitor left")

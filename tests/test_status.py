@@ -6,15 +6,19 @@ import json
 import logging
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
 from kiosk.cli.main import main
+from kiosk.fleet.records import save_visit
+from kiosk.fleet.visits import VisitRecord
 from kiosk.leads import outbox as ob
 from kiosk.leads.store import Store
 from kiosk.logs import event
 from kiosk.runtime.systemd import StatusFile, StatusLogHandler
+from tests.synckit import CONSENT, lead
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "config" / "kiosk.toml"
@@ -36,10 +40,18 @@ def seed_outbox(db: Path) -> None:
     store.conn.execute("UPDATE outbox SET state = 'dead' WHERE ref = 'b'")
     store.enqueue("email_visitor", "c", {"to": "x@example.com", "subject": "s", "body": "b"})  # not a lead
     ob.set_state(store, last_success_at="2025-05-01T10:00:00+00:00")  # as the syncer records a delivery
+    today, yesterday = date.today(), date.today() - timedelta(days=1)
+    for n, day in enumerate([today, today, yesterday]):  # two visits today, one of them with a lead
+        save_visit(store, VisitRecord(f"v{n}", day.isoformat(), "2025-05-01T10:00:00+00:00",
+                                      "2025-05-01T10:01:00+00:00", 60.0, "button", ("pressed",)))  # fmt: skip
+    lead_id = store.save_lead(lead(0), CONSENT)
+    store.conn.execute("UPDATE leads SET session_id = 'v1'")
+    store.conn.execute("UPDATE outbox SET state = 'sent' WHERE ref = ?", (lead_id,))  # delivered long ago
+    store.record_usage("v1", today.isoformat(), {"input_tokens": 10, "output_tokens": 10}, 12.5)
     store.close()
 
 
-def daemon_ran(status: Path) -> None:
+def daemon_ran(status: Path, **fields: object) -> None:
     """What the daemon leaves: started, a session, an error, in state listening (this process is 'it')."""
     sf = StatusFile(status)
     sf.started()
@@ -53,7 +65,7 @@ def daemon_ran(status: Path) -> None:
         log.error("Realtime refused the API key", extra=event("realtime_fatal"))
     finally:
         log.removeHandler(handler)
-    sf.update(state="listening")
+    sf.update(state="listening", **fields)
 
 
 def test_status_of_a_running_kiosk(paths: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
@@ -68,7 +80,19 @@ def test_status_of_a_running_kiosk(paths: tuple[Path, Path], capsys: pytest.Capt
     assert "pending leads: 2 waiting for upload, 1 given up (dead)" in out
     assert "last sync:     2025-05-01T10:00:00+00:00" in out
     assert "Realtime refused the API key" in out
+    assert "today:         2 visits, 1 leads, budget left $37.50" in out  # the daily budget is $50
+    assert "realtime link: ok" in out
     assert "problem" not in out
+
+
+def test_status_says_since_when_the_link_fails(paths: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    db, status = paths
+    seed_outbox(db)
+    daemon_ran(status, link_up=False, link_down_since="2025-05-01T09:00:00+00:00", link_failures=7)
+    assert main(["--config", str(CONFIG), "status", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["link"] == "failing since 2025-05-01T09:00:00+00:00 (7 failed attempts)"
+    assert (data["visits_today"], data["leads_today"], data["budget_left_usd"]) == (2, 1, 37.5)
 
 
 def test_status_json(paths: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
@@ -264,3 +265,41 @@ def test_status_line_has_counts_and_no_personal_data(tmp_path: Path) -> None:
     line = ob.sync_status(store.conn).line()
     assert line == "2 lead(s) waiting for upload; never synced; error: crm: HTTP 503: busy"
     assert "@" not in line and "Visitor" not in line
+
+
+def test_fleet_documents_follow_the_leads_and_a_refused_one_waits_for_a_person(
+    tmp_path: Path, cert: tuple[Path, Path]
+) -> None:
+    """Daily stats and heartbeats take the leads' channel after them: a receiver that refuses
+    one (a CRM that only takes leads) dead-letters it without holding anything else up, and
+    a pause for a 503 holds documents like leads."""
+    store = Store(tmp_path / "k.db")
+
+    def documents(day: str) -> None:
+        doc = {"schema": "kiosk.daily-stats/1", "id": f"k1/{day}", "kiosk_id": "k1", "day": day}
+        store.enqueue(ob.DAILY_KIND, day, doc)
+        beat = {"schema": "kiosk.heartbeat/1", "id": f"k1/heartbeat/{day}", "kiosk_id": "k1"}
+        store.enqueue(ob.HEARTBEAT_KIND, day, beat)
+
+    documents("2026-01-05")
+    (lead,) = save_leads(store, 1)  # queued after the documents, sent before them
+    clock = ManualClock()
+    with serve_receiver(tmp_path / "r.db", cert) as rx:
+        syncer = make_syncer(store, sync_settings(rx.url, cert[0]), clock)
+        assert syncer.drain().sent == 3
+        rdb = sqlite3.connect(tmp_path / "r.db")
+        order = [r[0] for r in rdb.execute("SELECT idempotency_key FROM deliveries ORDER BY n")]
+        rdb.close()
+        assert order == [lead, "k1/2026-01-05", "k1/heartbeat/2026-01-05"]
+        documents("2026-01-06")
+        rx.receiver.faults.extend([(400, {}), (503, {"Retry-After": "30"})])  # the day refused, the heartbeat paused
+        report = syncer.drain()
+        assert (report.sent, report.dead, report.retried) == (0, 1, 1)
+        assert syncer.drain().sent == 0  # Retry-After holds the channel
+        clock.advance(31)
+        assert syncer.drain().sent == 1
+        beats = rx.receiver.documents("heartbeats")
+    assert sorted(beats) == ["k1/heartbeat/2026-01-05", "k1/heartbeat/2026-01-06"]
+    states = dict(store.conn.execute("SELECT ref, state FROM outbox WHERE kind = ?", (ob.DAILY_KIND,)).fetchall())
+    assert states == {"2026-01-05": "sent", "2026-01-06": "dead"}  # for `kiosk leads list --state dead`
+    assert syncer.status().pending_mail == 0  # documents are not e-mail

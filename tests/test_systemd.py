@@ -113,6 +113,7 @@ def test_unit_has_the_required_settings() -> None:
         "RestartSec",
         "StartLimitIntervalSec",
         "StartLimitBurst",
+        "RestartPreventExitStatus",
         "NoNewPrivileges",
         "ProtectSystem",
         "ProtectHome",

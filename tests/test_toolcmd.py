@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from kiosk.cli.main import main
+from kiosk.leads.store import Store
 from tests.toolkit import CONFIG, DEAL, DRAFT
 
 
@@ -45,15 +46,34 @@ def test_an_unknown_tool_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_a_session_can_be_resumed_to_score_its_lead(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    db = tmp_path / "kiosk.db"
+    Store(db).close()  # the kiosk's database, as the daemon left it
     draft = json.dumps({"leadDraft": DRAFT})
-    _, out, _ = _run(capsys, "tools", "call", "saveLead", "--session", "tech-1", "--args", draft)
+    _, out, _ = _run(capsys, "tools", "call", "saveLead", "--store", str(db), "--session", "tech-1", "--args", draft)
     lead_id = json.loads(out)["leadId"]
-    assert (tmp_path / "kiosk.db").is_file()
-    _, out, _ = _run(capsys, "tools", "call", "scoreLead", "--args", json.dumps({"leadId": lead_id}))
-    assert json.loads(out)["error"] == "unknown lead"  # a new session
     lead = json.dumps({"leadId": lead_id})
-    _, out, _ = _run(capsys, "tools", "call", "scoreLead", "--session", "tech-1", "--args", lead)
+    _, out, _ = _run(capsys, "tools", "call", "scoreLead", "--store", str(db), "--args", lead)
+    assert json.loads(out)["error"] == "unknown lead"  # a new session
+    _, out, _ = _run(capsys, "tools", "call", "scoreLead", "--store", str(db), "--session", "tech-1", "--args", lead)
     assert json.loads(out)["leadId"] == lead_id
+
+
+def test_without_store_a_saved_lead_goes_to_a_scratch_database(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = _run(capsys, "tools", "call", "saveLead", "--args", json.dumps({"leadDraft": DRAFT}))
+    assert code == 0 and json.loads(out)["saved"] is True and "scratch store" in err
+    assert not (tmp_path / "kiosk.db").exists()  # the kiosk's database was never touched
+
+
+def test_a_mistyped_store_is_an_error_not_a_new_database(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = _run(capsys, "tools", "call", "analyzeDeal", "--store", str(tmp_path / "kisok.db"))
+    assert code == 69 and "no database at" in err
+    assert not (tmp_path / "kisok.db").exists()
+    code, _, err = _run(capsys, "leads", "list")
+    assert code == 69 and "no database at" in err and not (tmp_path / "kiosk.db").exists()
 
 
 def test_kb_build_and_search(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -75,3 +95,15 @@ def test_config_check_validates_the_lending_file(
     code, _, err = _run(capsys, "config", "check")
     assert code == 78 and "nope.toml" in err
     assert _run(capsys, "tools", "schema")[0] == 78
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["demo", "--speed", "0"], ["demo", "--speed", "-1"], ["demo", "--speed", "nan"],
+     ["kb", "search", "x", "--top-k", "0"], ["leads", "list", "--limit", "-5"], ["sim", "serve", "--port", "70000"],
+     ["selftest", "--mic-seconds", "0"]],
+)  # fmt: skip
+def test_numeric_options_are_checked_where_they_are_parsed(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as usage:
+        main(argv)
+    assert usage.value.code == 2 and "must be" in capsys.readouterr().err

@@ -64,8 +64,12 @@ class CaptureChunker:
         self.blocks += 1
         x = np.frombuffer(frames, dtype="<i2")
         if self.channels > 1:
-            x = x[: len(x) - len(x) % self.channels].reshape(-1, self.channels)
-            x = x.mean(axis=1).astype("<i2") if self._downmix else np.ascontiguousarray(x[:, self._channel])
+            # The 2-D view has its own name: numpy 2.x's stubs give x a 1-D shape type.
+            by_frame = x[: len(x) - len(x) % self.channels].reshape(-1, self.channels)
+            if self._downmix:
+                x = by_frame.mean(axis=1).astype("<i2")
+            else:
+                x = np.ascontiguousarray(by_frame[:, self._channel])
         mono = x.tobytes()
         if self.echo is not None:
             mono = self.echo.captured(mono, self.rate, adc_time)

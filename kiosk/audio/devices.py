@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -135,4 +137,72 @@ def describe(pa: Any, audio: AudioSettings) -> str:
             choose(pa, audio)
         except DeviceError as exc:
             lines.append(f"configured devices: {exc}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Level:
+    """What one input device heard during the meter."""
+
+    index: int
+    name: str
+    rms_dbfs: float | None  # None: the device could not be opened or delivered nothing
+    peak_dbfs: float | None
+    problem: str = ""
+
+
+def meter(pa: Any, seconds: float, *, clock: Callable[[], float] = time.monotonic) -> list[Level]:
+    """Listen on every input device at once for ``seconds``: the one that hears the room (clap,
+    speak) shows it. Devices that cannot be opened are listed with why."""
+    import numpy as np
+
+    streams: list[tuple[DeviceInfo, Any, list[bytes]]] = []
+    levels: list[Level] = []
+    for d in list_devices(pa):
+        if d.max_input_channels <= 0:
+            continue
+        try:
+            with quiet_stderr():
+                stream = pa.open(format=8, channels=1, rate=d.default_rate, input=True,  # 8 = paInt16
+                                 input_device_index=d.index, frames_per_buffer=d.default_rate // 100)  # fmt: skip
+        except (OSError, ValueError) as exc:
+            levels.append(Level(d.index, d.name, None, None, f"cannot open: {exc}"))
+            continue
+        streams.append((d, stream, []))
+    deadline = clock() + seconds
+    try:
+        while clock() < deadline:
+            for _, stream, chunks in streams:
+                available = stream.get_read_available()
+                if available:
+                    chunks.append(stream.read(available, exception_on_overflow=False))
+            time.sleep(0.02)  # a CLI reading devices, not the event loop: a short nap is the poll
+    finally:
+        for _, stream, _ in streams:
+            stream.close()
+    for d, _, chunks in streams:
+        x = np.frombuffer(b"".join(chunks), dtype="<i2").astype(np.float64) / 32768.0
+        if x.size == 0:
+            levels.append(Level(d.index, d.name, None, None, "delivered no audio"))
+            continue
+        rms, peak = float(np.sqrt(np.mean(x * x))), float(np.max(np.abs(x)))
+        levels.append(Level(d.index, d.name, _db(rms), _db(peak)))
+    return sorted(levels, key=lambda lv: lv.index)
+
+
+def _db(value: float) -> float:
+    return round(20 * math.log10(value), 1) if value > 0 else -120.0
+
+
+def meter_table(levels: list[Level]) -> str:
+    """The meter's result, the loudest device marked."""
+    heard = [lv for lv in levels if lv.rms_dbfs is not None]
+    loudest = max(heard, key=lambda lv: lv.rms_dbfs or -120.0).index if heard else None
+    lines = [f"{'idx':>3}  {'name':<36} {'rms dBFS':>8} {'peak dBFS':>9}"]
+    for lv in levels:
+        if lv.rms_dbfs is None:
+            lines.append(f"{lv.index:>3}  {lv.name[:36]:<36} {lv.problem}")
+            continue
+        mark = "  <- loudest" if lv.index == loudest else ""
+        lines.append(f"{lv.index:>3}  {lv.name[:36]:<36} {lv.rms_dbfs:>8.1f} {lv.peak_dbfs:>9.1f}{mark}")
     return "\n".join(lines)

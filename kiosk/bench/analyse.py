@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from kiosk.audio.pcm import Int16Array
 from kiosk.bench.probe import DELTA, PERIOD
 
 SAMPLES_PER_MS = 24
@@ -112,7 +113,7 @@ def truncation_errors(
     return out
 
 
-def _audible_run(x: np.ndarray) -> int:
+def _audible_run(x: Int16Array) -> int:
     """Samples up to the last non-zero one before the first full period of silence."""
     nz = np.flatnonzero(x)
     if len(nz) == 0:

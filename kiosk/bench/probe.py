@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from kiosk.audio.files import FileMicrophone
+from kiosk.audio.pcm import Int16Array
 from kiosk.audio.playback import PlaybackBuffer
 from kiosk.realtime.connection import TraceWriter
 from kiosk.realtime.events import Event
@@ -56,16 +57,17 @@ def mark_reply(pcm: bytes, reply: int) -> bytes:
     return x.tobytes()
 
 
-def reply_marks(x: np.ndarray) -> list[tuple[int, int, int]]:
+def reply_marks(x: Int16Array) -> list[tuple[int, int, int]]:
     """(sample offset, reply, delta index) of every complete reply marker in ``x``."""
     if len(x) < 6:
         return []
     a, b = REPLY_MARK[0], REPLY_MARK[1]
     hit = (x[:-5] == a) & (x[1:-4] == b) & (x[2:-3] == a) & (x[3:-2] == b)
-    return [(int(i), int(x[i + 4]), int(x[i + 5])) for i in np.flatnonzero(hit)]
+    # int() first: numpy 2.5's stubs type the elements of flatnonzero() as float64, an invalid index.
+    return [(i, int(x[i + 4]), int(x[i + 5])) for i in map(int, np.flatnonzero(hit))]
 
 
-def mic_mark(period: np.ndarray, seq: int) -> None:
+def mic_mark(period: Int16Array, seq: int) -> None:
     """Write the marker of period ``seq`` into its first six samples (in place)."""
     period[:4] = MIC_MARK
     period[4], period[5] = divmod(seq % (MIC_BASE * MIC_BASE), MIC_BASE)
@@ -84,7 +86,7 @@ def mic_seq(pcm: bytes) -> int | None:
 
 @dataclass
 class _Say:
-    pcm: np.ndarray
+    pcm: Int16Array
     done: threading.Event = field(default_factory=threading.Event)
     pos: int = 0
 
@@ -135,7 +137,7 @@ class FifoCard:
             self._queue.append(s)
         return s.done
 
-    def _next_period(self, seq: int) -> np.ndarray:
+    def _next_period(self, seq: int) -> Int16Array:
         with self._lock:
             s = self._queue[0] if self._queue else None
             if s is not None:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from kiosk.cli import args as cli_args
 from kiosk.config import LoadedConfig, load_settings
 from kiosk.errors import UsageError
 from kiosk.leads import outbox as ob
@@ -32,7 +33,7 @@ def register(sub: Any) -> None:
     lsub = leads.add_subparsers(dest="leads_command", required=True)
     ls = lsub.add_parser("list", help="leads with their delivery state (contact data masked)")
     ls.add_argument("--state", choices=[ob.PENDING, ob.SENT, ob.DEAD], help="only this delivery state")
-    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--limit", type=cli_args.count, default=50)
     ls.add_argument("--reveal", action="store_true", help="show names, e-mails and phones in full")
     ls.add_argument("--json", action="store_true")
     show = lsub.add_parser("show", help="one lead: contact, consent, score, outbox rows")
@@ -60,7 +61,10 @@ def _sync(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     from kiosk.leads.sync import Syncer
 
     s = loaded.settings
-    syncer = Syncer(Store(s.store.path), s.kiosk_id, s.sync, s.notify, s.retention, s.secrets)
+    if not s.sync.endpoint and not s.notify.smtp_host:
+        print("sync: sync.endpoint is not set and e-mail is off (notify.smtp_host)", file=sys.stderr)
+        return os.EX_CONFIG
+    syncer = Syncer(Store(s.store.path, create=False), s.kiosk_id, s.sync, s.notify, s.retention, s.secrets)
     try:
         problems = syncer.problems()
         if problems and syncer.mailer is None:
@@ -99,7 +103,7 @@ def _row(r: Any, reveal: bool) -> dict[str, Any]:
 
 
 def _leads(args: argparse.Namespace, loaded: LoadedConfig) -> int:
-    store = Store(loaded.settings.store.path)
+    store = Store(loaded.settings.store.path, create=False)
     try:
         if args.leads_command == "list":
             return _list(store, args)

@@ -1,8 +1,9 @@
 """``kiosk status``: what the running kiosk is doing, for ops at a terminal.
 
-Two sources: the daemon's status file (state, start, last visit, last error; see
-:class:`kiosk.service.StatusFile`) and the database, opened read-only (leads waiting
-for upload, leads given up on, the last successful upload). Exit status: 0 when the
+Two sources: the daemon's status file (state, start, last visit, last error, the Realtime
+link's health; see :class:`kiosk.runtime.systemd.StatusFile`) and the database, opened
+read-only (leads waiting for upload, leads given up on, the last successful upload, and
+today's visits, leads and spending against the daily budget). Exit status: 0 when the
 daemon runs and the database answers, 69 (EX_UNAVAILABLE) when either is missing.
 """
 
@@ -13,10 +14,12 @@ import json
 import os
 import sqlite3
 from dataclasses import asdict, dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from kiosk.config import Settings, load_settings
+from kiosk.fleet import records
 from kiosk.leads import outbox as ob
 from kiosk.runtime.systemd import boot_id, boottime_s, read_status
 
@@ -36,6 +39,10 @@ class Report:
     dead_leads: int | None
     last_sync: str | None
     last_sync_error: str | None
+    visits_today: int | None
+    leads_today: int | None
+    budget_left_usd: float | None
+    link: str
     problems: tuple[str, ...]
 
 
@@ -44,6 +51,15 @@ def outbox_status(db: Path) -> ob.SyncStatus:
     conn = ob.open_read_only(db)
     try:
         return ob.sync_status(conn)
+    finally:
+        conn.close()
+
+
+def today_figures(db: Path, day: str) -> records.Today | None:
+    """Today's visits, leads and spending, read-only (None before the first visit record)."""
+    conn = ob.open_read_only(db)
+    try:
+        return records.today(conn, day) if records.has_visits(conn) else None
     finally:
         conn.close()
 
@@ -75,8 +91,9 @@ def collect(settings: Settings) -> Report:
         uptime = max(0.0, boottime_s() - float(data["started_boottime_s"]))
     try:
         counts: ob.SyncStatus | None = outbox_status(settings.store.path)
+        today = today_figures(settings.store.path, date.today().isoformat())
     except (sqlite3.Error, OSError) as exc:
-        counts = None
+        counts, today = None, None
         problems.append(f"database {settings.store.path} unavailable: {exc}")
     return Report(
         running=running,
@@ -90,8 +107,19 @@ def collect(settings: Settings) -> Report:
         dead_leads=counts.dead_leads if counts else None,
         last_sync=counts.last_success_at if counts else None,
         last_sync_error=_sync_error(counts),
+        visits_today=today.visits if today else None,
+        leads_today=today.leads if today else None,
+        budget_left_usd=round(settings.cost.daily_max_usd - today.cost_usd, 4) if today else None,
+        link=_link(data) if running else "unknown (not running)",
         problems=tuple(problems),
     )
+
+
+def _link(d: dict[str, Any]) -> str:
+    if d.get("link_up", True):
+        return "ok"
+    since = d.get("link_down_since") or "?"
+    return f"failing since {since} ({d.get('link_failures', '?')} failed attempts)"
 
 
 def _sync_error(counts: ob.SyncStatus | None) -> str | None:
@@ -138,14 +166,23 @@ def render(r: Report) -> str:
         f"last sync:     {r.last_sync or 'never'}"
         + (f" (last sync error {r.last_sync_error})" if r.last_sync_error else ""),
         f"last error:    {r.last_error}",
+        f"today:         {_count(r.visits_today)} visits, {_count(r.leads_today)} leads, budget left "
+        + ("?" if r.budget_left_usd is None else f"${r.budget_left_usd:,.2f}"),
+        f"realtime link: {r.link}",
     ]
     lines += [f"problem:       {p}" for p in r.problems]
     return "\n".join(lines)
 
 
+def _count(n: int | None) -> str:
+    return "?" if n is None else str(n)
+
+
 def register(sub: Any) -> None:
     """Add ``kiosk status`` to the CLI."""
-    p: argparse.ArgumentParser = sub.add_parser("status", help="state, uptime, last visit, pending leads, errors")
+    p: argparse.ArgumentParser = sub.add_parser(
+        "status", help="state, uptime, last visit, pending leads, errors, today's visits, budget, link"
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=handle)
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
+from kiosk.cli import args as cli_args
 from kiosk.config import Settings, load_settings
 from kiosk.errors import StoreError, UsageError
 from kiosk.leads.store import Store
@@ -28,6 +31,9 @@ def register(sub: Any) -> None:
     call.add_argument("name", help="tool name, e.g. analyzeDeal")
     call.add_argument("--args", default="{}", help="arguments as one JSON object (default {})")
     call.add_argument(
+        "--store", type=Path, default=None, help="act on this database (the kiosk's: store.path); default a scratch one"
+    )
+    call.add_argument(
         "--session", default=None, help="visit id to act in (its saved leads are in scope); default: new"
     )
 
@@ -36,7 +42,7 @@ def register(sub: Any) -> None:
     ksub.add_parser("build", help="(re)build the search index from the markdown files")
     search = ksub.add_parser("search", help="search the knowledge base as the assistant would")
     search.add_argument("query")
-    search.add_argument("--top-k", type=int, default=3)
+    search.add_argument("--top-k", type=cli_args.count, default=3)
     search.add_argument("--json", action="store_true", help="print the results as JSON")
     for p in (tools, kb):
         p.set_defaults(handler=handle)
@@ -60,14 +66,20 @@ def _tools(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.name not in registry.tools:
         raise UsageError(f"unknown tool {args.name!r}; tools: {', '.join(registry.tools)}")
-    store = Store(settings.store.path)
-    try:
+    with contextlib.ExitStack() as stack:
+        if args.store is None:
+            # A scratch store: a technician trying saveLead must not create a real consented
+            # lead that the CRM then receives, nor scheduleCall a real e-mail.
+            path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kiosk-tools-"))) / "scratch.db"
+            print(f"(scratch store; --store {settings.store.path} acts on the kiosk's own)", file=sys.stderr)
+            store = Store(path)
+        else:
+            store = Store(args.store, create=False)
+        stack.callback(store.close)
         ctx = catalog.tool_site(settings, store).visit(args.session or f"cli-{uuid.uuid4()}")
         if args.session:
             ctx.lead_ids = set(store.session_lead_ids(args.session))
         print(asyncio.run(registry.call(args.name, args.args, ctx)))
-    finally:
-        store.close()
     return 0
 
 

@@ -17,12 +17,13 @@ from kiosk.config.loading import (
     load_settings,
     masked_dump,
 )
+from kiosk.config.prices import CostSettings, ModelPrices
 from kiosk.config.sections import (
     SECRET_NAMES,
     AudioSettings,
     BranchSettings,
-    CostSettings,
     EchoSettings,
+    FleetSettings,
     LogSettings,
     NotifySettings,
     PanelSettings,
@@ -45,8 +46,10 @@ __all__ = [
     "BranchSettings",
     "CostSettings",
     "EchoSettings",
+    "FleetSettings",
     "LoadedConfig",
     "LogSettings",
+    "ModelPrices",
     "NotifySettings",
     "PanelSettings",
     "RealtimeSettings",

@@ -3,16 +3,18 @@ and the one format for every configuration problem."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from kiosk.config.sections import SECRET_NAMES, Settings
+from kiosk.config.sections import SECRET_NAMES, ServiceSettings, Settings
 from kiosk.errors import ConfigError
 
 SYSTEM_CONFIG = Path("/etc/kiosk/kiosk.toml")
@@ -33,6 +35,20 @@ def default_config_path() -> Path | None:
     used it would run with settings nobody installed. In a checkout, pass ``--config``.
     """
     return SYSTEM_CONFIG if SYSTEM_CONFIG.is_file() else None
+
+
+def _credentials_dir(data: Mapping[str, Any]) -> Path | None:
+    """systemd's $CREDENTIALS_DIRECTORY for the service; otherwise the installed credentials
+    themselves when this user may read them (root running the self-test or a manual run)."""
+    given = os.environ.get("CREDENTIALS_DIRECTORY")
+    if given:
+        return Path(given)
+    service = data.get("service")
+    configured = os.environ.get("KIOSK_SERVICE__CREDENTIALS_DIR") or (
+        service.get("credentials_dir") if isinstance(service, Mapping) else None
+    )
+    directory = Path(configured) if isinstance(configured, str) else ServiceSettings().credentials_dir
+    return directory if os.access(directory, os.R_OK | os.X_OK) else None
 
 
 def _read_credentials(directory: Path | None) -> dict[str, str]:
@@ -59,6 +75,8 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         ("notify", "smtp_ca_bundle"),
         ("notify", "templates_dir"),
         ("service", "status_file"),
+        ("service", "credentials_dir"),
+        ("fleet", "metrics_dir"),
     )
     for section, key in paths:
         sub = data.get(section)
@@ -96,9 +114,9 @@ def load_settings(
                     "($CREDENTIALS_DIRECTORY) or KIOSK_SECRETS__* variables"
                 ]
             )
+    problems = file_type_problems(Settings, data) + environment_problems(os.environ)
     _resolve_paths(data, base)
-    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
-    for name, value in _read_credentials(Path(cred_dir) if cred_dir else None).items():
+    for name, value in _read_credentials(_credentials_dir(data)).items():
         data.setdefault("secrets", {})[name] = value
     for section, values in (overrides or {}).items():
         if isinstance(values, Mapping) and isinstance(data.get(section), dict):
@@ -108,18 +126,24 @@ def load_settings(
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from None
+        # A value already reported as the wrong TOML type is not reported again.
+        seen = {line.split(":", 1)[0] for line in problems}
+        rest = [line for line in format_validation_error(exc, Settings) if line.split(":", 1)[0] not in seen]
+        raise ConfigError(problems + rest) from None
+    if problems:
+        raise ConfigError(problems)
     return LoadedConfig(settings=settings, path=path)
 
 
-def format_validation_error(exc: ValidationError) -> list[str]:
-    """One line per problem: ``field.path: what is wrong (got X)``, secrets masked."""
+def format_validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> list[str]:
+    """One line per problem: ``field.path: what is wrong (got X)``, secrets masked; a misspelt
+    key of ``model`` gets a "did you mean"."""
     lines = []
     for err in exc.errors(include_url=False):
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown setting (misspelt, or in the wrong section?)"
+            msg = "unknown setting" + _did_you_mean(model, err["loc"])
         got = err.get("input")
         shown = ""
         if loc.startswith("secrets") or any(s in loc for s in SECRET_NAMES):
@@ -128,6 +152,94 @@ def format_validation_error(exc: ValidationError) -> list[str]:
             shown = f" (got {got!r})"
         lines.append(f"{loc}: {msg}{shown}")
     return lines
+
+
+def _did_you_mean(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> str:
+    fields = _fields_at(model, loc[:-1]) if model is not None else []
+    close = difflib.get_close_matches(str(loc[-1]), fields, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return " (misspelt, or in the wrong section?)"
+
+
+def _fields_at(model: type[BaseModel], path: tuple[int | str, ...]) -> list[str]:
+    """The setting names of the section at ``path`` (``("audio",)`` -> AudioSettings' fields)."""
+    for part in path:
+        field = model.model_fields.get(str(part))
+        sub = _section_type(field.annotation) if field is not None else None
+        if sub is None:
+            return []
+        model = sub
+    return list(model.model_fields)
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _plain_type(annotation: Any) -> Any:
+    """``int | None`` -> int, ``Annotated[str, ...]`` -> str; None for anything fancier."""
+    if get_origin(annotation) is Annotated:
+        return _plain_type(get_args(annotation)[0])
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) in (Union, UnionType) and len(args) == 1:
+        return _plain_type(args[0])
+    return annotation
+
+
+_KINDS: dict[Any, tuple[tuple[type, ...], str]] = {
+    bool: ((bool,), "true or false (no quotes)"),
+    int: ((int,), "a whole number (no quotes)"),
+    float: ((int, float), "a number (no quotes)"),
+    str: ((str,), "text in quotes"),
+    Path: ((str,), "a path in quotes"),
+}
+
+
+def file_type_problems(model: type[BaseModel], data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Values in the TOML file of the wrong TOML type: ``chunk_ms = "40"`` or ``warm_standby = "yes"``.
+
+    Pydantic would quietly convert these; in a file a technician edits they are mistakes (and
+    "yes" is not a boolean anywhere else). Environment variables are text by nature and are
+    converted as usual.
+    """
+    found = []
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            continue  # unknown keys are reported by the model, with a suggestion
+        section = _section_type(field.annotation)
+        if section is not None and isinstance(value, Mapping):
+            found += file_type_problems(section, value, f"{prefix}{key}.")
+            continue
+        kind = _KINDS.get(_plain_type(field.annotation))
+        if kind is None:
+            continue
+        allowed, what = kind
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            found.append(f"{prefix}{key}: must be {what} (got {value!r})")
+    return found
+
+
+def environment_problems(environ: Mapping[str, str]) -> list[str]:
+    """``KIOSK_*`` variables that name no setting (they would be silently ignored)."""
+    found = []
+    sections = set(Settings.model_fields)
+    for name in environ:
+        if not name.startswith("KIOSK_"):
+            continue
+        section, sep, key = name.removeprefix("KIOSK_").lower().partition("__")
+        if section not in sections:
+            close = difflib.get_close_matches(section, sections, n=1)
+            hint = f"; did you mean KIOSK_{close[0].upper()}{'__' + key.upper() if key else ''}?" if close else ""
+            found.append(f"environment {name}: no such setting{hint}")
+        elif sep and _section_type(Settings.model_fields[section].annotation) is not None:
+            fields = _fields_at(Settings, (section,))
+            if key not in fields:
+                close = difflib.get_close_matches(key, fields, n=1)
+                hint = f"; did you mean KIOSK_{section.upper()}__{close[0].upper()}?" if close else ""
+                found.append(f"environment {name}: no such setting{hint}")
+    return found
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:

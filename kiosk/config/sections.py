@@ -10,6 +10,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from kiosk.config.identity import machine_kiosk_id
+from kiosk.config.prices import CostSettings
+from kiosk.config.rules import EmailAddress, NotBlank, PhoneNumber, PhoneRegion, WebLink, web_link
+
 SECRET_NAMES = (
     "openai_api_key",
     "sync_token",
@@ -28,13 +32,15 @@ class _Section(BaseModel):
 class BranchSettings(_Section):
     """Who the kiosk speaks for; rendered into the assistant's instructions."""
 
-    lender_name: str = Field(
+    lender_name: NotBlank = Field(
         "Example Lending LLC", description="Lender's legal name, spoken in the consent disclosure."
     )
-    nmls_id: str = Field("000000", description="Lender's NMLS id, for disclosures.")
-    branch_name: str = Field("Main branch", description="Branch or booth name.")
-    callback_phone: str = Field("+15555550100", description="Number the lender calls from; read in the consent script.")
-    booking_url: str = Field("https://example.com/book", description="Default link for scheduling a call.")
+    nmls_id: NotBlank = Field("000000", description="Lender's NMLS id, for disclosures.")
+    branch_name: NotBlank = Field("Main branch", description="Branch or booth name.")
+    callback_phone: PhoneNumber = Field(
+        "+15555550100", description="Number the lender calls from; read in the consent script."
+    )
+    booking_url: WebLink = Field("https://example.com/book", description="Default link for scheduling a call.")
 
 
 class RealtimeSettings(_Section):
@@ -42,16 +48,20 @@ class RealtimeSettings(_Section):
 
     url: str = Field("wss://api.openai.com/v1/realtime", description="WebSocket endpoint, without the query string.")
     model: str = Field(
-        "gpt-realtime", description="Realtime model name; models are retired over time, so it is config."
+        "gpt-realtime-2.1", description="Realtime model name; models are retired over time, so it is config."
     )
     voice: str = Field("marin", description="Assistant voice.")
     instructions_file: Path = Field(
         Path("instructions.md"), description="Assistant instructions (relative to the config file)."
     )
     transcription_model: str = Field(
-        "gpt-4o-mini-transcribe", description="Model transcribing the visitor (consent evidence)."
+        "gpt-transcribe", description="Model transcribing the visitor (consent evidence)."
     )
     language: str = Field("en", description="Visitor language hint for transcription.")
+    reasoning_effort: Literal["minimal", "low", "medium", "high", "xhigh"] | None = Field(
+        "low",
+        description="Reasoning effort of reasoning models (gpt-realtime-2 and later; not sent to others).",
+    )
     vad_threshold: float = Field(0.5, ge=0.0, le=1.0, description="Server VAD activation threshold.")
     prefix_padding_ms: int = Field(300, ge=0, le=2000, description="Audio kept before detected speech.")
     silence_duration_ms: int = Field(500, ge=100, le=5000, description="Silence that ends a visitor turn.")
@@ -70,6 +80,9 @@ class RealtimeSettings(_Section):
     )
     recycle_after_s: float = Field(
         50 * 60.0, gt=0, le=3600, description="Recycle a connection before the 60-minute limit."
+    )
+    max_connects_per_minute: int = Field(
+        20, ge=1, le=20, description="Connection attempts in any minute, all together, whatever the service does."
     )
 
 
@@ -156,6 +169,16 @@ class PanelSettings(_Section):
     lamp_pin: int | None = Field(18, ge=0, le=27, description="Button lamp (PWM).")
     status_rgb_pins: tuple[int, int, int] | None = Field((23, 24, 25), description="Status RGB LED (red, green, blue).")
 
+    @model_validator(mode="after")
+    def _pins_distinct(self) -> PanelSettings:
+        pins = [self.button_pin, self.lamp_pin, *(self.status_rgb_pins or ())]
+        used = [p for p in pins if p is not None]
+        doubled = sorted({p for p in used if used.count(p) > 1})
+        if doubled:
+            twice = ", ".join(f"GPIO{p}" for p in doubled)
+            raise ValueError(f"{twice} used twice: the button, the lamp and each LED colour need their own pin")
+        return self
+
 
 class SessionSettings(_Section):
     """Visitor session limits."""
@@ -175,18 +198,6 @@ class SessionSettings(_Section):
     )
 
 
-class CostSettings(_Section):
-    """Cost guards, from ``response.done`` usage. Prices in US dollars per million tokens; 0 = no limit."""
-
-    price_audio_in: float = Field(32.0, ge=0, description="Audio input tokens.")
-    price_audio_cached_in: float = Field(0.4, ge=0, description="Cached input tokens.")
-    price_text_in: float = Field(4.0, ge=0, description="Text input tokens.")
-    price_audio_out: float = Field(64.0, ge=0, description="Audio output tokens.")
-    price_text_out: float = Field(16.0, ge=0, description="Text output tokens.")
-    session_max_tokens: int = Field(150_000, ge=0, description="One visitor session's token budget.")
-    session_max_usd: float = Field(2.0, ge=0, description="One visitor session's money budget.")
-    daily_max_tokens: int = Field(3_000_000, ge=0, description="The kiosk's daily token budget (local day).")
-    daily_max_usd: float = Field(50.0, ge=0, description="The kiosk's daily money budget (local day).")
 
 
 class StoreSettings(_Section):
@@ -199,8 +210,11 @@ class ToolSettings(_Section):
     """The assistant's tools."""
 
     timeout_s: float = Field(8.0, gt=0, le=60, description="Per-tool time limit.")
+    evidence_wait_s: float = Field(
+        3.0, ge=0, le=3, description="Before saveLead stores the visitor's words, wait this long for late transcripts."
+    )
     knowledge_dir: Path = Field(Path("knowledge"), description="Markdown knowledge base (relative to the config file).")
-    default_phone_region: str = Field(
+    default_phone_region: PhoneRegion = Field(
         "US", min_length=2, max_length=2, description="Region for phone numbers without +country."
     )
     lending_file: Path = Field(
@@ -233,16 +247,7 @@ class SyncSettings(_Section):
     @classmethod
     def _https_only(cls, value: str) -> str:
         # Personal data never crosses a network in clear; plain http only to this machine (demo, tests).
-        if value and not (value.startswith("https://") or _is_loopback_http(value)):
-            raise ValueError("must be an https:// URL (http:// only for localhost)")
-        return value
-
-
-def _is_loopback_http(url: str) -> bool:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    return parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1")
+        return web_link(value) if value else value
 
 
 class NotifySettings(_Section):
@@ -255,8 +260,8 @@ class NotifySettings(_Section):
     smtp_ca_bundle: Path | None = Field(
         None, description="PEM CA bundle to verify the SMTP server with instead of the system's."
     )
-    from_address: str = Field("kiosk@example.com", description="Sender of every e-mail.")
-    officer_email: str = Field("", description="Loan officer receiving qualified leads ('' = none).")
+    from_address: EmailAddress = Field("kiosk@example.com", description="Sender of every e-mail.")
+    officer_email: EmailAddress = Field("", description="Loan officer receiving qualified leads ('' = none).")
     postal_address: str = Field(
         "Example Lending LLC, 1 Main St, Springfield", description="Postal address in visitor e-mails (CAN-SPAM)."
     )
@@ -287,8 +292,31 @@ class ServiceSettings(_Section):
         Path("/var/lib/kiosk/status.json"),
         description="Small JSON the daemon keeps for `kiosk status` (relative to the config file).",
     )
+    credentials_dir: Path = Field(
+        Path("/etc/kiosk/credentials"),
+        description=(
+            "Secrets as scripts/install keeps them; read when $CREDENTIALS_DIRECTORY is unset and the "
+            "directory is readable (root: `sudo kiosk selftest` sees what the service sees)."
+        ),
+    )
     audio_stall_s: float = Field(
         5.0, gt=0, le=60, description="No audio callback progress for this long stops the watchdog pings."
+    )
+
+
+class FleetSettings(_Section):
+    """Feeding a fleet's systems: Prometheus, the heartbeat and daily stats, link warnings."""
+
+    metrics_dir: Path | None = Field(
+        None, description="node_exporter textfile collector directory; kiosk.prom is written there (unset = off)."
+    )
+    metrics_interval_s: float = Field(15.0, ge=1, le=3600, description="Rewrite the metrics file this often.")
+    heartbeat_s: float = Field(
+        300.0, ge=0, description="Send a heartbeat to the sync endpoint this often (0 = never; needs sync)."
+    )
+    daily_stats: bool = Field(True, description="Send each finished day's stats document to the sync endpoint.")
+    link_warn_min: float = Field(
+        5.0, gt=0, description="Log a WARNING (link_down) once the Realtime link has failed this many minutes."
     )
 
 
@@ -319,7 +347,11 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    kiosk_id: str = Field("kiosk-01", min_length=1, description="Identifies this kiosk in leads and logs.")
+    kiosk_id: str = Field(
+        default_factory=machine_kiosk_id,
+        min_length=1,
+        description="Identifies this kiosk in leads, logs and fleet data (default: derived from /etc/machine-id).",
+    )
     branch: BranchSettings = BranchSettings()
     realtime: RealtimeSettings = RealtimeSettings()
     audio: AudioSettings = AudioSettings()
@@ -334,8 +366,18 @@ class Settings(BaseSettings):
     notify: NotifySettings = NotifySettings()
     retention: RetentionSettings = RetentionSettings()
     service: ServiceSettings = ServiceSettings()
+    fleet: FleetSettings = FleetSettings()
     log: LogSettings = LogSettings()
     secrets: Secrets = Secrets()
+
+    @model_validator(mode="after")
+    def _models_are_priced(self) -> Settings:
+        # A model without prices would make the money budgets silently count nothing.
+        for key, model in (("realtime.model", self.realtime.model),
+                           ("realtime.transcription_model", self.realtime.transcription_model)):  # fmt: skip
+            if model not in self.cost.prices:
+                raise ValueError(f'cost.prices has no entry for {key} {model!r}: add [cost.prices."{model}"]')
+        return self
 
     @field_validator("secrets", mode="before")
     @classmethod

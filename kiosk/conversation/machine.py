@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kiosk.conversation.vocabulary import (
@@ -28,6 +30,7 @@ from kiosk.conversation.vocabulary import (
     PlayOfflineMessage,
     PlayUnavailableMessage,
     ReconnectFailed,
+    Refused,
     SayGoodbye,
     SessionReady,
     Shutdown,
@@ -50,7 +53,12 @@ class Timing:
     max_visit_s: float = 600.0
     goodbye_s: float = 8.0
     offline_hold_s: float = 30.0
-    idle_end_s: float = 8.0  # silence after the 'are you still there?' that ends the session
+    idle_end_s: float = 8.0  # silence after the 'are you still there?' that ends the visit
+
+
+def new_visit_id() -> str:
+    """A fresh visit id (random: nothing to guess from it)."""
+    return uuid.uuid4().hex
 
 
 @dataclass
@@ -60,6 +68,9 @@ class Conversation:
     timing: Timing = field(default_factory=Timing)
     state: State = State.IDLE
     visit_no: int = 0
+    visit_id: str = ""  # the current visit's id ('' between visits)
+    new_id: Callable[[], str] = new_visit_id  # injected by tests that want known ids
+    _ended_id: str = ""  # the visit ended by this input: its closing state change carries its id
     _visit_started: float | None = None
     _deadline: float | None = None
     _reconnecting: bool = False
@@ -74,6 +85,7 @@ class Conversation:
     def handle(self, inp: Input, now: float) -> list[Command]:
         """Apply one input at monotonic time ``now``; return the commands to carry out."""
         out: list[Command] = []
+        self._ended_id = ""
         if self._deadline is not None and now >= self._deadline:
             self._deadline = None
             out += self._on_deadline(now)
@@ -105,18 +117,16 @@ class Conversation:
 
     def _go(self, new: State, why: str) -> None:
         if new is not self.state:
-            log.info(
-                "state %s -> %s (%s)",
-                self.state.value,
-                new.value,
-                why,
-                extra={"kiosk": {"event": "state", "state": new.value, "session": self.visit_no}},
-            )
+            fields: dict[str, object] = {"event": "state", "state": new.value}
+            visit = self.visit_id or self._ended_id
+            if visit:  # a change within a visit (or the one ending it) names the visit
+                fields |= {"session": visit, "session_no": self.visit_no}
+            log.info("state %s -> %s (%s)", self.state.value, new.value, why, extra={"kiosk": fields})
             self.state = new
         if new not in ACTIVE:
             self._voice = False
         if new is State.IDLE and self._unavailable:
-            self.state = State.UNAVAILABLE  # sessions stay refused until the budget is back
+            self.state = State.UNAVAILABLE  # visits stay refused until the budget is back
 
     def _duration(self, now: float) -> float | None:
         return None if self._visit_started is None else now - self._visit_started
@@ -124,6 +134,7 @@ class Conversation:
     def _end(self, reason: EndReason, now: float, *, stop: bool = True) -> list[Command]:
         out: list[Command] = [StopPlayback()] if stop else []
         out += [Hangup(reason, self._duration(now)), Wipe()]
+        self._ended_id, self.visit_id = self.visit_id, ""
         self._visit_started = None
         self._deadline = None
         self._idle_deadline = None
@@ -133,7 +144,7 @@ class Conversation:
         return out
 
     def _say_goodbye(self, reason: EndReason, now: float, why: str) -> list[Command]:
-        """End politely: the assistant says goodbye, then the session ends (or at the deadline)."""
+        """End politely: the assistant says goodbye, then the visit ends (or at the deadline)."""
         self._ending_reason = reason
         self._idle_deadline = None
         self._goodbye_playing = False
@@ -147,9 +158,9 @@ class Conversation:
             out = self._end(reason, now)
             self._go(State.OFFLINE, "connect timed out")
             self._deadline = now + self.timing.offline_hold_s
-            return [*out, PlayOfflineMessage()]
+            return [*out, PlayOfflineMessage(self._ended_id)]
         if self.state in ACTIVE:
-            return self._say_goodbye(EndReason.MAX_LENGTH, now, "session length limit")
+            return self._say_goodbye(EndReason.MAX_LENGTH, now, "visit length limit")
         if self.state is State.ENDING:
             out = self._end(self._ending_reason, now)
             self._go(State.IDLE, "goodbye time over")
@@ -174,15 +185,18 @@ class Conversation:
                 self._go(State.IDLE, "long press")
                 return out
             case ButtonPressed() if s is State.UNAVAILABLE:
-                return [PlayUnavailableMessage()]
+                refused = self.new_id()
+                return [PlayUnavailableMessage(refused), Refused(refused, EndReason.UNAVAILABLE)]
             case ButtonPressed() if s in (State.IDLE, State.OFFLINE):
                 self.visit_no += 1
+                self.visit_id = self.new_id()
                 self._visit_started = now
                 self._deadline = now + self.timing.connect_timeout_s
                 self._go(State.CONNECTING, "button")
-                return [Connect(self.visit_no)]
+                return [Connect(self.visit_no, self.visit_id)]
             case ButtonPressed() if s is State.ERROR:
-                return [PlayOfflineMessage()]
+                refused = self.new_id()
+                return [PlayOfflineMessage(refused), Refused(refused, EndReason.FATAL)]
             case ButtonPressed() if s in ACTIVE or s in (State.CONNECTING, State.ENDING):
                 out = self._end(EndReason.BUTTON, now)
                 self._go(State.IDLE, "button")
@@ -232,7 +246,7 @@ class Conversation:
                     return self._say_goodbye(EndReason.IDLE, now, "visitor walked away")
                 self._idle_checked = True
             case BudgetSpent(daily=False) if s in ACTIVE:
-                return self._say_goodbye(EndReason.BUDGET, now, "session budget spent")
+                return self._say_goodbye(EndReason.BUDGET, now, "visit budget spent")
             case BudgetSpent(daily=True):
                 self._unavailable = True
                 if s is State.IDLE:
@@ -257,7 +271,7 @@ class Conversation:
             return out
         self._go(State.OFFLINE, reason)
         self._deadline = now + self.timing.offline_hold_s
-        return [*out, PlayOfflineMessage()]
+        return [*out, PlayOfflineMessage(self._ended_id)]
 
 
 _PATTERNS = {

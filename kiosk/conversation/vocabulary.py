@@ -17,7 +17,7 @@ class State(enum.Enum):
     ASSISTANT_SPEAKING = "assistant_speaking"
     ENDING = "ending"
     OFFLINE = "offline"
-    UNAVAILABLE = "unavailable"  # the daily budget is spent: no new sessions today
+    UNAVAILABLE = "unavailable"  # the daily budget is spent: no new visits today
     ERROR = "error"
 
 
@@ -51,6 +51,7 @@ class EndReason(enum.Enum):
     OFFLINE = "offline"
     FATAL = "fatal"
     SHUTDOWN = "shutdown"
+    UNAVAILABLE = "unavailable"  # refused at the press: the day's budget is spent
 
 
 # ---- inputs -------------------------------------------------------------------------
@@ -81,14 +82,14 @@ class ConnectFailed:
 
 @dataclass(frozen=True)
 class ConnectionLost:
-    """The connection dropped during a session; the connection layer is reconnecting."""
+    """The connection dropped during a visit; the connection layer is reconnecting."""
 
     reason: str
 
 
 @dataclass(frozen=True)
 class ReconnectFailed:
-    """The connection layer gave up reconnecting during a session."""
+    """The connection layer gave up reconnecting during a visit."""
 
     reason: str
     fatal: bool = False
@@ -182,6 +183,7 @@ class Connect:
     """Open (or take the warm) Realtime session for a new visitor."""
 
     visit_no: int
+    visit_id: str = ""  # the visit's id: journald's KIOSK_SESSION on every line of the visit
 
 
 @dataclass(frozen=True)
@@ -211,17 +213,30 @@ class Hangup:
 
 @dataclass(frozen=True)
 class Wipe:
-    """Forget the visitor: conversation, session-scoped lead ids and analyses."""
+    """Forget the visitor: conversation, the visit's tool scope (lead ids, analyses)."""
 
 
 @dataclass(frozen=True)
 class PlayOfflineMessage:
     """Play the local prerecorded 'we are offline' message."""
 
+    visit_id: str = ""  # the visit it answers (for the log line)
+
 
 @dataclass(frozen=True)
 class PlayUnavailableMessage:
     """Play the local 'not available right now' message (daily budget spent)."""
+
+    visit_id: str = ""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A press started no visit (daily budget spent, or the kiosk is in ERROR): it is a
+    visit all the same for the lender's numbers, ended at once for ``reason``."""
+
+    visit_id: str
+    reason: EndReason
 
 
 @dataclass(frozen=True)
@@ -232,5 +247,14 @@ class Lights:
 
 
 Command = (
-    Connect | Greet | SayGoodbye | StopPlayback | Hangup | Wipe | PlayOfflineMessage | PlayUnavailableMessage | Lights
+    Connect
+    | Greet
+    | SayGoodbye
+    | StopPlayback
+    | Hangup
+    | Wipe
+    | PlayOfflineMessage
+    | PlayUnavailableMessage
+    | Refused
+    | Lights
 )

@@ -20,6 +20,8 @@ from kiosk.leads.store import Store
 PENDING, SENT, DEAD = "pending", "sent", "dead"
 LEAD_KINDS = ("lead",)
 MAIL_KINDS = ("email_visitor", "email_officer")
+DAILY_KIND, HEARTBEAT_KIND = "daily_stats", "heartbeat"
+DOC_KINDS = (DAILY_KIND, HEARTBEAT_KIND)  # fleet documents (kiosk.fleet.documents), no personal data
 
 
 def iso(when: datetime) -> str:
@@ -175,19 +177,21 @@ class SyncStatus:
 def sync_status(conn: sqlite3.Connection) -> SyncStatus:
     """The outbox's counts and the syncer's last success and error: cheap and read-only, so
     ``kiosk status`` can run it on a read-only connection while the daemon writes."""
-    counts: dict[tuple[bool, str], int] = {
-        (bool(is_lead), state): int(n)
-        for is_lead, state, n in conn.execute(
-            "SELECT kind IN ('lead'), state, count(*) FROM outbox GROUP BY 1, 2"
-        ).fetchall()
+    counts: dict[tuple[str, str], int] = {
+        (str(kind), str(state)): int(n)
+        for kind, state, n in conn.execute("SELECT kind, state, count(*) FROM outbox GROUP BY 1, 2").fetchall()
     }
+
+    def of(kinds: tuple[str, ...], state: str) -> int:
+        return sum(counts.get((k, state), 0) for k in kinds)
+
     has_state = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sync_state'").fetchone()
     state = dict(conn.execute("SELECT key, value FROM sync_state").fetchall()) if has_state else {}
     return SyncStatus(
-        pending_leads=counts.get((True, PENDING), 0),
-        dead_leads=counts.get((True, DEAD), 0),
-        pending_mail=counts.get((False, PENDING), 0),
-        dead_mail=counts.get((False, DEAD), 0),
+        pending_leads=of(LEAD_KINDS, PENDING),
+        dead_leads=of(LEAD_KINDS, DEAD),
+        pending_mail=of(MAIL_KINDS, PENDING),
+        dead_mail=of(MAIL_KINDS, DEAD),
         last_success_at=state.get("last_success_at"),
         last_error=state.get("last_error"),
         last_error_at=state.get("last_error_at"),

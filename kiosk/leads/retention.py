@@ -7,6 +7,8 @@ stays for ``consent_days`` (TCPA: at least 4 years), then the whole lead goes.
   number agreed. Deal analysis, score and product stay (no longer tied to a person).
 * Delete: after ``consent_days`` from the consent, the lead and everything about it. Leads
   never synced keep their personal data until then (they are the lender's open work).
+* Visit records and state time hold no personal data, but a visit record names the visit a
+  lead came from: they go after ``consent_days`` too, with the daily stats documents sent.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class PurgeResult:
 
     purged: int
     deleted: int
+    visits: int = 0  # visit records deleted
 
 
 def purge(store: Store, retention: RetentionSettings, now: datetime) -> PurgeResult:
@@ -53,6 +56,11 @@ def purge(store: Store, retention: RetentionSettings, now: datetime) -> PurgeRes
             )
             conn.execute("UPDATE outbox SET payload_json = NULL WHERE ref = ? AND state = 'sent'", [lead_id])
         old = [r[0] for r in conn.execute("SELECT lead_id FROM consent WHERE given_at <= ?", [consent_cutoff])]
+        visits = conn.execute("DELETE FROM visits WHERE started_at <= ?", [consent_cutoff]).rowcount
+        conn.execute("DELETE FROM state_time WHERE day < ?", [consent_cutoff[:10]])
+        conn.execute(
+            "DELETE FROM outbox WHERE kind = 'daily_stats' AND state = 'sent' AND created_at <= ?", [consent_cutoff]
+        )
         for lead_id in old:
             for sql in (
                 "DELETE FROM outbox WHERE ref = ?",
@@ -61,11 +69,11 @@ def purge(store: Store, retention: RetentionSettings, now: datetime) -> PurgeRes
                 "DELETE FROM leads WHERE id = ?",
             ):
                 conn.execute(sql, [lead_id])
-    result = PurgeResult(purged=len(ids), deleted=len(old))
-    if ids or old:
+    result = PurgeResult(purged=len(ids), deleted=len(old), visits=visits)
+    if ids or old or visits:
         log.info(
-            "retention: personal data purged from %d lead(s), %d lead(s) past consent retention deleted",
-            result.purged, result.deleted,
-            extra=event("retention_purge", purged=result.purged, deleted=result.deleted),
+            "retention: personal data purged from %d lead(s), %d lead(s) and %d visit record(s) past consent "
+            "retention deleted", result.purged, result.deleted, result.visits,
+            extra=event("retention_purge", purged=result.purged, deleted=result.deleted, visits=result.visits),
         )  # fmt: skip
     return result

@@ -1,4 +1,4 @@
-"""The local SQLite store: leads, consent evidence, scores, the outbox, session usage.
+"""The local SQLite store: leads, consent evidence, scores, the outbox, visit usage and records.
 
 * Schema migrations by ``PRAGMA user_version``: append to ``MIGRATIONS``, never edit one.
 * WAL, so the sync task reads while a save writes; ``synchronous=FULL`` so a lead that
@@ -26,94 +26,10 @@ from typing import Any
 import sqlite_utils
 
 from kiosk.errors import StoreError
+from kiosk.leads.migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS: tuple[str, ...] = (
-    # 1: leads, consent evidence, scores, outbox
-    """
-    CREATE TABLE leads (
-        id TEXT PRIMARY KEY,
-        created_at TEXT NOT NULL,
-        kiosk_id TEXT NOT NULL,
-        session_id TEXT NOT NULL,
-        name TEXT,
-        email TEXT,
-        phone TEXT,
-        product_type TEXT NOT NULL,
-        analysis_json TEXT,
-        purged_at TEXT
-    );
-    CREATE TABLE consent (
-        lead_id TEXT PRIMARY KEY REFERENCES leads(id),
-        disclosure_text TEXT NOT NULL,
-        disclosure_version TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        given_at TEXT NOT NULL,
-        kiosk_id TEXT NOT NULL,
-        session_id TEXT NOT NULL,
-        visitor_words TEXT NOT NULL
-    );
-    CREATE TABLE scores (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        lead_id TEXT NOT NULL REFERENCES leads(id),
-        created_at TEXT NOT NULL,
-        total INTEGER NOT NULL,
-        disposition TEXT NOT NULL,
-        points_json TEXT NOT NULL,
-        reasons_json TEXT NOT NULL,
-        rubric_version TEXT NOT NULL
-    );
-    CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        kind TEXT NOT NULL,
-        ref TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        state TEXT NOT NULL DEFAULT 'pending',
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at TEXT,
-        last_error TEXT,
-        sent_at TEXT,
-        payload_json TEXT
-    );
-    CREATE INDEX outbox_pending ON outbox(state, next_attempt_at);
-    CREATE UNIQUE INDEX outbox_once ON outbox(kind, ref);
-    """,
-    # 2: the deal facts a lead was scored on (timeline, occupancy, ARV...), session lookups
-    """
-    ALTER TABLE leads ADD COLUMN details_json TEXT;
-    CREATE INDEX leads_session ON leads(session_id);
-    CREATE INDEX scores_lead ON scores(lead_id, id);
-    """,
-    # 3: token usage and cost per visit (cost guards, ops)
-    """
-    CREATE TABLE usage (
-        session_id TEXT PRIMARY KEY,
-        day TEXT NOT NULL,
-        started_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        input_tokens INTEGER NOT NULL DEFAULT 0,
-        output_tokens INTEGER NOT NULL DEFAULT 0,
-        input_audio_tokens INTEGER NOT NULL DEFAULT 0,
-        input_text_tokens INTEGER NOT NULL DEFAULT 0,
-        cached_tokens INTEGER NOT NULL DEFAULT 0,
-        output_audio_tokens INTEGER NOT NULL DEFAULT 0,
-        output_text_tokens INTEGER NOT NULL DEFAULT 0,
-        cost_usd REAL NOT NULL DEFAULT 0
-    );
-    CREATE INDEX usage_day ON usage(day);
-    """,
-    # 4 (sync): the syncer's status for ops (last success, last error, last purge), and the
-    # phone number a consent covers, copied there when the lead's personal data is purged
-    # so that the evidence still proves which number agreed.
-    """
-    CREATE TABLE sync_state (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    );
-    ALTER TABLE consent ADD COLUMN phone TEXT;
-    """,
-)
 
 
 def utc_now() -> str:
@@ -167,8 +83,12 @@ class ConsentEvidence:
 class Store:
     """The kiosk's database. One instance per process; not shared across threads."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        """Open (and migrate) the database; ``create=False`` refuses to make a new one (a
+        technician's command at a mistyped path must not report an empty kiosk)."""
         self.path = path
+        if not create and not path.is_file():
+            raise StoreError(f"no database at {path} (store.path; the daemon creates it at its first start)")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():
@@ -328,7 +248,7 @@ class Store:
 
     def count(self, table: str, where: str = "1=1", params: tuple[Any, ...] = ()) -> int:
         """Row count of a table (status lines, tests)."""
-        if table not in ("leads", "consent", "scores", "outbox", "usage"):
+        if table not in ("leads", "consent", "scores", "outbox", "usage", "visits"):
             raise ValueError(f"unknown table {table}")
         return int(self.conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()[0])
 

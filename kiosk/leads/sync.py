@@ -11,7 +11,9 @@ for exactly the server's ``Retry-After``; the failed rows carry that "not before
 the database so it also holds across restarts. Any other 4xx is final: the row goes to
 ``dead`` with its reason and a ``KIOSK_EVENT=sync_dead_letter`` journal entry.
 
-The wire format is :mod:`kiosk.leads.crm`'s.
+The wire format is :mod:`kiosk.leads.crm`'s. The fleet's documents (daily stats,
+heartbeat: :mod:`kiosk.fleet.documents`) take the same channel after the leads, one
+signed POST each, their payload being the body.
 """
 
 from __future__ import annotations
@@ -152,6 +154,7 @@ class Syncer:
         report = DrainReport()
         if not self.problems():
             self._drain_leads(report, force)
+            self._drain_documents(report, force)
         if self.mailer is not None:
             self._drain_mail(report, force)
         return report
@@ -196,15 +199,41 @@ class Syncer:
         self._retry(self._crm, sendable, reason, retry_after, report)
         return False
 
+    def _drain_documents(self, report: DrainReport, force: bool) -> None:
+        while not self._halt.is_set():
+            now = self.clock.now()
+            if self._held(self._crm, now, force):
+                return
+            rows = ob.due(self.store, ob.DOC_KINDS, now, 1, force=force, horizon_s=self._horizon_s)
+            if not rows:
+                return
+            row = rows[0]
+            if not row.payload or not isinstance(row.payload.get("id"), str):
+                self._dead(self._crm, rows, "document without a payload or id; nothing to send", report)
+                continue
+            body = json.dumps(row.payload, separators=(",", ":")).encode()
+            outcome, reason, retry_after = self._send(body, row.payload["id"], now)
+            if outcome == crm.Outcome.OK:
+                self._sent(self._crm, rows, report)
+            elif outcome == crm.Outcome.DEAD:
+                self._dead(self._crm, rows, reason, report)
+            else:
+                self._retry(self._crm, rows, reason, retry_after, report)
+                return
+
     def _post(self, docs: list[dict[str, Any]]) -> tuple[str, str, float | None]:
-        assert self.transport is not None
         now = self.clock.now()
         body = json.dumps(crm.build_batch(self.kiosk_id, docs, now), separators=(",", ":")).encode()
+        return self._send(body, ",".join(d["id"] for d in docs), now)
+
+    def _send(self, body: bytes, key: str, now: datetime) -> tuple[str, str, float | None]:
+        """One signed POST of ``body``: (outcome, reason, retry-after seconds)."""
+        assert self.transport is not None
         timestamp = str(int(now.timestamp()))
         headers = {
             "Authorization": f"Bearer {self._token}",
             "Content-Type": "application/json",
-            "Idempotency-Key": ",".join(d["id"] for d in docs),
+            "Idempotency-Key": key,
             crm.TIMESTAMP_HEADER: timestamp,
             crm.SIGNATURE_HEADER: crm.sign(self._secret, timestamp, body),
             "User-Agent": f"kiosk/{__version__}",
@@ -248,9 +277,11 @@ class Syncer:
         ob.set_state(self.store, last_success_at=ob.iso(now))
         channel.failures, channel.hold_until = 0, None
         report.sent += len(rows)
-        log.info(
-            "%s: delivered %d %s row(s)", channel.name, len(rows), rows[0].kind,
-            extra=event("sync_sent", channel=channel.name, count=len(rows)),
+        # A heartbeat every few minutes would drown the journal: its delivery is DEBUG.
+        level = logging.DEBUG if rows[0].kind == ob.HEARTBEAT_KIND else logging.INFO
+        log.log(
+            level, "%s: delivered %d %s row(s)", channel.name, len(rows), rows[0].kind,
+            extra=event("sync_sent", channel=channel.name, count=len(rows), kind=rows[0].kind),
         )  # fmt: skip
 
     def _retry(

@@ -21,6 +21,7 @@ from gpiozero import PWMLED, RGBLED, Button
 
 from kiosk.config import PanelSettings
 from kiosk.conversation import ButtonHeld, ButtonPressed, Pattern
+from kiosk.errors import ConfigError, DeviceError
 from kiosk.panel.ports import ButtonSink
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class GpioPanel:
         self._down = False
         self._held = False
         self._last_edge = float("-inf")
+        self.lamp: Any = None
+        self.status: Any = None
         self.button = Button(
             settings.button_pin,
             pull_up=settings.pull_up,
@@ -68,9 +71,15 @@ class GpioPanel:
         self.button.when_pressed = self._on_pressed
         self.button.when_held = self._on_held
         self.button.when_released = self._on_released
-        self.lamp = PWMLED(settings.lamp_pin, pin_factory=pin_factory) if settings.lamp_pin is not None else None
-        r = settings.status_rgb_pins
-        self.status = RGBLED(*r, pin_factory=pin_factory) if r is not None else None
+        try:
+            if settings.lamp_pin is not None:
+                self.lamp = PWMLED(settings.lamp_pin, pin_factory=pin_factory)
+            r = settings.status_rgb_pins
+            if r is not None:
+                self.status = RGBLED(*r, pin_factory=pin_factory)
+        except BaseException:
+            self.close()  # release the pins already taken, so a retry can have them
+            raise
         self.pattern: Pattern | None = None
 
     def attach(self, sink: ButtonSink) -> None:
@@ -147,3 +156,22 @@ def _drive_rgb(led: Any, look: str, colour: tuple[float, float, float]) -> None:
     else:
         fade_in, fade_out = _TIMING[look]
         led.pulse(fade_in_time=fade_in, fade_out_time=fade_out, on_color=colour)
+
+
+def open_panel(settings: PanelSettings, sink: ButtonSink, pin_factory: Any = None) -> GpioPanel:
+    """The panel, or one clear error: ConfigError when the wiring or the machine cannot work
+    (no GPIO here, a pin that does not exist or cannot dim), DeviceError when it may pass
+    (a pin held by another program)."""
+    from gpiozero.exc import BadPinFactory, GPIOPinInUse, GPIOZeroError, PinInvalidPin, PinPWMUnsupported
+
+    try:
+        return GpioPanel(settings, sink, pin_factory)
+    except BadPinFactory as exc:
+        raise ConfigError([f"panel: no GPIO on this machine ({exc}); wire the panel (hardware/wiring.md) "
+                           "or run without it (kiosk run --no-gpio)"]) from None  # fmt: skip
+    except (PinInvalidPin, PinPWMUnsupported) as exc:
+        raise ConfigError([f"panel: {exc}; check the pins in [panel] against hardware/wiring.md"]) from None
+    except GPIOPinInUse as exc:
+        raise DeviceError(f"panel: {exc} (another program holds the pin)") from None
+    except (GPIOZeroError, OSError) as exc:
+        raise DeviceError(f"panel: GPIO failed: {type(exc).__name__}: {exc}") from None

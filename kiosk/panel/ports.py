@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import stat
 import sys
 from collections.abc import Callable
 from typing import Protocol
@@ -62,10 +64,18 @@ class KeyboardButton:
     def __init__(self, sink: ButtonSink) -> None:
         self._sink = sink
 
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start reading stdin through the loop (no thread)."""
-        if sys.stdin.isatty() or not sys.stdin.closed:
-            loop.add_reader(sys.stdin.fileno(), self._on_line)
+    def attach(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Start reading stdin through the loop (no thread); False when stdin cannot be read so
+        (``/dev/null`` under nohup or CI, a closed stdin): then there is no keyboard button."""
+        try:
+            fd = sys.stdin.fileno()
+            mode = os.fstat(fd).st_mode
+        except (OSError, ValueError, AttributeError):
+            return False
+        if not (os.isatty(fd) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+            return False  # a file or /dev/null: the loop cannot wait on it
+        loop.add_reader(fd, self._on_line)
+        return True
 
     def _on_line(self) -> None:
         line = sys.stdin.readline()

@@ -1,9 +1,13 @@
 """The Realtime WebSocket connection: the only module that imports ``websockets``.
 
 It moves frames and nothing else: the protocol lives in :mod:`kiosk.realtime.session`.
-It adds the Authorization header, a connect time limit and keepalive pings, classifies
-failures (a bad key or close code 3000 is fatal: no retry storm), and writes the optional
-wire trace. Reconnect policy is :class:`Reconnector` over :func:`kiosk.errors.backoff_delay`.
+It adds the Authorization header, a connect time limit and keepalive pings, a deliberate
+frame size limit (:data:`~kiosk.realtime.frames.WEBSOCKET_MAX_BYTES`), classifies closes by
+their reason text (close code 3000 ends any invalid request; only a reason naming a fatal
+refusal, such as ``invalid_request_error.invalid_api_key``, is fatal), and writes the
+optional wire trace. Reconnect policy is :class:`Reconnector` over
+:func:`kiosk.errors.backoff_delay`, and :class:`AttemptGate` holds every opener of a kiosk
+to a number of connection attempts a minute whatever the service does.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import json
 import logging
 import random
+from collections import deque
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlencode
@@ -21,11 +26,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from kiosk.errors import FatalRealtimeError, RealtimeError, backoff_delay
+from kiosk.realtime import failures
 from kiosk.realtime.events import Event, trace_view
+from kiosk.realtime.frames import WEBSOCKET_MAX_BYTES
 
 log = logging.getLogger(__name__)
 
-CLOSE_INVALID_KEY = 3000
+WINDOW_S = 60.0
 
 
 class Reconnector:
@@ -49,6 +56,43 @@ class Reconnector:
         self._failures += 1
         return backoff_delay(self._failures, self._base, self._cap, self._rand)
 
+    def recycle_delay(self, now: float) -> float:
+        """The wait before replacing a connection that must be recycled (expired, or old).
+
+        None after a connection that stayed up long enough (the planned recycle, a real
+        60-minute expiry): the visitor must not notice. A connection that expired soon
+        after it opened is a misbehaving service and waits like a failure.
+        """
+        if self._up_since is not None and now - self._up_since >= self._stable:
+            self._failures = 0
+            self._up_since = None
+            return 0.0
+        return self.next_delay(now)
+
+
+class AttemptGate:
+    """At most ``per_minute`` connection attempts in any 60 s, for all of a kiosk's openers.
+
+    Back-off is per loop (the standby's, each visit's); this is the guarantee over all of
+    them together, whatever the service does. Pure: the caller passes the time and sleeps.
+    """
+
+    def __init__(self, per_minute: int) -> None:
+        self._limit = per_minute
+        self._times: deque[float] = deque()
+
+    def wait_s(self, now: float) -> float:
+        """How long to wait before the next attempt may start (0: go now)."""
+        while self._times and now - self._times[0] >= WINDOW_S:
+            self._times.popleft()
+        if len(self._times) < self._limit:
+            return 0.0
+        return self._times[0] + WINDOW_S - now
+
+    def attempt(self, now: float) -> None:
+        """An attempt starts at ``now``."""
+        self._times.append(now)
+
 
 class TraceWriter:
     """JSON lines ``{"t": monotonic s, "dir": "in"|"out", "event": {...}}``, audio elided."""
@@ -61,12 +105,15 @@ class TraceWriter:
         self._f.write(json.dumps({"t": round(t, 6), "dir": direction, "event": trace_view(event)}) + "\n")
 
     def write_raw(self, t: float, direction: str, text: str | bytes) -> None:
-        """Record a raw incoming frame (parsed when it is JSON)."""
+        """Record a raw incoming frame (parsed when it is JSON; anything else is summarised)."""
         try:
             data: Any = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            data = {"unparsed": str(text)[:200]}
-        self.write(t, direction, data if isinstance(data, dict) else {"unparsed": str(data)[:200]})
+            if isinstance(data, dict):
+                self.write(t, direction, data)
+                return
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deeply to re-encode
+            pass
+        self.write(t, direction, {"unparsed": str(text[:200]), "length": len(text)})
 
     def close(self) -> None:
         """Flush and close the file."""
@@ -97,18 +144,18 @@ class RealtimeConnection:
             raise FatalRealtimeError("no OpenAI API key configured (credential openai_api_key)")
         full = f"{url}?{urlencode({'model': model})}"
         try:
-            ws = await asyncio.wait_for(
-                connect(
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # that arrives as the handshake fails, and the cancelled caller would retry forever.
+            async with asyncio.timeout(connect_timeout):
+                ws = await connect(
                     full,
                     additional_headers={"Authorization": f"Bearer {api_key.get_secret_value()}"},
                     ping_interval=ping_interval,
                     ping_timeout=ping_interval,
                     open_timeout=None,
-                    max_size=2**24,
+                    max_size=WEBSOCKET_MAX_BYTES,
                     user_agent_header="kiosk",
-                ),
-                timeout=connect_timeout,
-            )
+                )
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status in (401, 403):
@@ -141,11 +188,11 @@ class RealtimeConnection:
 
     @staticmethod
     def _closed_error(exc: ConnectionClosed) -> RealtimeError:
-        rcvd = exc.rcvd
-        if rcvd is not None and rcvd.code == CLOSE_INVALID_KEY:
-            return FatalRealtimeError(f"Realtime closed the connection: invalid API key (code 3000, {rcvd.reason})")
-        code = rcvd.code if rcvd is not None else "none"
-        return RealtimeError(f"Realtime connection closed (code {code})")
+        """Classified by the close reason's text: only a fatal refusal is not worth a retry."""
+        rcvd = exc.rcvd if exc.rcvd is not None else exc.sent  # 1009 (too big) is our own close
+        code, reason = (rcvd.code, rcvd.reason) if rcvd is not None else (None, "")
+        text = failures.describe_close(code, reason)
+        return FatalRealtimeError(text) if failures.close_is_fatal(code, reason) else RealtimeError(text)
 
     async def close(self) -> None:
         """Close politely (and quickly)."""

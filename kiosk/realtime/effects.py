@@ -1,10 +1,12 @@
-"""What the Realtime session core tells the rest of the kiosk: effects, and token usage."""
+"""What the Realtime session core tells the rest of the kiosk: its effects."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+
+from kiosk.realtime.usage import Usage
+
+CONFIG_REJECTED = "config_rejected"  # FatalError.code when the service refused our session.update
 
 
 @dataclass(frozen=True)
@@ -82,10 +84,34 @@ class Recycle:
 
 @dataclass(frozen=True)
 class FatalError:
-    """The service refused us for good (bad key, no quota)."""
+    """The service refused us for good (bad key, no quota, a refused configuration)."""
 
     code: str
     message: str
+
+    def describe(self) -> str:
+        """One line for the log and the status: what was refused, and why."""
+        return self.message if self.code == CONFIG_REJECTED else f"{self.code}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ResponseFailed:
+    """A response failed for a reason worth a retry (rate limit, server error).
+
+    With ``retry`` the adapter waits a back-off and calls ``retry_response``; without it
+    the one retry was spent and the visit cannot go on.
+    """
+
+    code: str
+    message: str
+    retry: bool
+
+
+@dataclass(frozen=True)
+class UsageReported:
+    """Usage billed outside a response (input transcription)."""
+
+    usage: Usage
 
 
 Effect = (
@@ -99,54 +125,6 @@ Effect = (
     | IdleTimeout
     | Recycle
     | FatalError
+    | ResponseFailed
+    | UsageReported
 )
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Token usage of one response, or a sum of several."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    input_audio_tokens: int = 0
-    input_text_tokens: int = 0
-    cached_tokens: int = 0
-    output_audio_tokens: int = 0
-    output_text_tokens: int = 0
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(*(a + b for a, b in zip(self.astuple(), other.astuple(), strict=True)))
-
-    def astuple(self) -> tuple[int, ...]:
-        """Fields in declaration order."""
-        return (
-            self.input_tokens,
-            self.output_tokens,
-            self.input_audio_tokens,
-            self.input_text_tokens,
-            self.cached_tokens,
-            self.output_audio_tokens,
-            self.output_text_tokens,
-        )
-
-    @classmethod
-    def from_response(cls, usage: Mapping[str, Any] | None) -> Usage:
-        """Read ``response.done.response.usage`` (missing parts count as zero)."""
-        if not usage:
-            return cls()
-        inp = usage.get("input_token_details") or {}
-        out = usage.get("output_token_details") or {}
-
-        def n(d: Mapping[str, Any], k: str) -> int:
-            v = d.get(k)
-            return v if isinstance(v, int) else 0
-
-        return cls(
-            n(usage, "input_tokens"),
-            n(usage, "output_tokens"),
-            n(inp, "audio_tokens"),
-            n(inp, "text_tokens"),
-            n(inp, "cached_tokens"),
-            n(out, "audio_tokens"),
-            n(out, "text_tokens"),
-        )

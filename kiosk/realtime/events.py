@@ -15,9 +15,12 @@ import base64
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 # ---- server events ------------------------------------------------------------------
+# Each model declares only the fields the core uses: a wrong type in a field it does not
+# use must not cost the whole event (a speech_started with a garbled audio_start_ms still
+# starts a barge-in).
 
 
 class ServerEvent(BaseModel):
@@ -25,84 +28,47 @@ class ServerEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     type: str
-    event_id: str = ""
 
 
-class SessionCreated(ServerEvent):
-    """``session.created``."""
-
-    session: dict[str, Any] = Field(default_factory=dict)
+class Ignored(ServerEvent):
+    """Known events the kiosk has no use for (kept typed so they are not 'unknown')."""
 
 
 class SessionUpdated(ServerEvent):
     """``session.updated``: the configuration we sent is in force."""
 
-    session: dict[str, Any] = Field(default_factory=dict)
-
 
 class SpeechStarted(ServerEvent):
     """``input_audio_buffer.speech_started``."""
-
-    audio_start_ms: int = 0
-    item_id: str = ""
 
 
 class SpeechStopped(ServerEvent):
     """``input_audio_buffer.speech_stopped``."""
 
-    audio_end_ms: int = 0
-    item_id: str = ""
-
 
 class BufferCommitted(ServerEvent):
-    """``input_audio_buffer.committed``."""
+    """``input_audio_buffer.committed``: a visitor item whose transcript is now awaited."""
 
     item_id: str = ""
-    previous_item_id: str | None = None
 
 
 class TimeoutTriggered(ServerEvent):
     """``input_audio_buffer.timeout_triggered``: the visitor stayed silent after a reply."""
-
-    audio_start_ms: int = 0
-    audio_end_ms: int = 0
-    item_id: str = ""
-
-
-class ItemEvent(ServerEvent):
-    """``conversation.item.added`` / ``.done`` / legacy ``.created``."""
-
-    item: dict[str, Any] = Field(default_factory=dict)
-    previous_item_id: str | None = None
-
-
-class ItemTruncated(ServerEvent):
-    """``conversation.item.truncated``."""
-
-    item_id: str
-    content_index: int = 0
-    audio_end_ms: int = 0
-
-
-class ItemDeleted(ServerEvent):
-    """``conversation.item.deleted``."""
-
-    item_id: str
 
 
 class InputTranscriptDone(ServerEvent):
     """``conversation.item.input_audio_transcription.completed``."""
 
     item_id: str = ""
-    content_index: int = 0
     transcript: str = ""
+    usage: Any = None  # read defensively by Usage.from_transcription
 
 
 class InputTranscriptFailed(ServerEvent):
     """``conversation.item.input_audio_transcription.failed``."""
 
     item_id: str = ""
-    error: dict[str, Any] = Field(default_factory=dict)
+    error: Any = None
 
 
 class ResponseCreated(ServerEvent):
@@ -117,65 +83,38 @@ class ResponseDone(ServerEvent):
     response: dict[str, Any]
 
 
-class OutputItemAdded(ServerEvent):
-    """``response.output_item.added``."""
-
-    response_id: str = ""
-    output_index: int = 0
-    item: dict[str, Any] = Field(default_factory=dict)
-
-
 class AudioDelta(ServerEvent):
-    """``response.output_audio.delta``: base64 PCM16 at 24 kHz."""
+    """``response.output_audio.delta``: base64 PCM16 at 24 kHz, decoded (and checked) on parsing."""
 
-    response_id: str
     item_id: str
-    output_index: int = 0
-    content_index: int = 0
-    delta: str
+    delta: bytes
+
+    @field_validator("delta", mode="before")
+    @classmethod
+    def _decode(cls, value: Any) -> bytes:
+        if not isinstance(value, str):
+            raise ValueError("not a base64 string")
+        try:
+            return base64.b64decode(value, validate=True)
+        except ValueError as exc:  # binascii.Error, or non-ASCII text
+            raise ValueError(f"invalid base64 ({exc})") from None
 
     def pcm(self) -> bytes:
         """The decoded audio bytes."""
-        return base64.b64decode(self.delta)
-
-
-class AudioDone(ServerEvent):
-    """``response.output_audio.done``."""
-
-    response_id: str = ""
-    item_id: str = ""
-
-
-class TranscriptDelta(ServerEvent):
-    """``response.output_audio_transcript.delta`` / ``response.output_text.delta`` (text!)."""
-
-    response_id: str = ""
-    item_id: str = ""
-    delta: str = ""
+        return self.delta
 
 
 class TranscriptDone(ServerEvent):
     """``response.output_audio_transcript.done``."""
 
-    response_id: str = ""
     item_id: str = ""
     transcript: str = ""
-
-
-class TextDone(ServerEvent):
-    """``response.output_text.done``."""
-
-    response_id: str = ""
-    item_id: str = ""
-    text: str = ""
 
 
 class FunctionCallArgumentsDone(ServerEvent):
     """``response.function_call_arguments.done``: a complete tool call."""
 
     response_id: str
-    item_id: str = ""
-    output_index: int = 0
     call_id: str
     name: str
     arguments: str
@@ -198,40 +137,36 @@ class ErrorEvent(ServerEvent):
     error: ErrorDetail
 
 
-class Ignored(ServerEvent):
-    """Known events the kiosk has no use for (kept typed so they are not 'unknown')."""
-
-
 SERVER_EVENTS: dict[str, type[ServerEvent]] = {
-    "session.created": SessionCreated,
+    "session.created": Ignored,
     "session.updated": SessionUpdated,
     "input_audio_buffer.speech_started": SpeechStarted,
     "input_audio_buffer.speech_stopped": SpeechStopped,
     "input_audio_buffer.committed": BufferCommitted,
     "input_audio_buffer.cleared": Ignored,
     "input_audio_buffer.timeout_triggered": TimeoutTriggered,
-    "conversation.item.added": ItemEvent,
-    "conversation.item.done": ItemEvent,
-    "conversation.item.created": ItemEvent,
-    "conversation.item.retrieved": ItemEvent,
-    "conversation.item.truncated": ItemTruncated,
-    "conversation.item.deleted": ItemDeleted,
+    "conversation.item.added": Ignored,
+    "conversation.item.done": Ignored,
+    "conversation.item.created": Ignored,
+    "conversation.item.retrieved": Ignored,
+    "conversation.item.truncated": Ignored,
+    "conversation.item.deleted": Ignored,
     "conversation.item.input_audio_transcription.delta": Ignored,
     "conversation.item.input_audio_transcription.segment": Ignored,
     "conversation.item.input_audio_transcription.completed": InputTranscriptDone,
     "conversation.item.input_audio_transcription.failed": InputTranscriptFailed,
     "response.created": ResponseCreated,
     "response.done": ResponseDone,
-    "response.output_item.added": OutputItemAdded,
-    "response.output_item.done": OutputItemAdded,
+    "response.output_item.added": Ignored,
+    "response.output_item.done": Ignored,
     "response.content_part.added": Ignored,
     "response.content_part.done": Ignored,
     "response.output_audio.delta": AudioDelta,
-    "response.output_audio.done": AudioDone,
-    "response.output_audio_transcript.delta": TranscriptDelta,
+    "response.output_audio.done": Ignored,
+    "response.output_audio_transcript.delta": Ignored,
     "response.output_audio_transcript.done": TranscriptDone,
-    "response.output_text.delta": TranscriptDelta,
-    "response.output_text.done": TextDone,
+    "response.output_text.delta": Ignored,  # text, never audio
+    "response.output_text.done": Ignored,
     "response.function_call_arguments.delta": Ignored,
     "response.function_call_arguments.done": FunctionCallArgumentsDone,
     "rate_limits.updated": Ignored,
@@ -254,11 +189,15 @@ class MalformedEvent(ValueError):
 
 
 def parse_server_event(text: str | bytes) -> ServerEvent | None:
-    """Parse one server frame. ``None`` for an unknown type; MalformedEvent for garbage."""
+    """Parse one server frame. ``None`` for an unknown type; MalformedEvent for garbage.
+
+    Deep nesting is garbage too: the JSON decoder's recursion limit is a RecursionError,
+    not a JSON error, and must not escape.
+    """
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedEvent(f"not JSON: {exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise MalformedEvent(f"not JSON: {type(exc).__name__}") from None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise MalformedEvent("not an event object with a string 'type'")
     raw_type: str = data["type"]
@@ -269,6 +208,8 @@ def parse_server_event(text: str | bytes) -> ServerEvent | None:
     data["type"] = name
     try:
         return model.model_validate(data)
+    except RecursionError:
+        raise MalformedEvent(f"{name}: nested too deeply") from None
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -291,11 +232,13 @@ def audio_append(pcm: bytes) -> Event:
 
 
 def response_create(event_id: str, instructions: str | None = None) -> Event:
-    """``response.create``, optionally with per-response instructions (greeting, goodbye)."""
-    ev: Event = {"type": "response.create", "event_id": event_id}
+    """``response.create`` tagged with its event id in ``metadata`` (the service echoes it in
+    the response, so the kiosk knows which response is its own), optionally with instructions.
+    """
+    response: dict[str, Any] = {"metadata": {"client_event_id": event_id}}
     if instructions:
-        ev["response"] = {"instructions": instructions}
-    return ev
+        response["instructions"] = instructions
+    return {"type": "response.create", "event_id": event_id, "response": response}
 
 
 def response_cancel(event_id: str, response_id: str) -> Event:

@@ -4,6 +4,11 @@ Every Realtime session the kiosk uses (the warm standby's, a visit's own, a reco
 recycle replaying an earlier conversation, the self-test's) is opened here: connect with
 the key and time limits from ``[realtime]``, send the full ``session.update`` (or a replay),
 and wait for ``session.updated``. What comes back is ready for a visitor.
+
+Every attempt passes one :class:`~kiosk.realtime.connection.AttemptGate` per opener (so
+per kiosk): at most ``realtime.max_connects_per_minute`` attempts in any minute, whatever
+the service does and however the callers' back-off is configured. A ``session.update`` the
+service refuses (an error naming it) is fatal, with the parameter and message it named.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pydantic import SecretStr
 from kiosk.config import RealtimeSettings
 from kiosk.errors import FatalRealtimeError, RealtimeError
 from kiosk.realtime import session as rs
-from kiosk.realtime.connection import RealtimeConnection, TraceWriter
+from kiosk.realtime.connection import AttemptGate, RealtimeConnection, TraceWriter
 
 CONFIGURE_TIMEOUT_S = 10.0
 
@@ -48,6 +53,8 @@ class Opener:
         self._key = api_key
         self._trace = trace
         self._configure_timeout_s = configure_timeout_s
+        self.gate = AttemptGate(settings.max_connects_per_minute)
+        self.attempts = 0  # connection attempts so far (tests, status)
 
     async def open(self, *, id_prefix: str, replay: rs.RealtimeSession | None = None) -> Opened:
         """Connect and configure; ``replay`` primes the new session with an earlier conversation.
@@ -57,6 +64,11 @@ class Opener:
         """
         s = self.settings
         loop = asyncio.get_running_loop()
+        # Checked again after each wait: another opener of this kiosk may have taken the slot.
+        while (wait := self.gate.wait_s(loop.time())) > 0:  # noqa: ASYNC110 - the wait is a computed time
+            await asyncio.sleep(wait)
+        self.gate.attempt(loop.time())
+        self.attempts += 1
         conn = await RealtimeConnection.open(
             s.url,
             s.model,
@@ -95,7 +107,10 @@ class Opener:
                     effects = core.receive(await conn.recv(), loop.time())
                     for eff in effects:
                         if isinstance(eff, rs.FatalError):
-                            raise FatalRealtimeError(f"{eff.code}: {eff.message}")
+                            raise FatalRealtimeError(eff.describe())
+                        if isinstance(eff, rs.Recycle):
+                            # Expired before it was even configured: a failure (with back-off), not a recycle.
+                            raise RealtimeError(f"the session ended before it was configured ({eff.reason})")
                     if any(isinstance(eff, rs.Ready) for eff in effects):
                         return
         except TimeoutError:

@@ -7,13 +7,16 @@ It owns the protocol rules that voice kiosks get wrong:
 
 * under server VAD it never sends ``input_audio_buffer.commit`` nor a ``response.create``
   after ``committed`` (the server answers by itself);
-* ``response.create`` is only ever sent while no response is active;
-* on ``speech_started`` it asks for an immediate playback flush, then truncates each
-  assistant item to what the speaker reports as *played*, clamped to the audio received;
-  an item of which nothing was heard is deleted instead (see :meth:`playback_flushed`);
+* ``response.create`` is only ever sent while no response is active, carries the session's
+  instructions with any extra line (never instead of them), and an error naming it clears it;
+* on ``speech_started`` (and for an interrupting goodbye) it asks for an immediate playback
+  flush, then truncates each assistant item to what the speaker reports as *played*,
+  clamped to the audio received; an item of which nothing was heard is deleted instead;
+  audio of interrupted items that is still in flight is dropped;
 * tool calls run only once their response is ``completed``; every call gets one
   ``function_call_output`` and the batch gets exactly one ``response.create``;
-* errors are classified by ``code``, never by message.
+* failures are classified by code (:mod:`kiosk.realtime.failures`), never by message;
+* no frame can raise out of :meth:`receive`: broken ones are logged (rate-limited) and skipped.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ import itertools
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from kiosk.config import RealtimeSettings
+from kiosk.logs import event
 from kiosk.realtime import events as ev
+from kiosk.realtime import failures as fl
 from kiosk.realtime.effects import (
+    CONFIG_REJECTED,
     Effect,
     FatalError,
     FlushPlayback,
@@ -35,100 +39,30 @@ from kiosk.realtime.effects import (
     PlayAudio,
     Ready,
     Recycle,
+    ResponseFailed,
     ResponseFinished,
     RunTools,
     ToolCall,
     Transcript,
-    Usage,
+    UsageReported,
     VisitorSpeaking,
 )
+from kiosk.realtime.frames import LogLimiter, screen
+from kiosk.realtime.playout import Playout
+from kiosk.realtime.responses import REQUESTED, OpenResponse, Responses, obj, put
+from kiosk.realtime.responses import text as text_at
+from kiosk.realtime.sessionconfig import RETRY_LINE, SessionConfig
+from kiosk.realtime.transcripts import FAILED_MARK, TranscriptBook
+from kiosk.realtime.usage import Usage
 
 log = logging.getLogger(__name__)
 
 # The effects are part of this core's interface: ``rs.Ready``, ``rs.Usage``, ...
 __all__ = [
-    "Effect",
-    "FatalError",
-    "FlushPlayback",
-    "IdleTimeout",
-    "PlayAudio",
-    "Ready",
-    "RealtimeSession",
-    "Recycle",
-    "ResponseFinished",
-    "RunTools",
-    "SessionConfig",
-    "ToolCall",
-    "Transcript",
-    "Usage",
-    "VisitorSpeaking",
-]
-
-BYTES_PER_MS = 48  # 24 kHz * 2 bytes, mono
-
-# Codes that a barge-in race produces on a healthy session: not worth a warning.
-BENIGN_CODES = frozenset({"response_cancel_not_active", "conversation_already_has_active_response"})
-FATAL_CODES = frozenset({"invalid_api_key", "insufficient_quota"})
-RECYCLE_CODES = frozenset({"session_expired"})
-
-
-@dataclass(frozen=True)
-class SessionConfig:
-    """What the session.update says: the ``[realtime]`` settings as they are, plus what the
-    composition root adds (the rendered instructions and the tools' schemas)."""
-
-    settings: RealtimeSettings
-    instructions: str
-    tools: tuple[dict[str, Any], ...] = ()
-    speed: float = 1.0
-
-    def session_object(self) -> dict[str, Any]:
-        """The GA ``session`` object of a full ``session.update``."""
-        r = self.settings
-        turn: dict[str, Any] = {
-            "type": "server_vad",
-            "threshold": r.vad_threshold,
-            "prefix_padding_ms": r.prefix_padding_ms,
-            "silence_duration_ms": r.silence_duration_ms,
-            "create_response": True,
-            "interrupt_response": r.interrupt_response,
-        }
-        if r.idle_timeout_ms is not None:
-            turn["idle_timeout_ms"] = r.idle_timeout_ms
-        return {
-            "type": "realtime",
-            "model": r.model,
-            "output_modalities": ["audio"],
-            "instructions": self.instructions,
-            "audio": {
-                "input": {
-                    "format": {"type": "audio/pcm", "rate": 24000},
-                    "noise_reduction": {"type": "far_field"},
-                    "transcription": {"model": r.transcription_model, "language": r.language},
-                    "turn_detection": turn,
-                },
-                "output": {
-                    "format": {"type": "audio/pcm", "rate": 24000},
-                    "voice": r.voice,
-                    "speed": self.speed,
-                },
-            },
-            "tools": list(self.tools),
-            "tool_choice": "auto",
-            "max_output_tokens": r.max_output_tokens,
-        }
-
-
-@dataclass
-class _Response:
-    calls: list[ToolCall] = field(default_factory=list)
-    status: str | None = None
-
-
-@dataclass
-class _AudioItem:
-    received_bytes: int = 0
-
+    "Effect", "FatalError", "FlushPlayback", "IdleTimeout", "PlayAudio", "Ready", "RealtimeSession", "Recycle",
+    "ResponseFailed", "ResponseFinished", "RunTools", "SessionConfig", "ToolCall", "Transcript", "Usage",
+    "UsageReported", "VisitorSpeaking",
+]  # fmt: skip
 
 class RealtimeSession:
     """One Realtime conversation's protocol state. Not thread-safe; owned by one task."""
@@ -138,26 +72,30 @@ class RealtimeSession:
         self._ids = (f"{id_prefix}_{n}" for n in itertools.count(1))
         self._out: list[ev.Event] = []
         self._ready = False
-        self.active_response: str | None = None
-        self._responses: OrderedDict[str, _Response] = OrderedDict()
-        self._audio: OrderedDict[str, _AudioItem] = OrderedDict()
+        self.responses = Responses()
+        self.playout = Playout()
         self._awaiting: dict[str, None] = {}
-        self._pending_outputs: list[tuple[str, str]] = []
         self._want_response = False
-        self._pending_instructions: str | None = None
+        self._pending_extra: str | None = None
+        self._retries_left = 1  # one retry per failed response, restored by a completed one
+        self._retry_extra: str | None = None
+        self._retry_due = False
         self._sent_types: OrderedDict[str, str] = OrderedDict()
+        self._quiet_log = LogLimiter()
         self.usage = Usage()
-        self.transcript: list[tuple[str, str]] = []
-        self.statuses: OrderedDict[str, str] = OrderedDict()  # final status per response id
+        self.transcripts = TranscriptBook()
+
+    @property
+    def active_response(self) -> str | None:
+        """The active response's id (``<requested>`` while ours is on its way), or None."""
+        return self.responses.active
 
     # -- outgoing -------------------------------------------------------------------
 
     def _send(self, event: ev.Event) -> None:
         eid = event.get("event_id")
         if isinstance(eid, str):
-            self._sent_types[eid] = str(event["type"])
-            while len(self._sent_types) > 256:
-                self._sent_types.popitem(last=False)
+            put(self._sent_types, eid, str(event["type"]))
         self._out.append(event)
 
     def _eid(self) -> str:
@@ -177,23 +115,33 @@ class RealtimeSession:
         if pcm:
             self._out.append(ev.audio_append(pcm))
 
-    def request_response(self, instructions: str | None = None, *, interrupt: bool = False) -> bool:
-        """Ask for a response (greeting, goodbye); True if sent now.
+    def request_response(self, extra: str | None = None) -> bool:
+        """Ask for a response (greeting, goodbye) with ``extra`` instructions; True if sent now.
 
-        While a response is active the request waits for its ``response.done`` (and with
-        ``interrupt`` the active one is cancelled first, for a goodbye that must not wait).
+        While a response is active the request waits for its ``response.done``; the extra
+        line is added to the session's instructions, never sent instead of them.
         """
         if self.active_response is not None:
             log.debug("response.create deferred: %s is active", self.active_response)
-            if interrupt:
-                self.cancel_active()
             self._want_response = True
-            self._pending_instructions = instructions or self._pending_instructions
+            self._pending_extra = extra or self._pending_extra
             return False
-        self._send(ev.response_create(self._eid(), instructions))
-        # Count it active at once: a second request before response.created must not collide.
-        self.active_response = "<requested>"
+        eid = self._eid()
+        self._send(ev.response_create(eid, self.config.response_instructions(extra)))
+        self.responses.asked(eid, extra)
         return True
+
+    def interrupt(self) -> list[Effect]:
+        """Cut the assistant off now (a goodbye that must not wait): cancel, then flush and
+        truncate exactly like a barge-in."""
+        self.cancel_active()
+        return self._barge_in()
+
+    def retry_response(self) -> None:
+        """After a failed response and its back-off: ask again, with an apology."""
+        self._retry_due = False
+        extra = "\n\n".join(x for x in (self._retry_extra, RETRY_LINE) if x)
+        self.request_response(extra)
 
     def tool_results(self, results: Iterable[tuple[str, str]]) -> None:
         """Hand in ``(call_id, output)`` pairs; after the last awaited one, ask for a response."""
@@ -208,168 +156,223 @@ class RealtimeSession:
             self._maybe_respond()
 
     def playback_flushed(self, played_ms: Mapping[str, float]) -> None:
-        """After a barge-in flush: tell the server what the visitor actually heard.
+        """After a flush: tell the server what the visitor actually heard, and cut our transcript.
 
         ``played_ms`` maps each assistant item that still had audio in the speaker to the
         milliseconds of it that were played. Items not in the map were heard in full.
         An item with 0 ms played is *deleted* rather than truncated to 0: the visitor heard
-        none of it, so the model must not believe it was said, and a delete cannot trip
-        the server's "audio content is already shorter" check.
+        none of it, and the server refuses a truncation to 0 ms.
         """
-        for item_id, ms in played_ms.items():
-            item = self._audio.get(item_id)
-            if item is None:
-                continue
-            received_ms = item.received_bytes // BYTES_PER_MS
-            end = max(0, min(int(ms), received_ms))
+        for item_id, end, received_ms in self.playout.flushed(played_ms):
             if end == 0:
                 self._send(ev.item_delete(self._eid(), item_id))
-            elif end < received_ms:
+                self.transcripts.deleted(item_id)
+            else:
                 self._send(ev.item_truncate(self._eid(), item_id, end))
-        # Everything received before the flush is now either heard in full or accounted for.
-        self._audio.clear()
+                self.transcripts.truncated(item_id, end, received_ms)
 
     def cancel_active(self) -> None:
         """Cancel the active response (only needed when the server does not interrupt)."""
         rid = self.active_response
-        if rid is not None and rid != "<requested>":
+        if rid is not None and rid != REQUESTED:
             self._send(ev.response_cancel(self._eid(), rid))
 
     def _maybe_respond(self) -> None:
         if self._want_response and self.active_response is None:
             self._want_response = False
-            instructions, self._pending_instructions = self._pending_instructions, None
-            self.request_response(instructions)
+            extra, self._pending_extra = self._pending_extra, None
+            self.request_response(extra)
 
     # -- incoming -------------------------------------------------------------------
+
+    def _skip(self, key: str, why: str, now: float, level: int = logging.WARNING, what: str = "malformed") -> None:
+        """Log a skipped frame (or part of one): each ``key`` at most every 10 s, with a count."""
+        held = self._quiet_log.allow(key, now)
+        if held is not None:
+            more = f" ({held} more since)" if held else ""
+            log.log(level, "%s server event skipped: %s%s", what, why, more, extra=event("malformed_event"))
 
     def receive(self, text: str | bytes, now: float) -> list[Effect]:
         """Handle one server frame at monotonic time ``now``; return effects in order.
 
-        Malformed frames are logged and skipped; unknown types are skipped at DEBUG.
+        Never raises: broken frames are logged (each reason at most every 10 s) and
+        skipped; unknown types are skipped at DEBUG.
         """
-        del now  # part of the contract for timing-aware policies; nothing needs it yet
-        try:
-            event = ev.parse_server_event(text)
-        except ev.MalformedEvent as exc:
-            log.warning("malformed server event skipped: %s", exc, extra={"kiosk": {"event": "malformed_event"}})
+        why = screen(text)
+        if why is not None:
+            self._skip(why.split(" (")[0], why, now)
             return []
-        if event is None:
+        try:
+            parsed = ev.parse_server_event(text)
+        except ev.MalformedEvent as exc:
+            self._skip(str(exc).split(":")[0], str(exc), now)
+            return []
+        if parsed is None:
             log.debug("unknown server event type skipped")
             return []
-        return self._dispatch(event)
+        try:
+            return self._dispatch(parsed, now)
+        except Exception:
+            # The last resort: a frame the rules above let through and the handlers choke
+            # on. It must not end the visit or the daemon; it is a bug, so it says so.
+            if self._quiet_log.allow("handler:" + parsed.type, now) is not None:
+                log.exception("server event %s could not be handled", parsed.type, extra=event("event_error"))
+            return []
 
-    def _dispatch(self, e: ev.ServerEvent) -> list[Effect]:
+    def _dispatch(self, e: ev.ServerEvent, now: float) -> list[Effect]:
         match e:
             case ev.SessionUpdated():
                 if not self._ready:
                     self._ready = True
+                    self._maybe_respond()  # a request the last connection never got answered
                     return [Ready()]
             case ev.AudioDelta():
-                item = self._audio.setdefault(e.item_id, _AudioItem())
-                pcm = e.pcm()
-                item.received_bytes += len(pcm)
-                return [PlayAudio(e.item_id, pcm)]
+                return self._on_audio(e.item_id, e.pcm(), now)
             case ev.SpeechStarted():
-                return self._on_speech_started()
+                out: list[Effect] = [VisitorSpeaking(True)]
+                if not self.config.settings.interrupt_response:
+                    self.cancel_active()
+                return out + self._barge_in()
             case ev.SpeechStopped():
                 return [VisitorSpeaking(False)]
+            case ev.BufferCommitted():
+                self.transcripts.expect_visitor(e.item_id)
             case ev.ResponseCreated():
-                rid = str(e.response.get("id", ""))
-                self.active_response = rid
-                self._responses[rid] = _Response()
-                while len(self._responses) > 64:
-                    self._responses.popitem(last=False)
+                if not self.responses.created(e.response):
+                    self._skip("created", "response.created without a response id", now)
             case ev.FunctionCallArgumentsDone():
-                self._responses.setdefault(e.response_id, _Response()).calls.append(
-                    ToolCall(e.call_id, e.name, e.arguments, e.response_id)
-                )
+                if not self.responses.call(e.response_id, ToolCall(e.call_id, e.name, e.arguments, e.response_id)):
+                    self._skip("call", f"tool call of unknown response {e.response_id!r}", now, what="stray")
             case ev.ResponseDone():
-                return self._on_response_done(e)
-            case ev.TranscriptDone() if e.transcript:
-                self.transcript.append(("assistant", e.transcript))
-                return [Transcript("assistant", e.transcript, e.item_id)]
-            case ev.InputTranscriptDone() if e.transcript.strip():
-                self.transcript.append(("visitor", e.transcript.strip()))
-                return [Transcript("visitor", e.transcript.strip(), e.item_id)]
+                return self._on_response_done(e.response, now)
+            case ev.TranscriptDone() if not self.transcripts.knows(e.item_id):
+                self._skip("transcript", f"transcript of unknown item {e.item_id!r}", now, what="stray")
+            case ev.TranscriptDone():
+                text = self.transcripts.assistant(e.item_id, e.transcript, self.playout.received_ms(e.item_id))
+                return [Transcript("assistant", text, e.item_id)] if text else []
+            case ev.InputTranscriptDone():
+                usage = Usage.from_transcription(e.usage)
+                self.usage = self.usage + usage
+                text = self.transcripts.visitor(e.item_id, e.transcript)
+                out = [Transcript("visitor", text, e.item_id)] if text else []
+                return [*out, UsageReported(usage)] if usage != Usage() else out
+            case ev.InputTranscriptFailed():
+                self.transcripts.visitor_failed(e.item_id)
+                code = text_at(e.error, "code") or text_at(e.error, "type") or "unknown"
+                if self._quiet_log.allow("transcription_failed", now) is not None:
+                    log.warning("visitor transcription failed (%s); marked in the transcript", code,
+                                extra=event("transcription_failed", code=code))  # fmt: skip
+                return [Transcript("visitor", FAILED_MARK, e.item_id)]
             case ev.TimeoutTriggered():
                 return [IdleTimeout()]
             case ev.ErrorEvent():
                 return self._on_error(e.error)
         return []
 
-    def _on_speech_started(self) -> list[Effect]:
-        out: list[Effect] = [VisitorSpeaking(True)]
-        if self._audio:
-            out.append(FlushPlayback())
-        if not self.config.settings.interrupt_response:
-            self.cancel_active()
-        return out
+    def _on_audio(self, item_id: str, pcm: bytes, now: float) -> list[Effect]:
+        if len(pcm) % 2:
+            # PCM16 comes in whole samples; a stray byte would shift every sample after it.
+            self._skip("odd", f"odd-length audio delta ({len(pcm)} bytes): last byte dropped", now, what="part of a")
+            pcm = pcm[:-1]
+        if self.playout.is_new(item_id):
+            self.transcripts.assistant_started(item_id)
+        if not self.playout.audio(item_id, pcm):
+            return []  # in flight when the visitor interrupted: never played
+        return [PlayAudio(item_id, pcm)] if pcm else []
 
-    def _on_response_done(self, e: ev.ResponseDone) -> list[Effect]:
-        r = e.response
-        rid = str(r.get("id", ""))
-        status = str(r.get("status", "completed"))
-        details = r.get("status_details") or {}
-        reason = details.get("reason") if isinstance(details, dict) else None
+    def _barge_in(self) -> list[Effect]:
+        """The visitor cut in: the audio in the speaker goes, and so does audio still coming."""
+        return [FlushPlayback()] if self.playout.interrupt() else []
+
+    def _on_response_done(self, r: Mapping[str, Any], now: float) -> list[Effect]:
+        rid = text_at(r, "id")
+        status = text_at(r, "status") or "completed"
+        details = obj(r, "status_details")
+        error = obj(details, "error")
+        code = text_at(error, "code") or text_at(error, "type")
+        reason = text_at(details, "reason") or code or None
         usage = Usage.from_response(r.get("usage"))
         self.usage = self.usage + usage
-        resp = self._responses.pop(rid, _Response())
-        self.statuses[rid] = status
-        while len(self.statuses) > 64:
-            self.statuses.popitem(last=False)
-        if self.active_response in (rid, "<requested>"):
-            self.active_response = None
+        resp = self.responses.done(rid, status)
         out: list[Effect] = [ResponseFinished(rid, status, reason, usage)]
-        if resp.calls:
-            if status == "completed":
-                self._awaiting.update(dict.fromkeys(c.call_id for c in resp.calls))
-                out.append(RunTools(tuple(resp.calls)))
-            else:
-                log.info("%d tool call(s) of %s response %s not run", len(resp.calls), status, rid)
+        if resp is None:
+            # Never announced by response.created: its usage counts, nothing else does.
+            self._skip("done", f"response.done of unknown response {rid!r}", now, logging.INFO, what="stray")
+            self._maybe_respond()
+            return out
+        out += self._outcome(status, code, text_at(error, "message"), reason, resp, rid)
+        if resp.calls and status == "completed":
+            self._awaiting.update(dict.fromkeys(c.call_id for c in resp.calls))
+            out.append(RunTools(tuple(resp.calls)))
+        elif resp.calls:
+            log.info("%d tool call(s) of %s response %s not run", len(resp.calls), status, rid)
         self._maybe_respond()
         return out
+
+    def _outcome(
+        self, status: str, code: str, message: str, reason: str | None, resp: OpenResponse, rid: str
+    ) -> list[Effect]:
+        match fl.response_outcome(status, code):
+            case fl.Outcome.COMPLETED:
+                self._retries_left = 1
+            case fl.Outcome.INCOMPLETE:
+                log.warning("response %s incomplete (%s)", rid, reason or status,
+                            extra=event("response_incomplete", reason=reason or status))  # fmt: skip
+            case fl.Outcome.FATAL:
+                return [FatalError(code, message)]
+            case fl.Outcome.RETRY:
+                retry = self._retries_left > 0
+                if retry:
+                    self._retries_left -= 1
+                    self._retry_extra, self._retry_due = resp.extra, True
+                return [ResponseFailed(code or "failed", message, retry)]
+        return []
 
     def _on_error(self, err: ev.ErrorDetail) -> list[Effect]:
         code = err.code or ""
         caused_by = self._sent_types.get(err.event_id or "", "?")
-        fields = {"event": "realtime_error", "code": code, "client_event": caused_by}
-        if code in BENIGN_CODES:
+        fields = {"code": code, "client_event": caused_by}
+        kind = fl.classify_error(code, caused_by)
+        if kind is fl.ErrorKind.BENIGN:
             log.debug("benign race error %s (after %s)", code, caused_by)
             if code == "conversation_already_has_active_response" and caused_by == "response.create":
                 # Our request lost the race; whatever we wanted to ask for is asked again
                 # when the active response finishes.
                 self._want_response = True
+                self._pending_extra = self._pending_extra or self.responses.lost_race(err.event_id)
             return []
-        if code in FATAL_CODES:
+        if kind is fl.ErrorKind.FATAL:
             # Logged once, at ERROR, by whoever acts on the effect (the connection owner).
             log.debug("fatal Realtime error %s", code)
             return [FatalError(code, err.message)]
-        if code in RECYCLE_CODES:
-            log.info("Realtime session expired; recycling", extra={"kiosk": fields})
+        if kind is fl.ErrorKind.CONFIG:
+            detail = f"configuration rejected by the service: {err.param or '-'}: {err.message}"
+            return [FatalError(CONFIG_REJECTED, detail)]
+        if kind is fl.ErrorKind.RECYCLE:
+            log.info("Realtime session expired; recycling", extra=event("realtime_error", **fields))
             return [Recycle(code)]
-        log.warning(
-            "Realtime error %s caused by %s %s: %s",
-            code or err.type,
-            caused_by,
-            err.event_id or "-",
-            err.message,
-            extra={"kiosk": fields},
-        )
+        if kind is fl.ErrorKind.REQUEST_REFUSED:
+            # Nothing will answer the refused request: it must not keep the session "busy".
+            self.responses.refused(err.event_id)
+        log.warning("Realtime error %s caused by %s %s: %s", code or err.type, caused_by, err.event_id or "-",
+                    err.message, extra=event("realtime_error", **fields))  # fmt: skip
         return []
 
     # -- recycle --------------------------------------------------------------------
 
     @property
     def quiet(self) -> bool:
-        """No response is active and no tool output is awaited: a safe moment to recycle."""
-        return self.active_response is None and not self._awaiting and not self._want_response
+        """No response is active or due and no tool output is awaited: a safe moment to recycle."""
+        return self.active_response is None and not self._awaiting and not self._want_response and not self._retry_due
+
+    @property
+    def transcript(self) -> list[tuple[str, str]]:
+        """The conversation so far as ``(role, text)`` lines (visitor items still awaited marked)."""
+        return self.transcripts.lines()
 
     def condensed_transcript(self, max_chars: int = 2000) -> str:
-        """The conversation so far as plain lines, newest kept when it is too long."""
-        lines = [f"{role}: {text}" for role, text in self.transcript]
-        text = "\n".join(lines)
-        return text[-max_chars:]
+        """The conversation as heard, as plain lines, newest kept when it is too long."""
+        return self.transcripts.condensed(max_chars)
 
     def replay_into(self, fresh: RealtimeSession) -> None:
         """Prime a fresh session (after expiry) with this one's config and a transcript."""
@@ -377,4 +380,10 @@ class RealtimeSession:
         summary = self.condensed_transcript()
         if summary:
             fresh._send(ev.system_text(fresh._eid(), "The conversation so far (continue it):\n" + summary))
-        fresh.transcript = list(self.transcript)
+        fresh.transcripts = self.transcripts.copy()
+        # A request the dropped connection never answered (the greeting, a goodbye) is asked
+        # again once the new session is configured; a reply that had started is not repeated.
+        unanswered, extra = self.responses.unanswered()
+        if unanswered or self._want_response:
+            fresh._want_response = True
+            fresh._pending_extra = extra or self._pending_extra

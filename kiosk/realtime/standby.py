@@ -7,6 +7,11 @@ after each visit ends, a fresh connection is opened and configured
 next press takes it and greets at once. A parked connection is never reused: each visitor
 gets a brand-new server session, so no one inherits another's conversation. It is replaced
 before it gets old (the service ends sessions at 60 minutes) and when it drops.
+
+Nothing the service sends can end it: the session core skips broken frames, and anything
+else unexpected is logged and retried with back-off like a failed connection. It stops
+for good only when the service refuses the kiosk (a bad key, no quota, a refused
+configuration), found by itself or by a visit (:meth:`Standby.stop`).
 """
 
 from __future__ import annotations
@@ -37,9 +42,11 @@ class Standby:
         backoff_cap_s: float = 30.0,
         on_ready: Callable[[], None] = lambda: None,
         on_fatal: Callable[[str], None] = lambda reason: None,
+        on_failed: Callable[[str], None] = lambda reason: None,
     ) -> None:
         self._opener = opener
         self._on_ready = on_ready
+        self._on_failed = on_failed  # an attempt failed (will be retried): the link's health
         self._on_fatal = on_fatal
         self._max_age_s = max_age_s
         self._recon = Reconnector(backoff_base_s, backoff_cap_s, stable_after=max_age_s)
@@ -51,6 +58,7 @@ class Standby:
         self.settled = asyncio.Event()  # the latest attempt finished (ready, failed or refused)
         self.opened = 0  # connections configured so far (tests, status)
         self.fatal = False
+        self.stopped = asyncio.Event()  # run() has returned: no more connections
 
     @property
     def ready(self) -> bool:
@@ -71,12 +79,19 @@ class Standby:
         """A visit ended: prepare the next connection."""
         self._wanted.set()
 
+    def stop(self) -> None:
+        """The service refused the kiosk (seen by a visit): no more connections until restarted."""
+        self.fatal = True
+        self._wanted.set()  # wake run(), which sees ``fatal`` and returns
+
     async def run(self) -> None:
         """Keep a warm connection while wanted; never raises (except cancellation)."""
         loop = asyncio.get_running_loop()
         try:
             while True:
                 await self._wanted.wait()
+                if self.fatal:
+                    return
                 if self._warm is not None:
                     self._wanted.clear()
                     continue
@@ -93,17 +108,27 @@ class Standby:
                     self.settled.set()
                     self._on_fatal(str(exc))
                     return
-                except (RealtimeError, TimeoutError, OSError) as exc:
+                except Exception as exc:  # anything else is retried too: the daemon must go on
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise asyncio.CancelledError from None  # a library lost our cancellation
                     self.settled.set()
+                    self._on_failed(str(exc))
                     delay = self._recon.next_delay(loop.time())
-                    log.info(
+                    expected = isinstance(exc, RealtimeError | TimeoutError | OSError)
+                    log.log(
+                        logging.INFO if expected else logging.ERROR,
                         "warm standby: connect failed (%s); next try in %.1f s",
-                        exc,
+                        exc if expected else repr(exc),
                         delay,
                         extra=event("standby_wait"),
+                        exc_info=not expected,
                     )
                     await asyncio.sleep(delay)
                     continue
+                if self.fatal:  # stopped while it connected
+                    await warm.conn.close()
+                    return
                 self._recon.connected(warm.opened_at)
                 self._warm = warm
                 self.ready_event.set()
@@ -113,6 +138,7 @@ class Standby:
                 self._on_ready()
         finally:
             await self.close()
+            self.stopped.set()
 
     async def _connect(self) -> Opened:
         opened = await self._opener.open(id_prefix=f"w{uuid.uuid4().hex[:6]}")

@@ -32,6 +32,7 @@ class BudgetGuard:
         self,
         store: Store,
         cost: CostSettings,
+        rates: budget.Rates,
         *,
         today: Callable[[], str],
         submit: Callable[[cv.Input], None],
@@ -39,15 +40,27 @@ class BudgetGuard:
     ) -> None:
         self._store = store
         self._cost = cost
+        self._rates = rates  # the configured models' prices
         self._today = today  # the local day (budgets reset at local midnight)
         self._submit = submit
         self._current_visit = current_visit
         self._day = ""
         self._day_spent = False
 
+    def cost_usd(self, usage: rs.Usage) -> float:
+        """What ``usage`` cost with this kiosk's models."""
+        return budget.cost_usd(usage, self._rates)
+
     async def record(self, visit_id: str, total: rs.Usage) -> None:
-        """Store the visit's cumulative usage, then apply both budgets."""
-        cost = budget.cost_usd(total, self._cost)
+        """Store the visit's cumulative usage, then apply both budgets; never raises (it runs
+        in the kiosk's task group: a failure here must not take the daemon down)."""
+        try:
+            await self._record(visit_id, total)
+        except Exception:
+            log.exception("usage not recorded", extra=event("store_error"))
+
+    async def _record(self, visit_id: str, total: rs.Usage) -> None:
+        cost = self.cost_usd(total)
         day = self._today()
         store = self._store
 
@@ -61,7 +74,7 @@ class BudgetGuard:
             # Budgets must not take the conversation down; the next response tries again.
             log.error("usage not recorded: %s", exc, extra=event("store_error"))
             return
-        tokens = total.input_tokens + total.output_tokens
+        tokens = total.tokens
         verdict = budget.check(tokens, cost, day_tokens, day_cost, self._cost)
         if verdict.session_spent and self._current_visit() == visit_id:
             log.warning(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -36,6 +35,7 @@ from kiosk.realtime.standby import Standby
 from kiosk.runtime.budget_guard import BudgetGuard
 from kiosk.runtime.observer import NullObserver, Observer
 from kiosk.runtime.visit import Visit
+from kiosk.runtime.visit_log import VisitLog
 from kiosk.tools import catalog
 from kiosk.tools.registry import ToolContext, ToolRegistry
 
@@ -95,9 +95,18 @@ class Kiosk:
         self.budget = BudgetGuard(
             parts.store,
             s.cost,
+            budget.Rates.of(s.cost, s.realtime.model, s.realtime.transcription_model),
             today=parts.today,
             submit=self.submit,
             current_visit=lambda: self._visit.visit_id if self._visit is not None else None,
+        )
+        # The lender's numbers and the link's health, written off the loop like usage.
+        self.visits = VisitLog(
+            parts.store,
+            self.budget.cost_usd,
+            today=parts.today,
+            clock=lambda: asyncio.get_running_loop().time(),
+            link_warn_s=s.fleet.link_warn_min * 60,
         )
         self._inputs: asyncio.Queue[cv.Input] = asyncio.Queue()
         self._visit: Visit | None = None
@@ -109,7 +118,7 @@ class Kiosk:
         self._mic_s = 0.0  # seconds of audio captured since start
         self.standby: Standby | None = None
         self._pressed_at: float | None = None
-        self.first_audio_ms: list[float] = []  # press to first audible assistant audio, per session
+        self.first_audio_ms: list[float] = []  # press to first audible assistant audio, per visit
 
     # -- what a Visit needs (kiosk.runtime.visit.Host) ------------------------
 
@@ -124,7 +133,8 @@ class Kiosk:
         return self.p.tools
 
     def transcript(self, role: str, text: str) -> None:
-        """Forward a transcript line to the observer."""
+        """Forward a transcript line to the visit's record and the observer."""
+        self.visits.transcript(role, text)
         self.p.observer.transcript(role, text)
 
     def tool_ran(self, name: str, arguments: str, output: str) -> None:
@@ -136,11 +146,19 @@ class Kiosk:
         """
         if self.p.syncer is not None:
             self.p.syncer.kick()
+        self.visits.tool(name, output)
         self.p.observer.tool(name, arguments, output)
 
     def is_quiet(self) -> bool:
         """Nobody speaks: listening, with the speaker idle."""
         return self.machine.state is cv.State.LISTENING
+
+    def refused(self, reason: str) -> None:
+        """The service refused the kiosk (no quota, a refused configuration): the standby stops
+        connecting too, and the lights show ERROR until a restart."""
+        if self.standby is not None:
+            self.standby.stop()
+        self.submit(cv.Fatal(reason))
 
     def usage_changed(self, visit_id: str, total: rs.Usage) -> None:
         """Record the visit's usage and apply the cost guards (the write runs off the loop)."""
@@ -169,14 +187,14 @@ class Kiosk:
         return self.machine.state
 
     async def wait_for_standby(self, limit_s: float) -> None:
-        """Before a press that starts a session: let the warm standby's attempt finish (as a
+        """Before a press that starts a visit: let the warm standby's attempt finish (as a
         visitor walking up would), so the press takes it. Returns at once without one."""
         if self.standby is not None and self.machine.state is cv.State.IDLE:
             async with asyncio.timeout(limit_s):
                 await self.standby.settled.wait()
 
-    async def wait_state(self, states: set[cv.State], *, limit_s: float) -> None:
-        """Wait (at most ``limit_s``) until the state is one of ``states``."""
+    async def wait_state(self, states: set[cv.State], *, limit_s: float | None) -> None:
+        """Wait (at most ``limit_s``; None: as long as it takes) until the state is one of ``states``."""
         async with asyncio.timeout(limit_s), self._changed:
             await self._changed.wait_for(lambda: self.machine.state in states)
 
@@ -201,6 +219,7 @@ class Kiosk:
                     tg.create_task(self._mic_pump(), name="mic-pump"),
                     tg.create_task(self._machine_loop(), name="machine"),
                     tg.create_task(self.budget.watch_days(), name="day-watch"),
+                    tg.create_task(self.visits.run(), name="visit-log"),
                 ]
                 if self.p.syncer is not None:
                     background.append(tg.create_task(self.p.syncer.run(), name="sync"))
@@ -217,6 +236,7 @@ class Kiosk:
                     self._visit.task.cancel()
         finally:
             self._tg = None
+            await self.visits.close()
             await self.p.mic.close()
             await self.p.speaker.close()
             self.p.lights.close()
@@ -234,6 +254,7 @@ class Kiosk:
             backoff_base_s=r.backoff_base_s,
             backoff_cap_s=r.backoff_cap_s,
             on_ready=restored,
+            on_failed=lambda reason: self.visits.link_failed(),
             on_fatal=lambda reason: self.submit(cv.Fatal(reason)),
         )
 
@@ -248,6 +269,7 @@ class Kiosk:
             except TimeoutError:
                 inp = cv.Tick()
             self._execute(self.machine.handle(inp, self._loop.time()))
+            self.visits.handled(inp, self.machine.state)
             async with self._changed:
                 self._changed.notify_all()
 
@@ -258,10 +280,13 @@ class Kiosk:
             ms = (self._loop.time() - self._pressed_at) * 1000
             self._pressed_at = None
             self.first_audio_ms.append(ms)
+            visit = self._visit
+            warm = visit is not None and visit.was_warm
+            self.visits.first_audio(ms, warm)
             log.info(
                 "first assistant audio %.0f ms after the press",
                 ms,
-                extra=event("first_audio", ms=round(ms), warm=self._visit is not None and self._visit.was_warm),
+                extra=event("first_audio", session=visit.visit_id if visit else None, ms=round(ms), warm=warm),
             )
         self.submit(cv.AssistantAudio(playing))
         self.p.observer.playing(playing)
@@ -295,8 +320,8 @@ class Kiosk:
     def _execute(self, commands: list[cv.Command]) -> None:
         for c in commands:
             match c:
-                case cv.Connect(visit_no=n):
-                    self._start_visit(n)
+                case cv.Connect(visit_no=n, visit_id=visit_id):
+                    self._start_visit(n, visit_id)
                 case cv.Greet():
                     if self._visit is not None:
                         self._visit.request_response(GREETING)
@@ -312,20 +337,22 @@ class Kiosk:
                 case cv.Wipe():
                     self._forget_scope()
                     self.p.speaker.forget()
-                case cv.PlayOfflineMessage():
-                    self._play_offline()
+                case cv.PlayOfflineMessage(visit_id=visit_id):
+                    self._play_offline(visit_id)
                 case cv.PlayUnavailableMessage():
                     self._play(self.p.unavailable_audio, "unavailable")
+                case cv.Refused(visit_id=visit_id, reason=reason):
+                    self.visits.refused(visit_id, reason)
                 case cv.Lights(pattern=pattern):
                     self.p.lights.show(pattern)
 
-    def _start_visit(self, visit_no: int) -> None:
+    def _start_visit(self, visit_no: int, visit_id: str) -> None:
         assert self._tg is not None and self._loop is not None
-        visit_id = uuid.uuid4().hex
         self._forget_scope()
         self.scope = self.tool_site.visit(visit_id)
         self.visits_started += 1
         log.info("visit %s started", visit_no, extra=event("session_start", session=visit_id, session_no=visit_no))
+        self.visits.started(visit_id)
         self._pressed_at = self._loop.time()
         warm = self.standby.take() if self.standby is not None else None
         visit = Visit(self, visit_id, self.scope, warm)
@@ -354,17 +381,18 @@ class Kiosk:
                     duration_s=round(duration or 0.0, 1),
                     input_tokens=usage.input_tokens,
                     output_tokens=usage.output_tokens,
-                    cost_usd=round(budget.cost_usd(usage, self.p.settings.cost), 4),
+                    cost_usd=round(self.budget.cost_usd(usage), 4),
                 ),
             )
+            self.visits.ended(visit.visit_id, reason, duration, usage)
         self._pressed_at = None
         if self.standby is not None:
             self.standby.refill()
         self.p.observer.visit_ended(reason, duration)
 
-    def _play_offline(self) -> None:
+    def _play_offline(self, visit_id: str) -> None:
         self._play(self.p.offline_audio, "offline")
-        log.warning("Realtime unavailable: offline message played", extra=event("offline"))
+        log.warning("Realtime unavailable: offline message played", extra=event("offline", session=visit_id or None))
 
     def _play(self, audio: bytes | None, tag: str) -> None:
         if audio:

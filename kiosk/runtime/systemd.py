@@ -51,6 +51,11 @@ class Notifier:
         """We are shutting down on purpose."""
         self._send("STOPPING=1")
 
+    def reloading(self) -> None:
+        """``systemctl reload``: the process is about to re-execute itself (READY=1 follows)."""
+        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self._send(f"RELOADING=1\nMONOTONIC_USEC={usec}")
+
     @staticmethod
     def _send(message: str) -> None:
         try:
@@ -246,11 +251,14 @@ class ServiceMonitor:
         watchdog: Watchdog | None,
         *,
         tick_s: float = 1.0,
+        extra: Callable[[], dict[str, Any]] = dict,
     ) -> None:
         self._notifier, self._status, self._state, self._outbox = notifier, status, state, outbox
         self.watchdog = watchdog
         self._tick_s = tick_s
+        self._extra = extra  # more status-file values (the link's health), written when they change
         self._shown: tuple[str, SyncStatus | None] | None = None
+        self._extra_shown: dict[str, Any] = {}
 
     def tick(self, now: float) -> None:
         """One round: watchdog check, then STATUS and the file when state or outbox changed."""
@@ -267,6 +275,10 @@ class ServiceMonitor:
             self._notifier.status(status_line(*shown))
             pending = {} if outbox is None else {"pending_leads": outbox.pending_leads, "dead_leads": outbox.dead_leads}
             self._status.update(state=shown[0], **pending)
+        extra = self._extra()
+        if extra != self._extra_shown:
+            self._extra_shown = extra
+            self._status.update(**extra)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until ``stop`` is set."""

@@ -5,13 +5,19 @@ reads and sends, runs tools in the visit's own scope, reconnects and recycles, a
 the session core's effects to the host (the kiosk). Policy in one place:
 
 * the first connect failing is reported at once (the visitor hears the offline message
-  instead of waiting); a drop mid-session is retried with exponential backoff and full
+  instead of waiting); a drop mid-visit is retried with exponential backoff and full
   jitter until the state machine's reconnect deadline gives up;
-* fatal refusals (bad key, no quota, close code 3000) are logged once at ERROR and never
-  retried;
+* fatal refusals (bad key, no quota, a refused configuration) are logged once at ERROR,
+  stop the warm standby and are never retried;
+* a response that failed for a rate limit or a server error is logged once at ERROR and
+  asked for again after a back-off, with an apology; a second failure ends the visit
+  with the offline message;
 * ``session_expired`` and the proactive recycle (before the service's 60-minute limit, at
   a quiet moment) open a fresh connection and replay the instructions, tools and a
-  condensed transcript, without the visitor noticing.
+  condensed transcript of what was heard, without the visitor noticing; a connection
+  that expires soon after it opened waits a back-off first (no reconnect storm);
+* a tool that stores the visitor's words (saveLead) first waits, briefly, for the
+  transcripts of every committed visitor item: transcription runs beside the response.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from typing import Protocol
 
 from kiosk import conversation as cv
@@ -35,6 +42,13 @@ log = logging.getLogger(__name__)
 
 class _RecycleNow(Exception):
     """Internal: replace the connection now (expired, or old and quiet)."""
+
+
+def _stop_if_cancelled() -> None:
+    """A retry loop must end when its task was cancelled, even if a library lost the CancelledError."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class Host(Protocol):
@@ -65,6 +79,9 @@ class Host(Protocol):
     def usage_changed(self, visit_id: str, total: rs.Usage) -> None:
         """The session's cumulative token usage grew (a response finished)."""
 
+    def refused(self, reason: str) -> None:
+        """The service refused the kiosk for good: stop connecting (the standby too)."""
+
     async def state_changed(self) -> None:
         """Return at the next state change."""
 
@@ -85,6 +102,8 @@ class Visit:
         self.recycles = 0
         self.reconnects = 0
         self._kick = asyncio.Event()
+        self._transcribed = asyncio.Event()  # the transcript book moved
+        self._book_version = -1
         self._children: set[asyncio.Task[None]] = set()
 
     def send_audio(self, pcm: bytes) -> None:
@@ -93,10 +112,15 @@ class Visit:
             self.core.append_audio(pcm)
             self._kick.set()
 
-    def request_response(self, instructions: str, *, interrupt: bool = False) -> None:
-        """Ask the assistant to speak (greeting, goodbye); ``interrupt`` cancels what it is saying."""
-        if self.core is not None:
-            self.core.request_response(instructions, interrupt=interrupt)
+    def request_response(self, extra: str, *, interrupt: bool = False) -> None:
+        """Ask the assistant to speak (greeting, goodbye) with an extra line of instructions;
+        ``interrupt`` cuts off what it is saying, flushed and truncated like a barge-in."""
+        core = self.core
+        if core is not None:
+            if interrupt:
+                for eff in core.interrupt():
+                    self._effect(eff, core)
+            core.request_response(extra)
             self._kick.set()
 
     async def run(self) -> None:
@@ -109,7 +133,7 @@ class Visit:
                 exc,
                 extra=event("realtime_fatal", session=self.visit_id),
             )
-            self.h.submit(cv.Fatal(str(exc)))
+            self.h.refused(str(exc))
         except Exception:
             log.exception("visit failed", extra=event("session_error", session=self.visit_id))
             self.h.submit(cv.ReconnectFailed("internal error") if self.ready else cv.ConnectFailed("internal error"))
@@ -140,9 +164,13 @@ class Visit:
                 )
                 self.ready = False
                 previous = core
+                # Invisible after a long-lived connection; a service that expires sessions
+                # at once gets the same back-off as a failure, never a reconnect storm.
+                await asyncio.sleep(recon.recycle_delay(loop.time()))
             except FatalRealtimeError:
                 raise
             except RealtimeError as exc:
+                _stop_if_cancelled()
                 self.reconnects += 1
                 log.warning(
                     "Realtime connection lost: %s", exc, extra=event("connection_lost", session=self.visit_id)
@@ -164,6 +192,7 @@ class Visit:
             except RealtimeError as exc:
                 if isinstance(exc, FatalRealtimeError):
                     raise
+                _stop_if_cancelled()
                 if previous is None:
                     log.warning("connect failed: %s", exc, extra=event("connect_failed", session=self.visit_id))
                     self.h.submit(cv.ConnectFailed(str(exc)))
@@ -221,7 +250,18 @@ class Visit:
             frame = await conn.recv()
             for eff in core.receive(frame, loop.time()):
                 self._effect(eff, core)
+            self._sync_transcript(core)
             self._kick.set()
+
+    def _sync_transcript(self, core: rs.RealtimeSession) -> None:
+        """The visit's tools see the conversation as the core's book has it: in order, cut
+        where the visitor interrupted, late visitor lines in their place."""
+        book = core.transcripts
+        if book.version != self._book_version:
+            self._book_version = book.version
+            if not self.scope.closed:
+                self.scope.transcript = book.lines()
+            self._transcribed.set()
 
     def _effect(self, eff: rs.Effect, core: rs.RealtimeSession) -> None:
         h = self.h
@@ -233,10 +273,10 @@ class Visit:
                 h.speaker.write(pcm, item)
             case rs.FlushPlayback():
                 core.playback_flushed(h.speaker.flush())
+                self._sync_transcript(core)
             case rs.VisitorSpeaking(speaking=speaking):
                 h.submit(cv.VisitorSpeech(speaking))
             case rs.Transcript(role=role, text=text):
-                self.scope.transcript.append((role, text))
                 h.transcript(role, text)
             case rs.RunTools(calls=calls):
                 self._children.add(asyncio.create_task(self._run_tools(calls, core)))
@@ -245,15 +285,53 @@ class Visit:
                 h.speaker.end_of_stream()
                 h.usage_changed(self.visit_id, self.usage)
                 log.debug("response %s %s", eff.response_id, status)
+            case rs.UsageReported(usage=usage):
+                self.usage = self.usage + usage
+                h.usage_changed(self.visit_id, self.usage)
+            case rs.ResponseFailed():
+                self._response_failed(eff, core)
             case rs.IdleTimeout():
                 log.info("visitor silent; assistant checks in", extra=event("idle_timeout", session=self.visit_id))
                 h.submit(cv.VisitorIdle())
             case rs.Recycle():
                 raise _RecycleNow
-            case rs.FatalError(code=code, message=message):
-                raise FatalRealtimeError(f"{code}: {message}")
+            case rs.FatalError():
+                raise FatalRealtimeError(eff.describe())
+
+    def _response_failed(self, eff: rs.ResponseFailed, core: rs.RealtimeSession) -> None:
+        s = self.h.opener.settings
+        fields = event("response_failed", session=self.visit_id, code=eff.code)
+        if not eff.retry:
+            log.error("Realtime response failed again (%s): the visit ends", eff.code, extra=fields)
+            self.h.submit(cv.ReconnectFailed(f"the service failed twice: {eff.code}"))
+            return
+        delay = s.backoff_base_s * (1 + random.random())  # jitter: kiosks that failed together retry apart
+        log.error("Realtime response failed (%s: %s); asking again in %.1f s", eff.code, eff.message, delay,
+                  extra=fields)  # fmt: skip
+
+        async def retry() -> None:
+            await asyncio.sleep(delay)
+            core.retry_response()
+            self._kick.set()
+
+        self._children.add(asyncio.create_task(retry()))
+
+    async def _await_transcripts(self, core: rs.RealtimeSession) -> None:
+        """Until every committed visitor item is transcribed (or failed), at most ``evidence_wait_s``."""
+        try:
+            async with asyncio.timeout(self.h.tools.evidence_wait_s):
+                while core.transcripts.pending_visitor():
+                    self._transcribed.clear()
+                    await self._transcribed.wait()
+        except TimeoutError:
+            wait = self.h.tools.evidence_wait_s
+            fields = event("evidence_incomplete", session=self.visit_id)
+            log.warning("visitor words still untranscribed after %.1f s: evidence marks them", wait, extra=fields)
 
     async def _run_tools(self, calls: tuple[rs.ToolCall, ...], core: rs.RealtimeSession) -> None:
+        if self.h.tools.quotes_visitor([c.name for c in calls]):
+            await self._await_transcripts(core)
+            self._sync_transcript(core)
         results = []
         for call in calls:
             output = await self.h.tools.call(call.name, call.arguments, self.scope)

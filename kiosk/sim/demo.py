@@ -25,7 +25,7 @@ from kiosk.audio.pcm import read_wav
 from kiosk.errors import UsageError
 from kiosk.leads.store import Store
 from kiosk.sim.rig import TURN_TIMEOUT_S, Rig
-from kiosk.sim.scenario import load_scenario
+from kiosk.sim.scenario import Scenario, load_scenario
 from kiosk.sim.server import SimServer, SimSession
 
 
@@ -86,7 +86,7 @@ async def _visit(rig: Rig) -> None:
 
 
 async def run_demo(
-    scenario_name: str,
+    scenario_name: str | Path | Scenario,
     workdir: Path,
     *,
     speed: float = 4.0,
@@ -96,7 +96,7 @@ async def run_demo(
     record: bool = False,
 ) -> DemoResult:
     """Run one scenario end to end; returns the checks (``record`` keeps every server event)."""
-    scenario = load_scenario(scenario_name)
+    scenario = scenario_name if isinstance(scenario_name, Scenario) else load_scenario(scenario_name)
     rig = Rig(scenario, workdir, speed=speed, out=out, config=config, trace=trace, record=record)
     print(f"Scenario {scenario.name}: {scenario.description}", file=out, flush=True)
     error: BaseException | None = None
@@ -121,7 +121,7 @@ def _checks(rig: Rig, error: BaseException | None, final_state: cv.State) -> lis
     greeted = bool(lines) and lines[0][0] == "assistant"
     want_greeting = bool(expect.get("greeted", True))
     checks.append((f"assistant greeted first: {greeted} (expected {want_greeting})", greeted == want_greeting))
-    checks += _lead_checks(rig.store, expect)
+    checks += _lead_checks(rig.store, expect, [r.id for r in rig.kiosk.visits.saved])
     rejected = [e for s in rig.sim.sessions for e in s.received if "raw" in e]
     checks.append((f"every client event accepted by the simulator ({len(rejected)} rejected)", not rejected))
     checks += _session_checks(rig, expect)
@@ -132,15 +132,18 @@ def _checks(rig: Rig, error: BaseException | None, final_state: cv.State) -> lis
     return checks
 
 
-def _lead_checks(store: Store, expect: dict[str, Any]) -> list[tuple[str, bool]]:
+def _lead_checks(store: Store, expect: dict[str, Any], visits: list[str]) -> list[tuple[str, bool]]:
+    """Leads of this run's visits (a --workdir may hold earlier runs' leads)."""
     checks: list[tuple[str, bool]] = []
-    leads = store.count("leads")
+    ids = [lead for v in visits for lead in store.session_lead_ids(v)]
+    leads = len(ids)
     if "lead_saved" in expect:
         want = bool(expect["lead_saved"])
         checks.append((f"lead saved: {leads > 0} (expected {want})", (leads > 0) == want))
         if want:
-            consent = store.count("consent")
-            outbox = store.count("outbox", "kind = 'lead'")
+            marks = ",".join("?" * leads)
+            consent = store.count("consent", f"lead_id IN ({marks})", tuple(ids))
+            outbox = store.count("outbox", f"kind = 'lead' AND ref IN ({marks})", tuple(ids))
             checks.append(
                 (
                     f"consent evidence and outbox row stored with the lead ({consent}/{outbox})",
@@ -155,10 +158,10 @@ def _session_checks(rig: Rig, expect: dict[str, Any]) -> list[tuple[str, bool]]:
     ended = [r.value for r in rig.rec.ended]
     if "end_reason" in expect:
         got = ended[-1] if ended else None
-        checks.append((f"session ended by {got} (expected {expect['end_reason']})", got == expect["end_reason"]))
+        checks.append((f"visit ended by {got} (expected {expect['end_reason']})", got == expect["end_reason"]))
     if "end_reasons" in expect:
         want = list(expect["end_reasons"])
-        checks.append((f"sessions ended by {ended} (expected {want})", ended == want))
+        checks.append((f"visits ended by {ended} (expected {want})", ended == want))
     if "tool_calls" in expect:
         ran = Counter(name for name, _, _ in rig.rec.tools)
         for name, n in dict(expect["tool_calls"]).items():

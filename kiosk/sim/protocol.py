@@ -1,8 +1,11 @@
-"""What the simulator accepts from a client: the GA client-event shapes, strictly.
+"""What the simulator accepts from a client: the GA client-event shapes and values, strictly.
 
 The real service rejects unknown parameters (the beta ``modalities``, a top-level
 ``turn_detection``, ...) with an ``invalid_request_error``; so do we, with the same error
-shape, so a client that passes the simulator does not trip over the real thing.
+shape (``code``, ``param`` and the client's ``event_id``), so a client that passes the
+simulator does not trip over the real thing. Values are checked too (:func:`check_values`):
+known voices and models, 24 kHz PCM only, one output modality, numeric ranges; a model
+the service no longer serves is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ _TOOL = {"type": {"function"}, "name": ANY, "description": ANY, "parameters": AN
 _SESSION = {
     "type": {"realtime", "transcription"},
     "model": ANY,
+    "reasoning": {"effort": {"minimal", "low", "medium", "high", "xhigh"}},
+    "parallel_tool_calls": ANY,
     "output_modalities": ANY,
     "instructions": ANY,
     "tools": (_TOOL,),
@@ -183,3 +188,147 @@ def error_event(
         "event_id": event_id,
         "error": {"type": etype, "code": code, "message": message, "param": param, "event_id": client_event_id},
     }
+
+
+# ---- values -------------------------------------------------------------------------
+# The catalogue the simulator serves (the openai package 3.57's literals). A model missing
+# here is unknown to the service; Habits.retired_models are known but shut down.
+
+REALTIME_MODELS = frozenset({
+    "gpt-realtime", "gpt-realtime-1.5", "gpt-realtime-2", "gpt-realtime-2.1", "gpt-realtime-2.1-mini",
+    "gpt-realtime-2025-08-28", "gpt-realtime-mini", "gpt-realtime-mini-2025-10-06", "gpt-realtime-mini-2025-12-15",
+    "gpt-audio-1.5", "gpt-audio-mini", "gpt-audio-mini-2025-10-06", "gpt-audio-mini-2025-12-15",
+})  # fmt: skip
+TRANSCRIPTION_MODELS = frozenset({
+    "whisper-1", "gpt-transcribe", "gpt-live-transcribe", "gpt-realtime-whisper", "gpt-4o-mini-transcribe",
+    "gpt-4o-mini-transcribe-2025-12-15", "gpt-4o-transcribe", "gpt-4o-transcribe-diarize",
+})  # fmt: skip
+VOICES = frozenset({"alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"})
+PCM_RATE = 24000
+
+
+def model_refusal(model: str, retired: list[str]) -> str | None:
+    """Why the service would refuse ``model``, or None when it serves it."""
+    if model in retired:
+        return f"The model `{model}` has been shut down. See https://platform.openai.com/docs/deprecations."
+    if model not in REALTIME_MODELS:
+        return f"The model `{model}` does not exist or you do not have access to it."
+    return None
+
+
+def _path(data: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _number(value: Any, param: str, low: float, high: float | None, integer: bool) -> None:
+    kind = "integer" if integer else "decimal"
+    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok_type:
+        expected = "an integer" if integer else "a number"
+        raise ClientEventError("invalid_type", f"Invalid type for '{param}': expected {expected}.", param)
+    if value < low:
+        raise ClientEventError(
+            f"{kind}_below_min_value",
+            f"Invalid '{param}': {kind} below minimum value. Expected a value >= {low:g}, but got {value} instead.",
+            param,
+        )
+    if high is not None and value > high:
+        raise ClientEventError(
+            f"{kind}_above_max_value",
+            f"Invalid '{param}': {kind} above maximum value. Expected a value <= {high:g}, but got {value} instead.",
+            param,
+        )
+
+
+def _one_of(value: Any, allowed: frozenset[str], param: str) -> None:
+    if value not in allowed:
+        raise ClientEventError(
+            "invalid_value", f"Invalid value: {value!r}. Supported values are: {', '.join(sorted(allowed))}.", param
+        )
+
+
+def _max_tokens(value: Any, param: str) -> None:
+    if value is not None and value != "inf":
+        _number(value, param, 1, 4096, integer=True)
+
+
+def _modalities(value: Any, param: str) -> None:
+    if value is not None and value not in (["audio"], ["text"]):
+        raise ClientEventError(
+            "invalid_value",
+            f"Invalid '{param}': {value!r}. Use ['audio'] or ['text']: both at the same time are not supported.",
+            param,
+        )
+
+
+def _format(value: Any, param: str) -> None:
+    pcm = isinstance(value, dict) and value.get("type", "audio/pcm") == "audio/pcm" and "rate" in value
+    if pcm and value["rate"] != PCM_RATE:
+        raise ClientEventError(
+            "invalid_value", f"Invalid '{param}.rate': {value['rate']!r}. Only 24000 is supported.", f"{param}.rate"
+        )
+
+
+def _session_values(s: dict[str, Any], model: str, retired: list[str]) -> None:
+    if "model" in s:
+        refusal = model_refusal(s["model"], retired) if isinstance(s["model"], str) else "The model must be a string."
+        if refusal is None and s["model"] != model:
+            refusal = f"The model cannot be changed in a session (it is `{model}`)."
+        if refusal is not None:
+            raise ClientEventError("invalid_value", refusal, "session.model")
+    _modalities(s.get("output_modalities"), "session.output_modalities")
+    _max_tokens(s.get("max_output_tokens"), "session.max_output_tokens")
+    for side in ("input", "output"):
+        _format(_path(s, "audio", side, "format"), f"session.audio.{side}.format")
+    trans = _path(s, "audio", "input", "transcription", "model")
+    if trans is not None:
+        _one_of(trans, TRANSCRIPTION_MODELS - set(retired), "session.audio.input.transcription.model")
+    td = _path(s, "audio", "input", "turn_detection")
+    if isinstance(td, dict):
+        p = "session.audio.input.turn_detection"
+        ranges = {"threshold": (0.0, 1.0, False), "prefix_padding_ms": (0, None, True),
+                  "silence_duration_ms": (0, None, True), "idle_timeout_ms": (5000, 30000, True)}  # fmt: skip
+        for key, (low, high, integer) in ranges.items():
+            if td.get(key) is not None:
+                _number(td[key], f"{p}.{key}", low, high, integer)
+    voice = _path(s, "audio", "output", "voice")
+    if voice is not None and not (isinstance(voice, dict) and isinstance(voice.get("id"), str)):
+        _one_of(voice, VOICES, "session.audio.output.voice")
+    speed = _path(s, "audio", "output", "speed")
+    if speed is not None:
+        _number(speed, "session.audio.output.speed", 0.25, 1.5, integer=False)
+
+
+def _metadata(value: Any, param: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict) or len(value) > 16:
+        raise ClientEventError("invalid_value", f"Invalid '{param}': at most 16 string pairs.", param)
+    for k, v in value.items():
+        if len(k) > 64 or not isinstance(v, str) or len(v) > 512:
+            raise ClientEventError(
+                "invalid_value", f"Invalid '{param}.{k}': keys up to 64, values up to 512 characters.", f"{param}.{k}"
+            )
+
+
+def check_values(event: dict[str, Any], model: str, retired: list[str]) -> None:
+    """Check the values of a well-shaped client event like the service; ClientEventError if not."""
+    etype = event["type"]
+    if etype == "session.update":
+        _session_values(event["session"], model, retired)
+    elif etype == "response.create":
+        r = event.get("response") or {}
+        _modalities(r.get("output_modalities"), "response.output_modalities")
+        _max_tokens(r.get("max_output_tokens"), "response.max_output_tokens")
+        _metadata(r.get("metadata"), "response.metadata")
+        if r.get("instructions") is not None and not isinstance(r["instructions"], str):
+            raise ClientEventError("invalid_type", "Invalid type for 'response.instructions'.", "response.instructions")
+    elif etype == "conversation.item.truncate":
+        _number(event["audio_end_ms"], "audio_end_ms", 0, None, integer=True)
+        _number(event["content_index"], "content_index", 0, None, integer=True)
+    elif etype == "input_audio_buffer.append" and not isinstance(event["audio"], str):
+        raise ClientEventError("invalid_type", "Invalid type for 'audio': expected a base64 string.", "audio")

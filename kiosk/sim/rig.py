@@ -25,7 +25,7 @@ from kiosk.runtime.compose import build_kiosk
 from kiosk.runtime.kiosk import Kiosk
 from kiosk.sim.room import Room, RoomMicrophone
 from kiosk.sim.scenario import Scenario
-from kiosk.sim.server import Faults, SimOptions, SimServer
+from kiosk.sim.server import Faults, Habits, SimOptions, SimServer
 
 TURN_TIMEOUT_S = 30.0
 
@@ -49,6 +49,10 @@ class Recorder:
             who = "Assistant" if role == "assistant" else "Visitor  "
             print(f"  {who}: {text}", file=self.out, flush=True)
         if role == "assistant":
+            # The reply's playback ends after its transcript line (the speaker plays out only
+            # after response.done): forget earlier ends here, in the same callback, so a
+            # waiter cannot miss this reply's end however late it wakes.
+            self.playback_done.clear()
             self.assistant_lines.set()
 
     def tool(self, name: str, arguments: str, output: str) -> None:
@@ -80,6 +84,7 @@ class Rig:
         config: Path | None = None,
         overrides: Mapping[str, Any] | None = None,
         faults: Faults | None = None,
+        habits: Habits | None = None,
         trace: Path | None = None,
         record: bool = False,
         room: Room | None = None,
@@ -94,11 +99,16 @@ class Rig:
                 faults = Faults(**scenario.faults)
             except TypeError as exc:
                 raise ValueError(f"scenario {scenario.name}: bad faults {scenario.faults!r}: {exc}") from None
+        if habits is None:
+            try:
+                habits = Habits(**scenario.service)
+            except TypeError as exc:
+                raise ValueError(f"scenario {scenario.name}: bad service {scenario.service!r}: {exc}") from None
         # Replies must stream faster than the speaker plays them, as the service's do: a
         # speaker that outruns the stream underruns, which the kiosk takes for the end of a reply.
         stream_speed = max(8.0, 2 * speed)
         self.sim = SimServer(
-            SimOptions(scenario=scenario, record_sent=record, faults=faults, stream_speed=stream_speed)
+            SimOptions(scenario=scenario, record_sent=record, faults=faults, habits=habits, stream_speed=stream_speed)
         )
         self._config = config
         self._overrides: dict[str, dict[str, Any]] = {k: dict(v) for k, v in scenario.overrides.items()}
@@ -239,5 +249,4 @@ class Rig:
             self.rec.assistant_lines.clear()
             # Replies stream faster than real time, so the transcript is complete before
             # playback is: wait for the speaker to go quiet after it.
-            self.rec.playback_done.clear()
             await self.rec.playback_done.wait()

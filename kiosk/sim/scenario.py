@@ -24,9 +24,11 @@ What the scripted visitor does, and the world around the kiosk, are data too:
   assistant's previous reply started playing, instead of waiting for it to finish;
 * ``"visitor": {"leaves": "press"}`` (the default) ends with a press of the button;
   ``"silence"`` walks away: the visitor says nothing more until the kiosk ends the session;
-* ``"faults"`` are :class:`kiosk.sim.server.Faults` fields set from the start (e.g.
+* ``"faults"`` are :class:`kiosk.sim.options.Faults` fields set from the start (e.g.
   ``{"http_status": 503}``: the service is unreachable); with ``"network_returns": true``
   they are cleared once the offline message has played, and the visitor presses again;
+* ``"service"`` are :class:`kiosk.sim.options.Habits` fields: the real service's unkind
+  habits (late transcripts, audio in flight after a barge-in, cached tokens, ...);
 * ``"overrides"`` are settings sections merged over the configuration (short time-outs);
 * ``"setup": {"spent_today_usd": X}`` records X dollars of earlier usage today;
 * ``"expect"`` says what must hold afterwards (keys in :data:`EXPECT_KEYS`).
@@ -114,6 +116,7 @@ class Scenario:
     expect: dict[str, Any] = field(default_factory=dict)
     visitor: dict[str, Any] = field(default_factory=dict)
     faults: dict[str, Any] = field(default_factory=dict)
+    service: dict[str, Any] = field(default_factory=dict)
     network_returns: bool = False
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     setup: dict[str, Any] = field(default_factory=dict)
@@ -178,6 +181,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
         expect=dict(data.get("expect", {})),
         visitor=dict(data.get("visitor", {})),
         faults=dict(data.get("faults", {})),
+        service=dict(data.get("service", {})),
         network_returns=bool(data.get("network_returns", False)),
         overrides={str(k): dict(v) for k, v in data.get("overrides", {}).items()},
         setup=dict(data.get("setup", {})),
@@ -196,8 +200,9 @@ def _check_sections(path: Traversable, data: dict[str, Any]) -> None:
     overrides = data.get("overrides", {})
     if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
         raise ValueError(f"{path}: 'overrides' must map settings sections to objects")
-    if not isinstance(data.get("faults", {}), dict):
-        raise ValueError(f"{path}: 'faults' must be an object")
+    for key in ("faults", "service"):
+        if not isinstance(data.get(key, {}), dict):
+            raise ValueError(f"{path}: '{key}' must be an object")
     visitor = data.get("visitor", {})
     if not isinstance(visitor, dict):
         raise ValueError(f"{path}: 'visitor' must be an object")
@@ -236,4 +241,5 @@ def synthesize(text: str) -> bytes:
     voice = sum(np.sin(k * phase) / k for k in range(1, 6))
     syllables = 0.55 + 0.45 * np.sin(2 * math.pi * 4.0 * t) ** 2
     signal = 0.25 * voice * syllables / 1.5
-    return (np.clip(signal, -1, 1) * 32767).astype("<i2").tobytes()
+    pcm: bytes = (np.clip(signal, -1, 1) * 32767).astype("<i2").tobytes()  # typed: Any under numpy 1.26's stubs
+    return pcm

@@ -5,8 +5,10 @@ gets a :class:`SimSession`: it validates client events like the service (same ``
 shape), runs an energy VAD over appended audio (``speech_started``/``speech_stopped``/
 ``committed``), answers turns from a :class:`~kiosk.sim.scenario.Scenario` faster than
 real time (audio and transcript deltas), makes the scenario's function calls, honours
-``interrupt_response`` and truncation, and can inject faults. Every client event it
-receives is kept in ``received`` so tests can check what a kiosk really sent.
+``interrupt_response`` and truncation, behaves like the service where the service is
+unkind (:class:`~kiosk.sim.options.Habits`) and can inject faults
+(:class:`~kiosk.sim.options.Faults`). Every client event it receives is kept in
+``received`` so tests can check what a kiosk really sent.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from kiosk.sim.options import Faults, Habits, SimOptions
 from kiosk.sim.session import SimSession
-from kiosk.sim.streaming import Faults, SimOptions
 
 log = logging.getLogger(__name__)
 
 
-__all__ = ["Faults", "SimOptions", "SimServer", "SimSession", "serve_until_signal"]
+__all__ = ["Faults", "Habits", "SimOptions", "SimServer", "SimSession", "serve_until_signal"]
 
 
 class SimServer:

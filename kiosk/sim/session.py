@@ -1,10 +1,17 @@
-"""One simulated Realtime session: a client connection, its state, and the client events it handles."""
+"""One simulated Realtime session: a client connection, its state, and the client events it handles.
 
+It refuses what the service refuses, the way the service does: a bad key is an
+``invalid_api_key`` error and then close 3000 with reason
+``invalid_request_error.invalid_api_key``; an unknown or shut-down model is
+``model_not_found`` and close 3000; expiry is ``session_expired`` and close 1001; a
+client event with a wrong shape or value is an ``error`` naming the ``param`` and the
+client's ``event_id``. Truncation is accepted only for assistant audio items, above 0 ms
+and within the audio the server holds.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
@@ -13,21 +20,31 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from kiosk.sim.protocol import ClientEventError, error_event, validate_client_event
+from kiosk.sim.listening import Listener
+from kiosk.sim.options import SimOptions, sim_id
+from kiosk.sim.protocol import ClientEventError, check_values, error_event, model_refusal, validate_client_event
 from kiosk.sim.scenario import Turn
-from kiosk.sim.streaming import GOODBYE_ASKED, Responder, SimOptions, merge_update, sim_id
+from kiosk.sim.streaming import GOODBYE_ASKED, merge_update
 from kiosk.sim.vad import EnergyVad
 
 log = logging.getLogger(__name__)
 
+INVALID_KEY_REASON = "invalid_request_error.invalid_api_key"
+# What "garbage_then_close" sends: an audio delta of invalid base64 and wrong types, deep nesting, bytes.
+HOSTILE: list[str | bytes] = [
+    '{"type": "response.output_audio.delta", "delta": "!!", "item_id": 1}',
+    "[" * 5000 + "]" * 5000,
+    b"\x00\xff",
+]
 
 
-class SimSession(Responder):
+class SimSession(Listener):
     """The state of one client connection."""
 
     def __init__(self, ws: ServerConnection, opts: SimOptions, model: str) -> None:
         self.ws = ws
         self.opts = opts
+        self.model = model
         self.scenario = opts.scenario
         self.received: list[dict[str, Any]] = []
         self.sent: list[dict[str, Any]] = []
@@ -48,10 +65,14 @@ class SimSession(Responder):
         self.active: asyncio.Task[None] | None = None
         self.active_id: str | None = None
         self.pending_tool_turn: Turn | None = None
+        self.retry_with = None
         self.tool_values: dict[str, Any] = {}
         self.idle_from_ms: int | None = None
         self.deltas_sent = 0
         self.last_item: str | None = None
+        self.persona_lost: list[str] = []  # response.create events whose instructions dropped the session's
+        self.background: set[asyncio.Task[None]] = set()
+        self._tail = None
         self.closed = asyncio.Event()
         self.configured = asyncio.Event()  # the first session.update was handled
         self._expiring: asyncio.Task[None] | None = None
@@ -71,52 +92,71 @@ class SimSession(Responder):
         """Send an ``error`` event in the service's shape."""
         await self.emit(error_event(sim_id("event"), code, message, param, client_event_id))
 
-    def turn_detection(self) -> dict[str, Any]:
-        """The session's turn detection settings (empty when turned off)."""
-        td = (self.session.get("audio") or {}).get("input", {}).get("turn_detection")
-        return td if isinstance(td, dict) else {}
+    async def _refuse(self, code: str, message: str, param: str | None = None) -> None:
+        """An error that ends the connection: the event, then close 3000 naming it."""
+        await self.error(code, message, param)
+        await self.ws.close(3000, f"invalid_request_error.{code}")
 
     # -- main loop ------------------------------------------------------------------
 
     async def run(self) -> None:
         """Serve the connection until it closes."""
-        faults = self.opts.faults
-        if faults.reject_with_close_3000:
-            await self.ws.close(3000, "invalid_api_key")
-            return
-        if faults.reject_key:
-            await self.error("invalid_api_key", "Incorrect API key provided.")
-            await self.ws.close(1008, "invalid_api_key")
-            return
-        await self.emit({"type": "session.created", "session": self.session_view()})
-        expiry = None
-        if faults.expire_after_s is not None:
-            # One expiry per fault setting, so the replacement connection lives on.
-            expiry = asyncio.get_running_loop().call_later(faults.expire_after_s, self._expire)
-            faults.expire_after_s = None
         try:
-            async for frame in self.ws:
-                await self.handle(frame)
+            if await self._opening():
+                async for frame in self.ws:
+                    await self.handle(frame)
         except ConnectionClosed:
             pass
         finally:
-            if expiry is not None:
-                expiry.cancel()
-            if self.active is not None:
-                self.active.cancel()
+            for task in [self.active, self._expiring, *self.background, *(self._tail[:1] if self._tail else ())]:
+                if task is not None:
+                    task.cancel()
             self.closed.set()
 
-    def _expire(self) -> None:
-        async def go() -> None:
-            with contextlib.suppress(ConnectionClosed):
-                await self.error("session_expired", "Your session hit the maximum duration of 60 minutes.")
-                await self.ws.close(1000, "session expired")
+    async def _opening(self) -> bool:
+        """What happens before the first client event; False when the connection is over."""
+        faults, misbehave = self.opts.faults, self.opts.faults.misbehave
+        if misbehave == "drop_at_once":
+            self.ws.transport.abort()
+            return False
+        if faults.reject_with_close_3000:
+            await self.ws.close(3000, INVALID_KEY_REASON)
+            return False
+        if faults.reject_key:
+            await self._refuse("invalid_api_key", "Incorrect API key provided.")
+            return False
+        refusal = model_refusal(self.model, self.opts.habits.retired_models)
+        if refusal is not None:
+            await self._refuse("model_not_found", refusal, "model")
+            return False
+        await self.emit({"type": "session.created", "session": self.session_view()})
+        if misbehave == "close_3000":
+            await self.ws.close(3000, "invalid_request_error.unexpected_condition")
+            return False
+        if misbehave == "expire_at_once":
+            await self._expire_now()
+            return False
+        if misbehave == "garbage_then_close":
+            for raw in HOSTILE:
+                await self.ws.send(raw)
+            await self.ws.close()
+            return False
+        for raw in faults.inject_on_connect:
+            await self.ws.send(raw)
+        if faults.expire_after_s is not None:
+            # One expiry per fault setting, so the replacement connection lives on.
+            delay, faults.expire_after_s = faults.expire_after_s, None
+            asyncio.get_running_loop().call_later(delay, self.expire)
+        return True
 
-        self._expiring = asyncio.get_running_loop().create_task(go())
+    async def _expire_now(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await self.error("session_expired", "Your session hit the maximum duration of 60 minutes.")
+            await self.ws.close(1001, "session expired")
 
     def expire(self) -> None:
-        """Expire this session now (``session_expired`` error, then close)."""
-        self._expire()
+        """Expire this session now (``session_expired`` error, then close 1001)."""
+        self._expiring = asyncio.get_running_loop().create_task(self._expire_now())
 
     async def handle(self, frame: str | bytes) -> None:
         """Handle one client frame."""
@@ -125,11 +165,12 @@ class SimSession(Responder):
         except (json.JSONDecodeError, UnicodeDecodeError):
             await self.error("invalid_json", "The server could not parse the JSON.")
             return
+        eid = data.get("event_id") if isinstance(data, dict) else None
         try:
             event = validate_client_event(data)
+            check_values(event, self.model, self.opts.habits.retired_models)
         except ClientEventError as exc:
             self.received.append(data if isinstance(data, dict) else {"raw": data})
-            eid = data.get("event_id") if isinstance(data, dict) else None
             await self.error(exc.code, exc.message, exc.param, eid if isinstance(eid, str) else None)
             return
         self.received.append(event)
@@ -144,95 +185,30 @@ class SimSession(Responder):
 
     async def on_session_update(self, e: dict[str, Any]) -> None:
         """Merge the update (one level deep for nested objects) and confirm it."""
+        faults = self.opts.faults
+        if faults.misbehave == "silent":
+            return
         merge_update(self.session, e["session"])
         td = self.turn_detection()
+        clock = self.vad.pos_ms  # the input audio clock goes on across updates
         self.vad = EnergyVad(
             float(td.get("threshold", 0.5)),
             int(td.get("prefix_padding_ms", 300)),
             int(td.get("silence_duration_ms", 500)),
         )
+        self.vad.pos_ms = clock
         await self.emit({"type": "session.updated", "session": self.session_view()})
         self.configured.set()
-        frames, self.opts.faults.inject_frames = self.opts.faults.inject_frames, []
+        if faults.misbehave == "expire_when_configured":
+            await self._expire_now()
+            return
+        if faults.close_3000_reason is not None:
+            reason, faults.close_3000_reason = faults.close_3000_reason, None
+            await self.ws.close(3000, reason)
+            return
+        frames, faults.inject_frames = faults.inject_frames, []
         for raw in frames:
             await self.ws.send(raw)
-
-    async def on_input_audio_buffer_append(self, e: dict[str, Any]) -> None:
-        """Run VAD over the audio; start, stop, commit and answer turns."""
-        try:
-            pcm = base64.b64decode(e["audio"], validate=True)
-        except (ValueError, TypeError):
-            await self.error("invalid_value", "Invalid 'audio': not base64.", "audio", e.get("event_id"))
-            return
-        td = self.turn_detection()
-        if not td:
-            return
-        for vev in self.vad.feed(pcm):
-            if vev.started:
-                self.idle_from_ms = None
-                self.buffer_item = sim_id("item")
-                await self.emit(
-                    {
-                        "type": "input_audio_buffer.speech_started",
-                        "audio_start_ms": vev.at_ms,
-                        "item_id": self.buffer_item,
-                    }
-                )
-                if td.get("interrupt_response", True) and self.active is not None:
-                    await self.cancel_active("turn_detected")
-            else:
-                await self.speech_stopped(vev.at_ms, td)
-        await self.check_idle(td)
-
-    async def speech_stopped(self, at_ms: int, td: dict[str, Any]) -> None:
-        """End of a visitor turn: commit it, transcribe it from the scenario, answer."""
-        item_id = self.buffer_item or sim_id("item")
-        self.buffer_item = None
-        await self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": at_ms, "item_id": item_id})
-        await self.emit(
-            {"type": "input_audio_buffer.committed", "item_id": item_id, "previous_item_id": self.last_item}
-        )
-        item = {
-            "id": item_id,
-            "type": "message",
-            "role": "user",
-            "status": "completed",
-            "object": "realtime.item",
-            "content": [{"type": "input_audio", "transcript": None}],
-        }
-        await self.add_item(item)
-        turn = self.scenario.turns[self.turn_index] if self.turn_index < len(self.scenario.turns) else None
-        self.turn_index += 1
-        text = turn.visitor if turn else "(unscripted speech)"
-        await self.emit(
-            {
-                "type": "conversation.item.input_audio_transcription.completed",
-                "item_id": item_id,
-                "content_index": 0,
-                "transcript": text,
-                "usage": {"type": "duration", "seconds": max(1, at_ms // 1000)},
-            }
-        )
-        if td.get("create_response", True):
-            await self.start_response(turn)
-
-    async def check_idle(self, td: dict[str, Any]) -> None:
-        """``idle_timeout_ms``: silence (in audio time) after the assistant finished."""
-        limit = td.get("idle_timeout_ms")
-        if not isinstance(limit, int) or self.idle_from_ms is None or self.vad.speaking or self.active:
-            return
-        if self.vad.pos_ms - self.idle_from_ms >= limit:
-            start, self.idle_from_ms = self.idle_from_ms, None
-            item_id = sim_id("item")
-            await self.emit(
-                {
-                    "type": "input_audio_buffer.timeout_triggered",
-                    "audio_start_ms": start,
-                    "audio_end_ms": self.vad.pos_ms,
-                    "item_id": item_id,
-                }
-            )
-            await self.launch(self.scenario.idle, tools=None)
 
     async def on_input_audio_buffer_commit(self, e: dict[str, Any]) -> None:
         """A manual commit; under server VAD a client should not send it."""
@@ -264,67 +240,85 @@ class SimSession(Responder):
         """Return an item."""
         item = self.items.get(e["item_id"])
         if item is None:
-            await self.error(
-                "item_not_found", f"Item with item_id not found: {e['item_id']}", "item_id", e.get("event_id")
-            )
+            await self._item_not_found(e)
             return
         await self.emit({"type": "conversation.item.retrieved", "item": item})
 
+    async def _item_not_found(self, e: dict[str, Any]) -> None:
+        await self.error("item_not_found", f"Item with item_id not found: {e['item_id']}", "item_id", e.get("event_id"))
+
     async def on_conversation_item_truncate(self, e: dict[str, Any]) -> None:
         """Truncate an assistant item's audio to what the visitor heard."""
-        item_id, end = e["item_id"], e["audio_end_ms"]
-        if item_id not in self.items:
-            await self.error("item_not_found", f"Item with item_id not found: {item_id}", "item_id", e.get("event_id"))
+        item_id, end, eid = e["item_id"], e["audio_end_ms"], e.get("event_id")
+        item = self.items.get(item_id)
+        if item is None:
+            await self._item_not_found(e)
             return
-        have = self.audio_ms.get(item_id, 0)
-        if not isinstance(end, int) or end < 0 or end > have:
-            await self.error(
-                "invalid_value",
-                f"Audio content of {have}ms is already shorter than {end}ms",
-                "audio_end_ms",
-                e.get("event_id"),
-            )
+        if item.get("role") != "assistant" or item_id not in self.audio_ms or end == 0:
+            await self.error("invalid_value", "Only model output audio messages can be truncated", "item_id", eid)
             return
-        self.truncated[item_id] = (have, end)
+        have = max(0, self.audio_ms[item_id] - self.opts.habits.server_audio_short_ms)
+        if end > have:
+            await self.error("invalid_value", f"Audio content of {have}ms is already shorter than {end}ms",
+                             "audio_end_ms", eid)  # fmt: skip
+            return
+        self.truncated[item_id] = (self.audio_ms[item_id], end)
         self.audio_ms[item_id] = end
-        await self.emit(
-            {
-                "type": "conversation.item.truncated",
-                "item_id": item_id,
-                "content_index": e["content_index"],
-                "audio_end_ms": end,
-            }
-        )
+        await self.emit({"type": "conversation.item.truncated", "item_id": item_id,
+                         "content_index": e["content_index"], "audio_end_ms": end})  # fmt: skip
 
     async def on_conversation_item_delete(self, e: dict[str, Any]) -> None:
         """Delete an item."""
         if self.items.pop(e["item_id"], None) is None:
-            await self.error(
-                "item_not_found", f"Item with item_id not found: {e['item_id']}", "item_id", e.get("event_id")
-            )
+            await self._item_not_found(e)
             return
         await self.emit({"type": "conversation.item.deleted", "item_id": e["item_id"]})
 
     async def on_response_create(self, e: dict[str, Any]) -> None:
-        """A client-requested response: greeting, tool follow-up, or instructed reply."""
-        if self.active is not None:
-            await self.error(
-                "conversation_already_has_active_response",
-                f"Conversation already has an active response in progress: {self.active_id}.",
-                None,
-                e.get("event_id"),
-            )
+        """A client-requested response: greeting, tool follow-up, retry, or instructed reply."""
+        eid = e.get("event_id")
+        faults = self.opts.faults
+        if faults.refuse_response_creates > 0:
+            faults.refuse_response_creates -= 1
+            await self.error("string_above_max_length", "Invalid 'response.instructions': string too long.",
+                             "response.instructions", eid)  # fmt: skip
             return
-        instructions = (e.get("response") or {}).get("instructions")
+        if self.active is not None:
+            message = f"Conversation already has an active response in progress: {self.active_id}."
+            await self.error("conversation_already_has_active_response", message, None, eid)
+            return
+        response = e.get("response") or {}
+        metadata = response.get("metadata")
+        extra = self._extra_instructions(response.get("instructions"), eid)
+        retry = self.answer_for_retry()
         if self.pending_tool_turn is not None:
             turn, self.pending_tool_turn = self.pending_tool_turn, None
-            await self.launch(turn.reply or self.scenario.fallback, tools=None)
-        elif isinstance(instructions, str) and GOODBYE_ASKED.search(instructions):
-            await self.launch(self.scenario.goodbye, tools=None)
+            await self.launch(turn.reply or self.scenario.fallback, tools=None, metadata=metadata)
+        elif retry is not None:
+            await self.launch(retry[0], tools=retry[1], metadata=metadata)
+        elif extra and GOODBYE_ASKED.search(extra):
+            await self.launch(self.scenario.goodbye, tools=None, metadata=metadata)
         elif not any(i.get("role") == "user" for i in self.items.values()):
-            await self.launch(self.scenario.greeting, tools=None)
+            await self.launch(self.scenario.greeting, tools=None, metadata=metadata)
         else:
-            await self.launch(self.scenario.fallback, tools=None)
+            await self.launch(self.scenario.fallback, tools=None, metadata=metadata)
+
+    def _extra_instructions(self, instructions: Any, eid: Any) -> str:
+        """What a response's instructions add to the session's; records a request that drops them.
+
+        Response instructions replace the session's for that response: a client that sends
+        only its extra line has the model speak without its persona for that turn.
+        """
+        if not isinstance(instructions, str):
+            return ""
+        persona = self.session.get("instructions")
+        if isinstance(persona, str) and persona:
+            if persona not in instructions:
+                self.persona_lost.append(str(eid))
+                log.warning("response.create %s replaces the session's instructions (persona lost)", eid)
+                return instructions
+            return instructions.replace(persona, "")
+        return instructions
 
     async def on_response_cancel(self, e: dict[str, Any]) -> None:
         """Cancel the active response."""
@@ -334,6 +328,3 @@ class SimSession(Responder):
             )
             return
         await self.cancel_active("client_cancelled")
-
-    # -- responses ------------------------------------------------------------------
-

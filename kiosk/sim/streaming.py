@@ -1,83 +1,71 @@
-"""How the simulator answers: its options and faults, and a response streamed like the service's
-(created, output items, audio and transcript deltas, function calls, done)."""
+"""How the simulator answers: a response streamed like the service's (created, output items,
+audio and transcript deltas, function calls, done), with the service's unkind habits.
 
+* a response can fail (``status: failed`` with ``status_details.error``: quota, rate limit,
+  server error) or end ``incomplete`` (``max_output_tokens``, ``content_filter``), as the
+  next entries of ``Faults.response_failures`` say;
+* a barge-in does not stop the audio at once: ``Habits.cancel_tail_ms`` of deltas stay in
+  flight; the cancelled ``response.done`` carries the partial item after its done events;
+  a client's ``response.cancel`` reports ``client_cancelled``;
+* ``response.metadata`` from ``response.create`` is echoed in ``response.created`` and
+  ``response.done``; usage reports cached tokens per modality (``Habits.cached_fraction``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import contextlib
-import itertools
 import json
 import logging
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from kiosk.audio.pcm import BYTES_PER_MS
+from kiosk.sim.options import Faults, Habits, SimOptions, sim_id
 from kiosk.sim.scenario import Reply, Scenario, Turn
 from kiosk.sim.vad import EnergyVad
 
 log = logging.getLogger(__name__)
 
+__all__ = ["GOODBYE_ASKED", "Faults", "Habits", "Responder", "SimOptions", "merge_update", "sim_id"]
+
 DELTA_MS = 100  # audio per output_audio.delta
 # Instructions that ask the model to close the conversation (time up, visitor walked away)
 # get the scenario's goodbye, as a real model would say one.
 GOODBYE_ASKED = re.compile(r"goodbye|farewell|ending the (chat|conversation|session)", re.I)
-
-
-@dataclass
-class Faults:
-    """Fault injection, set per server (tests flip them between connections)."""
-
-    reject_key: bool = False  # answer with an invalid_api_key error, then close
-    reject_with_close_3000: bool = False  # close with code 3000 instead
-    expire_after_s: float | None = None  # session_expired error + close after this long
-    drop_after_deltas: int | None = None  # close abruptly after this many audio deltas (once)
-    think_ms: int = 0  # fixed "thinking" delay before each response streams
-    http_status: int | None = None  # refuse the handshake with this HTTP status
-    inject_frames: list[str] = field(default_factory=list)  # raw frames sent after session.updated (once)
-
-
-@dataclass
-class SimOptions:
-    """How the simulator behaves."""
-
-    scenario: Scenario
-    stream_speed: float = 8.0  # how much faster than real time replies stream
-    faults: Faults = field(default_factory=Faults)
-    record_sent: bool = False  # keep every emitted server event (conformance tests)
-
-
-_ids = itertools.count(1)
-
-
-def sim_id(prefix: str) -> str:
-    """A fresh server-side id (``resp_sim000001``), unique in this process."""
-    return f"{prefix}_sim{next(_ids):06d}"
-
+# Failed responses: code -> (error type, message), as the service reports them.
+FAILURES = {
+    "insufficient_quota": ("insufficient_quota", "You exceeded your current quota: check your plan and billing."),
+    "inference_rate_limit_exceeded": ("rate_limit_error", "Rate limit reached for requests. Please try again shortly."),
+    "server_error": ("server_error", "The server had an error while processing your request. Sorry about that!"),
+}  # fmt: skip
+INCOMPLETE = frozenset({"max_output_tokens", "content_filter"})
 
 
 class Responder:
-    """Response streaming for one simulated session (mixed into :class:`~kiosk.sim.session.SimSession`)."""
+    """Response streaming for one simulated session (the base of :class:`~kiosk.sim.session.SimSession`)."""
 
     opts: SimOptions
     scenario: Scenario
     session: dict[str, Any]
     items: dict[str, dict[str, Any]]
     audio_ms: dict[str, int]
+    truncated: dict[str, tuple[int, int]]
     vad: EnergyVad
     active: asyncio.Task[None] | None
     active_id: str | None
     pending_tool_turn: Turn | None
+    retry_with: tuple[Reply | None, Turn | None] | None  # what a failed response was saying
     tool_values: dict[str, Any]
     idle_from_ms: int | None
     deltas_sent: int
     last_item: str | None
     ws: ServerConnection
+    _tail: tuple[asyncio.Task[None], str, asyncio.TimerHandle] | None
 
     async def emit(self, event: dict[str, Any]) -> None:
         """Send one server event (the session implements it)."""
@@ -97,36 +85,71 @@ class Responder:
         else:
             await self.launch(turn.reply if turn and turn.reply else self.scenario.fallback, tools=None)
 
-    async def launch(self, reply: Reply | None, tools: Turn | None) -> None:
-        """Start streaming a response in the background."""
+    async def launch(self, reply: Reply | None, tools: Turn | None, metadata: dict[str, Any] | None = None) -> None:
+        """Start streaming a response in the background (after a cancelled one has ended)."""
+        await self.finish_cancelling()
         rid = sim_id("resp")
         self.active_id = rid
-        self.active = asyncio.get_running_loop().create_task(self._respond(rid, reply, tools))
+        self.active = asyncio.get_running_loop().create_task(self._respond(rid, reply, tools, metadata))
 
-    async def cancel_active(self, reason: str) -> None:
-        """Cancel the streaming response; it reports ``cancelled`` itself."""
+    async def cancel_active(self, reason: str, tail_s: float = 0.0) -> None:
+        """Cancel the streaming response (it reports ``cancelled`` itself), now or after ``tail_s``
+        of audio still in flight."""
         task, self.active = self.active, None
-        if task is not None:
+        if task is None:
+            return
+        if tail_s > 0:
+            handle = asyncio.get_running_loop().call_later(tail_s, task.cancel, reason)
+            self._tail = (task, reason, handle)
+            return
+        task.cancel(reason)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def finish_cancelling(self) -> None:
+        """End a response still streaming its tail now (a new one is about to start)."""
+        tail, self._tail = self._tail, None
+        if tail is not None:
+            task, reason, handle = tail
+            handle.cancel()
             task.cancel(reason)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _respond(self, rid: str, reply: Reply | None, tools: Turn | None) -> None:
+    async def _respond(
+        self, rid: str, reply: Reply | None, tools: Turn | None, metadata: dict[str, Any] | None
+    ) -> None:
         output: list[dict[str, Any]] = []
         usage_out = 0
-        status, reason = "completed", None
+        status, details = "completed", None
+        failures = self.opts.faults.response_failures
+        outcome = failures.pop(0) if failures else None
         try:
-            await self.emit({"type": "response.created", "response": self._response(rid, "in_progress", [], None)})
+            created = self._response(rid, "in_progress", [], None, 0, metadata)
+            await self.emit({"type": "response.created", "response": created})
+            if self.opts.habits.rate_limits:
+                await self.emit({"type": "rate_limits.updated", "rate_limits": [
+                    {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
+                    {"name": "tokens", "limit": 400000, "remaining": 395000, "reset_seconds": 0.75}]})  # fmt: skip
             if self.opts.faults.think_ms:
                 await asyncio.sleep(self.opts.faults.think_ms / 1000)
-            if tools is not None:
+            if outcome is not None and outcome not in INCOMPLETE:
+                etype, message = FAILURES.get(outcome, ("server_error", f"The response failed ({outcome})."))
+                status = "failed"
+                details = {"type": "failed", "error": {"type": etype, "code": outcome, "message": message}}
+                self.retry_with = (reply, tools)
+            elif tools is not None:
                 for i, call in enumerate(tools.tools):
                     output.append(await self._function_call(rid, i, call.name, call.arguments))
                 self.pending_tool_turn = tools
             elif reply is not None:
-                usage_out = await self._audio_reply(rid, reply, output)
-        except asyncio.CancelledError:
-            status, reason = "cancelled", "turn_detected"
+                usage_out = await self._audio_reply(rid, reply, output, cut=outcome is not None)
+            if outcome in INCOMPLETE:
+                status, details = "incomplete", {"type": "incomplete", "reason": outcome}
+                self.pending_tool_turn = None
+        except asyncio.CancelledError as exc:
+            reason = exc.args[0] if exc.args and isinstance(exc.args[0], str) else "turn_detected"
+            status, details = "cancelled", {"type": "cancelled", "reason": reason}
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
@@ -136,20 +159,20 @@ class Responder:
             if self.active_id == rid:
                 self.active = None
                 self.active_id = None
-        details = {"type": status, "reason": reason} if reason else None
+        done = self._response(rid, status, output, details, usage_out, metadata)
         with contextlib.suppress(ConnectionClosed):
-            await self.emit(
-                {"type": "response.done", "response": self._response(rid, status, output, details, usage_out)}
-            )
+            await self.emit({"type": "response.done", "response": done})
         self.idle_from_ms = self.vad.pos_ms + usage_out if status == "completed" and tools is None else None
 
     def _response(
-        self, rid: str, status: str, output: list[dict[str, Any]], details: dict[str, Any] | None, audio_ms: int = 0
+        self,
+        rid: str,
+        status: str,
+        output: list[dict[str, Any]],
+        details: dict[str, Any] | None,
+        audio_ms: int,
+        metadata: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        user_ms = self.vad.pos_ms
-        out_audio = audio_ms // 50  # ~1,200 tokens a minute
-        text_in = len(str(self.session.get("instructions", ""))) // 4
-        audio_in = user_ms // 100  # ~600 tokens a minute
         return {
             "object": "realtime.response",
             "id": rid,
@@ -160,22 +183,30 @@ class Responder:
             "output_modalities": ["audio"],
             "max_output_tokens": self.session.get("max_output_tokens", "inf"),
             "audio": {"output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "marin"}},
-            "metadata": None,
-            "usage": {
-                "total_tokens": text_in + audio_in + out_audio + 10,
-                "input_tokens": text_in + audio_in,
-                "output_tokens": out_audio + 10,
-                "input_token_details": {
-                    "text_tokens": text_in,
-                    "audio_tokens": audio_in,
-                    "image_tokens": 0,
-                    "cached_tokens": 0,
-                    "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0, "image_tokens": 0},
-                },
-                "output_token_details": {"text_tokens": 10, "audio_tokens": out_audio},
-            }
-            if status != "in_progress"
-            else None,
+            "metadata": metadata,
+            "usage": None if status == "in_progress" else self._usage(0 if status == "failed" else audio_ms, status),
+        }
+
+    def _usage(self, audio_ms: int, status: str) -> dict[str, Any]:
+        failed = status == "failed"  # a failed response bills nothing
+        out_audio = audio_ms // 50  # ~1,200 tokens a minute
+        text_in = 0 if failed else len(str(self.session.get("instructions", ""))) // 4
+        audio_in = 0 if failed else self.vad.pos_ms // 100  # ~600 tokens a minute
+        share = self.opts.habits.cached_fraction
+        cached_text, cached_audio = int(text_in * share), int(audio_in * share)
+        text_out = 0 if failed else 10
+        return {
+            "total_tokens": text_in + audio_in + out_audio + text_out,
+            "input_tokens": text_in + audio_in,
+            "output_tokens": out_audio + text_out,
+            "input_token_details": {
+                "text_tokens": text_in,
+                "audio_tokens": audio_in,
+                "image_tokens": 0,
+                "cached_tokens": cached_text + cached_audio,
+                "cached_tokens_details": {"text_tokens": cached_text, "audio_tokens": cached_audio, "image_tokens": 0},
+            },
+            "output_token_details": {"text_tokens": text_out, "audio_tokens": out_audio},
         }
 
     async def _function_call(self, rid: str, index: int, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -194,34 +225,16 @@ class Responder:
         self.items[item_id] = item
         await self.emit({"type": "conversation.item.added", "previous_item_id": self.last_item, "item": item})
         self.last_item = item_id
-        await self.emit(
-            {
-                "type": "response.function_call_arguments.delta",
-                "response_id": rid,
-                "item_id": item_id,
-                "output_index": index,
-                "call_id": call_id,
-                "delta": args,
-            }
-        )
-        await self.emit(
-            {
-                "type": "response.function_call_arguments.done",
-                "response_id": rid,
-                "item_id": item_id,
-                "output_index": index,
-                "call_id": call_id,
-                "name": name,
-                "arguments": args,
-            }
-        )
+        ids = {"response_id": rid, "item_id": item_id, "output_index": index, "call_id": call_id}
+        await self.emit({"type": "response.function_call_arguments.delta", **ids, "delta": args})
+        await self.emit({"type": "response.function_call_arguments.done", **ids, "name": name, "arguments": args})
         done = {**item, "status": "completed", "arguments": args}
         self.items[item_id] = done
         await self.emit({"type": "response.output_item.done", "response_id": rid, "output_index": index, "item": done})
         await self.emit({"type": "conversation.item.done", "previous_item_id": None, "item": done})
         return done
 
-    async def _audio_reply(self, rid: str, reply: Reply, output: list[dict[str, Any]]) -> int:
+    async def _audio_reply(self, rid: str, reply: Reply, output: list[dict[str, Any]], *, cut: bool = False) -> int:
         item_id = sim_id("item")
         item: dict[str, Any] = {
             "id": item_id,
@@ -237,55 +250,66 @@ class Responder:
         await self.emit({"type": "response.output_item.added", "response_id": rid, "output_index": 0, "item": item})
         await self.emit({"type": "conversation.item.added", "previous_item_id": self.last_item, "item": item})
         self.last_item = item_id
-        await self.emit(
-            {
-                "type": "response.content_part.added",
-                **ids,
-                "content_index": 0,
-                "part": {"type": "audio", "transcript": ""},
-            }
-        )
+        part = {"type": "audio", "transcript": ""}
+        await self.emit({"type": "response.content_part.added", **ids, "content_index": 0, "part": part})
         pcm = reply.pcm()
+        if cut:  # max_output_tokens / content_filter: the reply stops half-way
+            pcm = pcm[: len(pcm) // 2 // 2 * 2]
         step = DELTA_MS * BYTES_PER_MS
         words = reply.say.split(" ")
         per_chunk = max(1, len(words) * step // max(1, len(pcm)) + 1)
-        w = 0
-        for off in range(0, len(pcm), step):
-            chunk = pcm[off : off + step]
-            if w < len(words):
-                text = " ".join(words[w : w + per_chunk]) + " "
-                w += per_chunk
-                await self.emit(
-                    {"type": "response.output_audio_transcript.delta", **ids, "content_index": 0, "delta": text}
-                )
-            await self.emit(
-                {
-                    "type": "response.output_audio.delta",
-                    **ids,
-                    "content_index": 0,
-                    "delta": base64.b64encode(chunk).decode("ascii"),
-                }
-            )
-            self.audio_ms[item_id] += len(chunk) // BYTES_PER_MS
-            self.deltas_sent += 1
-            drop = self.opts.faults.drop_after_deltas
-            if drop is not None and self.deltas_sent >= drop:
-                self.opts.faults.drop_after_deltas = None
-                self.ws.transport.abort()
-                raise asyncio.CancelledError
-            await asyncio.sleep(len(chunk) / BYTES_PER_MS / 1000 / self.opts.stream_speed)
+        said: list[str] = []
+        try:
+            for n, off in enumerate(range(0, len(pcm), step)):
+                chunk = pcm[off : off + step]
+                if len(said) < len(words):
+                    text = words[len(said) : len(said) + per_chunk]
+                    said += text
+                    await self.emit({"type": "response.output_audio_transcript.delta", **ids, "content_index": 0,
+                                     "delta": " ".join(text) + " "})  # fmt: skip
+                delta = base64.b64encode(chunk).decode("ascii")
+                await self.emit({"type": "response.output_audio.delta", **ids, "content_index": 0, "delta": delta})
+                if item_id not in self.truncated:  # a truncation is final: the tail does not grow it back
+                    self.audio_ms[item_id] += len(chunk) // BYTES_PER_MS
+                self.deltas_sent += 1
+                await self._faults_mid_reply(n)
+                await asyncio.sleep(len(chunk) / BYTES_PER_MS / 1000 / self.opts.stream_speed)
+        except asyncio.CancelledError:
+            # The cancelled response still closes its item: done events with what was said.
+            with contextlib.suppress(ConnectionClosed):
+                output.append(await self._item_done(ids, item, " ".join(said), "incomplete"))
+            raise
+        transcript = reply.say if not cut else " ".join(said)
+        output.append(await self._item_done(ids, item, transcript, "incomplete" if cut else "completed"))
+        return len(pcm) // BYTES_PER_MS
+
+    async def _faults_mid_reply(self, n: int) -> None:
+        faults = self.opts.faults
+        if n == 1 and faults.inject_mid_reply:
+            frames, faults.inject_mid_reply = faults.inject_mid_reply, []
+            for raw in frames:
+                await self.ws.send(raw)
+        drop = faults.drop_after_deltas
+        if drop is not None and self.deltas_sent >= drop:
+            faults.drop_after_deltas = None
+            self.ws.transport.abort()
+            raise asyncio.CancelledError
+
+    async def _item_done(
+        self, ids: dict[str, Any], item: dict[str, Any], transcript: str, status: str
+    ) -> dict[str, Any]:
         await self.emit({"type": "response.output_audio.done", **ids, "content_index": 0})
         await self.emit(
-            {"type": "response.output_audio_transcript.done", **ids, "content_index": 0, "transcript": reply.say}
+            {"type": "response.output_audio_transcript.done", **ids, "content_index": 0, "transcript": transcript}
         )
-        part = {"type": "audio", "transcript": reply.say}
+        part = {"type": "audio", "transcript": transcript}
         await self.emit({"type": "response.content_part.done", **ids, "content_index": 0, "part": part})
-        done = {**item, "status": "completed", "content": [{"type": "output_audio", "transcript": reply.say}]}
-        self.items[item_id] = done
-        await self.emit({"type": "response.output_item.done", "response_id": rid, "output_index": 0, "item": done})
+        done = {**item, "status": status, "content": [{"type": "output_audio", "transcript": transcript}]}
+        self.items[item["id"]] = done
+        await self.emit({"type": "response.output_item.done", "response_id": ids["response_id"], "output_index": 0,
+                         "item": done})  # fmt: skip
         await self.emit({"type": "conversation.item.done", "previous_item_id": None, "item": done})
-        output.append(done)
-        return len(pcm) // BYTES_PER_MS
+        return done
 
 
 def merge_update(into: dict[str, Any], update: dict[str, Any]) -> None:
@@ -299,5 +323,3 @@ def merge_update(into: dict[str, Any], update: dict[str, Any]) -> None:
 
 def _fill(template: str, values: dict[str, Any]) -> str:
     return re.sub(r"\{\{(\w+)\}\}", lambda m: str(values.get(m.group(1), m.group(0))), template)
-
-

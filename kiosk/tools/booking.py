@@ -38,14 +38,14 @@ def queue_followup(ctx: ToolContext, composer: Composer, lead: dict[str, Any], p
         email = composer.visitor(to=lead["email"], name=lead.get("name"), product_name=product_name, booking_url=link)
     except MailError as exc:
         # The visitor still gets the link on screen and in speech; ops see why the e-mail did not go.
-        log.error("follow-up e-mail not queued: %s", exc, extra=event("email_error", lead_id=lead["id"],
-                                                                      kind=VISITOR_KIND))  # fmt: skip
+        fields = event("email_error", session=ctx.visit_id, lead_id=lead["id"], kind=VISITOR_KIND)
+        log.error("follow-up e-mail not queued: %s", exc, extra=fields)
         return False
     with ctx.store.transaction():
         before = ctx.store.count("outbox", "kind = ? AND ref = ?", (VISITOR_KIND, lead["id"]))
         ctx.store.enqueue(VISITOR_KIND, lead["id"], email.to_payload())
     if before == 0:
-        log.info("follow-up e-mail queued", extra=event("email_queued", lead_id=lead["id"]))
+        log.info("follow-up e-mail queued", extra=event("email_queued", session=ctx.visit_id, lead_id=lead["id"]))
     return True
 
 

@@ -69,7 +69,8 @@ def build_tools(settings: Settings) -> list[Tool]:
 
 def build_registry(settings: Settings) -> ToolRegistry:
     """The registry of the six tools with the configured time limit."""
-    return ToolRegistry(build_tools(settings), timeout_s=settings.tools.timeout_s)
+    t = settings.tools
+    return ToolRegistry(build_tools(settings), timeout_s=t.timeout_s, evidence_wait_s=t.evidence_wait_s)
 
 
 def tool_site(settings: Settings, store: Store) -> ToolSite:

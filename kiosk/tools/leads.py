@@ -112,7 +112,7 @@ def officer_email(composer: Composer, lead: LeadRecord, score: ScoreRecord) -> E
     except MailError as exc:
         log.error(
             "loan-officer e-mail not queued: %s", exc,
-            extra=event("email_error", lead_id=lead.id, kind=OFFICER_KIND),
+            extra=event("email_error", session=lead.session_id, lead_id=lead.id, kind=OFFICER_KIND),
         )  # fmt: skip
         return None
 
@@ -168,7 +168,7 @@ def save_lead(args: SaveLeadArgs, ctx: ToolContext, cfg: LendingConfig, composer
     ctx.lead_ids.add(lead_id)
     log.info(
         "lead saved",
-        extra={"kiosk": {"event": "lead_saved", "lead_id": lead_id, "product": d.productType,
+        extra={"kiosk": {"event": "lead_saved", "session": ctx.visit_id, "lead_id": lead_id, "product": d.productType,
                          "score": scored.record.total, "disposition": scored.record.disposition,
                          "officer_email": officer is not None}},
     )
@@ -193,4 +193,5 @@ def make_tool(cfg: LendingConfig, composer: Composer) -> Tool:
         ),
         args=SaveLeadArgs,
         func=lambda args, ctx: save_lead(args, ctx, cfg, composer),
+        quotes_visitor=True,
     )

@@ -95,6 +95,7 @@ class Tool:
     args: type[BaseModel]
     func: ToolFunc
     blocking: bool = True  # synchronous code (SQLite, maths) runs in a worker thread
+    quotes_visitor: bool = False  # stores the visitor's own words (consent evidence): wait for their transcripts
 
     def schema(self) -> dict[str, Any]:
         """The ``tools`` entry of a session.update."""
@@ -153,9 +154,14 @@ def _describe(exc: ValidationError) -> str:
 class ToolRegistry:
     """The tools by name, with a per-call time limit."""
 
-    def __init__(self, tools: list[Tool], timeout_s: float = 8.0) -> None:
+    def __init__(self, tools: list[Tool], timeout_s: float = 8.0, evidence_wait_s: float = 3.0) -> None:
         self.tools = {t.name: t for t in tools}
         self.timeout_s = timeout_s
+        self.evidence_wait_s = evidence_wait_s  # longest wait for visitor transcripts before such a tool runs
+
+    def quotes_visitor(self, names: list[str]) -> bool:
+        """True when one of these tools stores the visitor's words (it must see all of them)."""
+        return any(t.quotes_visitor for n in names if (t := self.tools.get(n)) is not None)
 
     def schemas(self) -> list[dict[str, Any]]:
         """The ``tools`` array for session.update."""
@@ -179,6 +185,7 @@ class ToolRegistry:
                 f"invalid arguments: {_describe(exc)}",
                 "correct those fields (see the tool's parameters) and call again",
             )
+        failed = {"kiosk": {"event": "tool_error", "tool": name, "session": ctx.visit_id}}
         try:
             async with asyncio.timeout(self.timeout_s):
                 if tool.blocking:
@@ -192,21 +199,21 @@ class ToolRegistry:
                 "tool %s timed out after %.1f s",
                 name,
                 self.timeout_s,
-                extra={"kiosk": {"event": "tool_timeout", "tool": name}},
+                extra={"kiosk": {"event": "tool_timeout", "tool": name, "session": ctx.visit_id}},
             )
             return error_output(f"{name} took too long", "tell the visitor it is unavailable right now")
         except ToolError as exc:
             return error_output(str(exc), exc.fix or "ask the visitor and try again")
         except StoreError as exc:
-            log.error("tool %s: storage failed: %s", name, exc, extra={"kiosk": {"event": "tool_error", "tool": name}})
+            log.error("tool %s: storage failed: %s", name, exc, extra=failed)
             return error_output(
                 "the kiosk could not store that right now", "apologise and offer to have someone follow up another way"
             )
         except Exception:
-            log.exception("tool %s failed", name, extra={"kiosk": {"event": "tool_error", "tool": name}})
+            log.exception("tool %s failed", name, extra=failed)
             return error_output(f"{name} failed unexpectedly", "do not retry; continue without it")
         try:
             return json.dumps(result, allow_nan=False)
         except (TypeError, ValueError):
-            log.exception("tool %s returned no JSON", name, extra={"kiosk": {"event": "tool_error", "tool": name}})
+            log.exception("tool %s returned no JSON", name, extra=failed)
             return error_output(f"{name} failed unexpectedly", "do not retry; continue without it")

@@ -45,8 +45,8 @@ class PerplexityClient:
     timeout_s: float = 6.0
     max_chars: int = 450
 
-    def ask(self, query: str) -> dict[str, Any]:
-        """POST one question; ToolError with a fix for every failure."""
+    def ask(self, query: str, visit_id: str | None = None) -> dict[str, Any]:
+        """POST one question; ToolError with a fix for every failure (logged with ``visit_id``)."""
         if self.api_key is None:
             raise ToolError("web search is not configured", "answer from the knowledge base or offer a loan officer")
         body = {
@@ -63,18 +63,19 @@ class PerplexityClient:
             },
             method="POST",
         )
+        failed = {"kiosk": {"event": "websearch_error", "session": visit_id}}
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 data = json.loads(resp.read(2_000_000))
         except urllib.error.HTTPError as exc:
-            log.warning("web search failed: HTTP %d", exc.code, extra={"kiosk": {"event": "websearch_error"}})
+            log.warning("web search failed: HTTP %d", exc.code, extra=failed)
             raise ToolError(
                 f"web search is unavailable right now (HTTP {exc.code})", FIX
             ) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             if isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError):
                 raise ToolError("web search took too long", FIX) from None
-            log.warning("web search failed: %s", type(exc).__name__, extra={"kiosk": {"event": "websearch_error"}})
+            log.warning("web search failed: %s", type(exc).__name__, extra=failed)
             raise ToolError("web search is unavailable right now", FIX) from None
         return self._result(data)
 
@@ -131,7 +132,7 @@ def make_tool(client: PerplexityClient) -> Tool:
     def search(args: PerplexitySearchArgs, ctx: ToolContext) -> dict[str, Any]:
         if not args.query.strip():
             raise ToolError("the query is empty", "ask the question in words")
-        return client.ask(args.query.strip())
+        return client.ask(args.query.strip(), ctx.visit_id)
 
     return Tool(
         name="perplexitySearch",
