@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from kiosk.audio.aec import AEC_RATE, FRAME, EchoStage, Int16Array, interpolate
-from kiosk.audio.guard import ResidualGuard
+from kiosk.audio.guard import CouplingMeter, ResidualGuard
 from kiosk.audio.timeline import Timeline
 
 
@@ -187,3 +187,60 @@ def test_a_microphone_that_hears_no_echo_is_left_alone() -> None:
     # remove (about 0.6 s, once after start-up); from then on it stays out of the way.
     assert np.allclose(got[170 * FRAME :], visitor[170 * FRAME :].astype(np.float32))
     assert guard.erle_db < 6
+
+
+def test_while_learning_a_visitor_answering_as_the_assistant_stops_is_heard() -> None:
+    rng = np.random.default_rng(3)
+    guard = ResidualGuard()
+    far = rng.normal(0, 3000, 80 * FRAME)  # the first greeting after start-up (0.8 s) ...
+    near = np.roll(far, 4 * FRAME) * 0.7
+    _frames(guard, near, far, near * 10 ** (-30 / 20))
+    assert not guard.converged, "still learning the echo's level"
+    quiet = np.zeros(40 * FRAME)  # ... then the visitor answers at once, 50 ms after it ends
+    visitor = rng.normal(0, 2000, len(quiet))
+    visitor[: 5 * FRAME] = 0.0
+    got = _frames(guard, visitor, quiet, visitor.copy())
+    answer = slice(20 * FRAME, 40 * FRAME)  # 150 ms after the reference fell silent: untouched
+    assert np.allclose(got[answer], visitor[answer].astype(np.float32))
+
+
+def _blocks(meter: CouplingMeter, near: np.ndarray, far: np.ndarray) -> list[bool]:
+    return [meter.add(near[s].astype(np.float32), far[s].astype(np.float32))
+            for s in (slice(k * FRAME, (k + 1) * FRAME) for k in range(len(far) // FRAME))]  # fmt: skip
+
+
+def test_the_coupling_meter_tells_a_microphone_that_hears_the_speaker_from_one_that_does_not() -> None:
+    rng = np.random.default_rng(8)
+    far = rng.normal(0, 3000, 300 * FRAME)  # 3 s of the assistant
+    far[100 * FRAME : 103 * FRAME] = 0.0  # (a pause: the echo's onset lags into the next block)
+    echo = np.roll(far, 4 * FRAME) * 10 ** (-35 / 20)  # a quiet coupling, 35 dB down, 40 ms late
+    hearing = CouplingMeter()
+    assert not any(_blocks(hearing, echo + rng.normal(0, 3, len(far)), far))
+    assert hearing.hears
+    deaf = CouplingMeter()
+    noise = rng.normal(0, 3, len(far))  # the microphone's own noise, about -80 dBFS
+    visitor = noise.copy()
+    visitor[150 * FRAME : 200 * FRAME] += rng.normal(0, 3000, 50 * FRAME)  # someone talks meanwhile
+    changes = _blocks(deaf, visitor, far)
+    assert sum(changes) == 1 and not deaf.hears
+    assert changes.index(True) < 150, "decided within the assistant's first 1.5 s"
+    _blocks(deaf, echo * 10 + noise, far)  # the speaker turned towards the microphone: echo again
+    assert deaf.hears
+
+
+def test_a_visitor_talking_over_a_speaker_the_microphone_does_not_hear_is_not_cancelled() -> None:
+    from kiosk.audio.webrtc_aec import WebRtcCanceller
+
+    rate, block = 24000, 240
+    stage = EchoStage(WebRtcCanceller())
+    rng = np.random.default_rng(9)
+    out: list[bytes] = []
+    for b in range(600):  # 6 s of the assistant speaking; a visitor joins for the last 2 s
+        t = b * block / rate
+        spk = _sound(t + 0.02 + np.arange(block) / rate)
+        stage.played(spk.astype("<i2").tobytes(), rate, t + 0.02)
+        mic = rng.normal(0, 3, block) + (rng.normal(0, 2000, block) if b >= 400 else 0.0)
+        out.append(stage.captured(mic.astype("<i2").tobytes(), rate, t))
+    assert not stage.coupling.hears
+    talk = np.frombuffer(b"".join(out[450:]), dtype=np.int16)
+    assert _db(talk) > 10 * math.log10(2000**2) - 3, "the visitor reaches the wire at their level"

@@ -23,6 +23,7 @@ queues; everything else runs on the event loop (the capture conditioning).
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -32,9 +33,12 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from kiosk.audio.guard import ResidualGuard
+from kiosk.audio.guard import CouplingMeter, ResidualGuard
 from kiosk.audio.resample import Resampler
 from kiosk.audio.timeline import Timeline
+from kiosk.logs import event
+
+log = logging.getLogger(__name__)
 
 AEC_RATE = 16000  # WebRTC's AEC3 takes 16/32/48 kHz; 16 kHz is the cheapest and carries speech
 FRAME = AEC_RATE // 100  # 10 ms
@@ -141,6 +145,7 @@ class EchoStage:
         self.cpu_s = 0.0  # CPU time spent here, for the benchmark's per-second figure
         self.canceller_cpu_s = 0.0  # of which in the canceller itself
         self.energy = [0.0, 0.0, 0.0]  # microphone, canceller output, guarded output (since reset)
+        self.coupling = CouplingMeter()  # hears_speaker: False passes the microphone through
 
     # -- the speaker's side (device thread) ---------------------------------------------------
 
@@ -174,7 +179,18 @@ class EchoStage:
         c1 = time.thread_time()
         cleaned = self.canceller.process(near, np.clip(far, -32768, 32767).astype(np.int16))
         self.canceller_cpu_s += time.thread_time() - c1
-        near_f, out_f = near.astype(np.float32), cleaned.astype(np.float32)
+        near_f = near.astype(np.float32)
+        if self.coupling.add(near_f, far):
+            log.info(
+                "echo canceller: %s",
+                "the microphone hears the speaker: cancelling"
+                if self.coupling.hears
+                else "the microphone hears nothing of the speaker: passing it through",
+                extra=event("echo_path", hears_speaker=self.coupling.hears),
+            )
+        if not self.coupling.hears:
+            cleaned = near  # no echo to remove (the canceller still runs: it stays ready)
+        out_f = cleaned.astype(np.float32)
         self.energy[0] += float(np.dot(near_f, near_f))
         self.energy[1] += float(np.dot(out_f, out_f))
         changed = self.guard.process(near_f, far, out_f)

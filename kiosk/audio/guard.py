@@ -19,7 +19,8 @@ learned weights, i.e. delay, room and loudspeaker gain) and caps the output a sa
 A residual burst is too short to open it; a visitor opens it within about 100 ms and is
 heard from then on (before that the uplink carries them capped, not silenced). While the
 echo's level is still being learned (the first seconds the assistant is heard after
-start-up), all the microphone hears counts as echo and nobody can interrupt; where the
+start-up), all the microphone hears while the assistant is audible counts as echo and
+nobody can interrupt (150 ms after it stops, the microphone passes again); where the
 canceller finds nothing to remove (a microphone that does not hear the speaker) the guard
 stays out of the way.
 The gain changes as a ramp across each frame: no clicks, and no 10 ms chopping that a VAD
@@ -39,6 +40,7 @@ Float = npt.NDArray[np.float32]
 FULL = 32768.0
 RAMP = 32  # samples over which the gain changes (2 ms at 16 kHz)
 LEARNED = 200  # frames of mostly echo after which the echo's level is known
+NOW_FRAMES = 15  # "the assistant is audible now": the direct sound and early reflections (150 ms)
 _RAMP = np.linspace(0.0, 1.0, RAMP, dtype=np.float32)
 
 
@@ -107,6 +109,7 @@ class ResidualGuard:
     _noise: float = (FULL * 1e-3) ** 2  # the output's noise floor (power, from -60 dBFS), tracked from below
     _gain: float = 1.0
     _loud: float = 0.0
+    _since_loud: int = NOW_FRAMES  # frames since the reference was last loud
 
     def __post_init__(self) -> None:
         self._evidence = deque(maxlen=self.window_frames)
@@ -132,7 +135,9 @@ class ResidualGuard:
         self._far_recent.append(p_far)
         # The noise floor: falls at once, rises 5 dB a second (speech's pauses keep it down).
         self._noise = min(p_out, self._noise * 1.0116)
-        far_active = max(self._far_recent) > (FULL * 10 ** (self.far_active_dbfs / 20)) ** 2
+        loud_far = (FULL * 10 ** (self.far_active_dbfs / 20)) ** 2
+        far_active = max(self._far_recent) > loud_far
+        self._since_loud = 0 if p_far > loud_far else self._since_loud + 1
         if p_far > self._loud:  # the assistant is loud: is there echo, and how much is taken out?
             # A microphone 20 dB under that hears no echo at all: the canceller removes nothing.
             removed = 10 * math.log10(p_near / p_out) if p_near > self._loud * 1e-2 else 0.0
@@ -158,6 +163,11 @@ class ResidualGuard:
         if self.envelope.updates < LEARNED:
             if self.erle_db < 6.0:
                 return None  # the canceller finds no echo to remove (none, or the mic hears none)
+            if self._since_loud >= NOW_FRAMES:
+                # The assistant stopped more than 150 ms ago: its reverberant tail is 18 dB
+                # down (RT60 0.5 s) and the canceller takes it; a visitor answering at once
+                # in the first visit after start-up must be heard.
+                return None
             # Still learning the echo's level (the first seconds the assistant is heard after
             # start-up): all the microphone hears counts as echo, and the canceller's first
             # seconds are its least steady, so 6 dB more margin and no opening at all.
@@ -178,3 +188,50 @@ class ResidualGuard:
         if self._open_left > 0:
             return None
         return max(echo * db_to_power(self.cap_db), self._noise)
+
+
+class CouplingMeter:
+    """Does the microphone hear the loudspeaker at all?
+
+    Per 100 ms block in which the assistant is loud, the microphone's energy against the
+    reference's. With any acoustic coupling every such block carries echo, so even its
+    quietest blocks stand well above ``silent_db``; a microphone that never hears the
+    speaker (a headset, a wrong device, the bench's echo-free card) has blocks down at its
+    noise floor. Then there is nothing to cancel, and a canceller that has never seen the
+    echo path only gets in the way: WebRTC's AEC3 keeps suppressing a visitor talking over
+    the assistant, for echo it assumes but never finds. Until a second of the assistant has
+    been heard the microphone counts as hearing it (the safe side). Pure.
+    """
+
+    BLOCK = 10  # frames per block
+    WINDOW = 30  # blocks judged (3 s of the assistant's audio)
+    MIN_BLOCKS = 10
+
+    def __init__(self, silent_db: float = -50.0, loud_dbfs: float = -40.0) -> None:
+        self.silent_db = silent_db
+        self._loud = (FULL * 10 ** (loud_dbfs / 20)) ** 2
+        self._ratios: deque[float] = deque(maxlen=self.WINDOW)
+        self._near = self._far = 0.0
+        self._n = 0
+        self.hears = True
+
+    def add(self, near: Float, far: Float) -> bool:
+        """Count one frame; True when :attr:`hears` changed with it."""
+        self._near += float(np.dot(near, near))
+        self._far += float(np.dot(far, far))
+        self._n += 1
+        if self._n < self.BLOCK:
+            return False
+        near_e, far_e, frames = self._near, self._far, self._n
+        self._near = self._far = 0.0
+        self._n = 0
+        if far_e / (frames * len(far)) < self._loud:
+            return False  # the assistant quiet: no evidence either way
+        self._ratios.append(10 * math.log10(max(near_e, 1.0) / far_e))
+        if len(self._ratios) < self.MIN_BLOCKS:
+            return False
+        # The third quietest block: one whose echo fell into the next block (the onset of
+        # a phrase, the room's delay) does not decide alone.
+        hears = sorted(self._ratios)[2] > self.silent_db
+        changed, self.hears = hears != self.hears, hears
+        return changed

@@ -11,9 +11,9 @@ from kiosk.sim.scenario import synthesize
 _SENTENCE = "Investment property loans are underwritten on the rent the property earns, not only your income."
 
 
-def speech(seconds: float, gain: float = 1.0) -> bytes:
-    """``seconds`` of speech-like audio (the simulator's synthesized voice, repeated)."""
-    base = np.frombuffer(synthesize(_SENTENCE), dtype="<i2")
+def speech(seconds: float, gain: float = 1.0, *, pitch_hz: float = 140.0) -> bytes:
+    """``seconds`` of speech-like audio (the simulator's synthesized voice at ``pitch_hz``, repeated)."""
+    base = np.frombuffer(synthesize(_SENTENCE, pitch_hz=pitch_hz, syllable_hz=4.0 * pitch_hz / 140.0), dtype="<i2")
     n = int(seconds * RATE)
     x = np.tile(base, n // len(base) + 1)[:n].astype(np.float64) * gain
     return np.clip(x, -32767, 32766).astype("<i2").tobytes()
@@ -25,5 +25,9 @@ def assistant_reply(seconds: float, reply: int) -> bytes:
 
 
 def visitor_utterance(seconds: float = 0.45) -> bytes:
-    """A visitor close to the microphone: well above the played level, so the echo gate lets it through."""
-    return speech(seconds, gain=2.5)
+    """A visitor close to the microphone: well above the played level, so the echo gate lets it through.
+
+    Another voice than the assistant's: a visitor saying the very samples the speaker
+    played a moment ago is an echo to any canceller, and rightly removed.
+    """
+    return speech(seconds, gain=2.5, pitch_hz=210.0)

@@ -228,18 +228,20 @@ def _wav(path: Traversable) -> bytes:
 
 
 @cache
-def synthesize(text: str) -> bytes:
-    """Speech-like audio for ``text``: a voiced buzz with syllable-rate modulation.
+def synthesize(text: str, *, pitch_hz: float = 140.0, syllable_hz: float = 4.0) -> bytes:
+    """Speech-like audio for ``text``: a voiced buzz at ``pitch_hz`` with syllable-rate modulation.
 
     About 60 ms per character, which is close to a real voice's pace, so timings and
-    truncation in tests resemble a real conversation.
+    truncation in tests resemble a real conversation. The waveform depends only on the
+    length of ``text``: a visitor who must not sound like the assistant needs another
+    ``pitch_hz`` (an echo canceller rightly takes a copy of what was played for echo).
     """
     seconds = min(12.0, max(0.4, 0.06 * len(text)))
     t = np.arange(int(seconds * RATE), dtype=np.float64) / RATE
-    f0 = 140.0 + 20.0 * np.sin(2 * math.pi * 0.7 * t)
+    f0 = pitch_hz + pitch_hz / 7 * np.sin(2 * math.pi * 0.7 * t)
     phase = 2 * math.pi * np.cumsum(f0) / RATE
     voice = sum(np.sin(k * phase) / k for k in range(1, 6))
-    syllables = 0.55 + 0.45 * np.sin(2 * math.pi * 4.0 * t) ** 2
+    syllables = 0.55 + 0.45 * np.sin(2 * math.pi * syllable_hz * t) ** 2
     signal = 0.25 * voice * syllables / 1.5
     pcm: bytes = (np.clip(signal, -1, 1) * 32767).astype("<i2").tobytes()  # typed: Any under numpy 1.26's stubs
     return pcm
