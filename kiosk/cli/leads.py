@@ -80,9 +80,12 @@ def _sync(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     print(f"sync: {report.sent} sent, {report.retried} to retry, {report.dead} dead-lettered; {status.line()}")
     for reason in dict.fromkeys(report.errors):
         print(f"sync: {reason}", file=sys.stderr)
+    for reason in report.paused:
+        print(f"sync: paused, leads kept: {reason}", file=sys.stderr)
     if report.dead:
         return 1
-    return os.EX_UNAVAILABLE if report.retried else 0
+    # Something was due and could not go (down, or a paused channel): not a success.
+    return os.EX_UNAVAILABLE if report.retried or report.paused else 0
 
 
 _LIST = """
