@@ -51,6 +51,13 @@ class StoreError(KioskError, OSError):
     """The local database failed (disk full, permissions)."""
 
 
+class StoreFull(StoreError):
+    """The disk (or the database's page limit) is full: nothing was written, and saving works
+    again once space returns."""
+
+    retryable = True
+
+
 class ToolError(KioskError, ValueError):
     """A tool call could not be carried out; message and ``fix`` are for the model to act on."""
 

@@ -135,7 +135,7 @@ def serve_receiver(db: Path, cert: tuple[Path, Path], port: int = 0, *, max_skew
 
 
 def sync_settings(url: str, ca: Path, **kw: Any) -> SyncSettings:
-    return SyncSettings(endpoint=url, ca_bundle=ca, timeout_s=5.0, **kw)
+    return SyncSettings(endpoint=url, ca_bundle=ca, **{"timeout_s": 5.0, **kw})
 
 
 def secrets(secret: str = SECRET) -> Secrets:

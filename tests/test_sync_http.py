@@ -103,26 +103,40 @@ def test_batch_validates_against_the_json_schema(tmp_path: Path) -> None:
         jsonschema.validate(build_batch("k1", [{**doc, "product_type": "mortgage"}], ManualClock().now()), SCHEMA)
 
 
-def test_bad_signature_is_dead_lettered_not_retried(
+def test_refused_credentials_pause_the_channel_keep_the_leads_and_resume_on_a_new_configuration(
     tmp_path: Path, cert: tuple[Path, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A 401 is our configuration's fault, not the leads': one request, one ERROR, the leads stay
+    pending (not dead-lettered), status says so, and a changed configuration resumes delivery."""
     store = Store(tmp_path / "k.db")
-    save_leads(store, 3)
+    ids = save_leads(store, 3)
     clock = ManualClock()
     with serve_receiver(tmp_path / "r.db", cert) as rx:
-        syncer = make_syncer(store, sync_settings(rx.url, cert[0]), clock, secret="not-the-receivers-secret")
-        with caplog.at_level(logging.ERROR, logger="kiosk.leads.sync"):
+        sync = sync_settings(rx.url, cert[0])
+        syncer = make_syncer(store, sync, clock, secret="not-the-receivers-secret")
+        with caplog.at_level(logging.INFO, logger="kiosk.leads"):
             report = syncer.drain()
-        assert (report.sent, report.dead) == (0, 3)
-        seen = rx.receiver.requests
-        clock.advance(86400)
-        assert syncer.drain().dead == 0
-        assert rx.receiver.requests == seen  # dead rows are never tried again by themselves
-        assert rx.receiver.stored() == {}
-    assert states(store) == {"dead": 3}
-    dead_events = [fields_of(r) for r in caplog.records if fields_of(r).get("event") == "sync_dead_letter"]
-    assert len(dead_events) == 3 and all("HTTP 401" in e["reason"] for e in dead_events)
-    assert "HTTP 401" in (syncer.status().last_error or "")
+            assert (report.sent, report.dead, report.retried) == (0, 0, 0) and report.paused and not report.ok
+            assert rx.receiver.requests == 1  # not one request per lead
+            clock.advance(60)
+            assert not syncer.drain().paused  # paused: nothing tried, nothing said
+            assert rx.receiver.requests == 1
+            # A restart with the same configuration stays paused but probes once.
+            again = make_syncer(store, sync, clock, secret="not-the-receivers-secret")
+            assert again.status().crm_paused and again.drain().paused and rx.receiver.requests == 2
+        paused = [fields_of(r) for r in caplog.records if fields_of(r).get("event") == "sync_paused"]
+        assert len(paused) == 1  # said once, even across the restart
+        assert all(r.levelno == logging.ERROR for r in caplog.records if fields_of(r).get("event") == "sync_paused")
+        assert not [r for r in caplog.records if fields_of(r).get("event") == "sync_dead_letter"]
+        assert states(store) == {"pending": 3}
+        line = syncer.status().line()
+        assert "CRM PAUSED until the configuration changes" in line and "HTTP 401" in line, line
+        # The credential is fixed: the new configuration resumes at once.
+        fixed = make_syncer(store, sync, clock)
+        assert fixed.drain().sent == 3
+        assert set(rx.receiver.stored()) == set(ids)
+    assert states(store) == {"sent": 3}
+    assert fixed.status().crm_paused is None and "PAUSED" not in fixed.status().line()
 
 
 def test_400_dead_letters_only_the_refused_lead_of_a_batch(tmp_path: Path, cert: tuple[Path, Path]) -> None:
@@ -191,8 +205,14 @@ def test_stale_timestamp_is_refused_by_the_receiver(tmp_path: Path, cert: tuple[
     clock = ManualClock()
     clock.advance(-3600)  # the kiosk's clock is an hour behind: a replayed or forged request looks like this
     with serve_receiver(tmp_path / "r.db", cert, max_skew_s=300) as rx:
-        assert make_syncer(store, sync_settings(rx.url, cert[0]), clock).drain().dead == 1
+        syncer = make_syncer(store, sync_settings(rx.url, cert[0]), clock)
+        report = syncer.drain()
+        assert (report.dead, report.sent) == (0, 0) and report.paused  # the lead is not at fault: it waits
         assert rx.receiver.stored() == {}
+        clock.advance(3600)  # NTP fixed the clock: past the pause's probe time (backoff_cap_s), it goes through
+        assert syncer.sync.backoff_cap_s < 3600
+        assert syncer.drain().sent == 1
+        assert len(rx.receiver.stored()) == 1
 
 
 class Passes:

@@ -11,7 +11,7 @@ import pytest
 
 from kiosk.config import SyncSettings
 from kiosk.leads import outbox as ob
-from kiosk.leads.crm import classify_reply, is_retryable_status, parse_retry_after, sign
+from kiosk.leads.crm import RETRY_AFTER_MAX_S, classify_reply, is_retryable_status, parse_retry_after, sign
 from kiosk.leads.http import HttpReply
 from tests.synckit import ManualClock, save_leads
 
@@ -26,12 +26,29 @@ def test_retry_after_seconds_and_http_date() -> None:
     assert parse_retry_after(None, NOW) is None
 
 
+def test_retry_after_junk_is_never_an_error_and_always_bounded() -> None:
+    """The header is the server's to write: Unicode digits (which str.isdigit() accepts and
+    float() refuses), signs, exponents, absurd numbers and dates are a bounded delay or none."""
+    for junk in ("²", "٣", "-5", "1e9", "5, 6", "\x00", "Mon, 32 Foo 2020 99:99:99", "Wed, 21 Oct 99999 07:28:00 GMT"):
+        assert parse_retry_after(junk, NOW) is None, junk
+    assert parse_retry_after("9" * 400, NOW) == RETRY_AFTER_MAX_S
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", NOW) == RETRY_AFTER_MAX_S
+    assert parse_retry_after(" 7 ", NOW) == 7.0
+
+
 @pytest.mark.parametrize(("status", "retry"), [(408, True), (429, True), (500, True), (503, True),
-                                               (400, False), (401, False), (403, False), (404, False), (422, False)])
+                                               (400, False), (404, False), (422, False)])
 def test_which_statuses_are_retried(status: int, retry: bool) -> None:
     assert is_retryable_status(status) is retry
     outcome, reason, _ = classify_reply(HttpReply(status, {}, b"nope"), NOW)
     assert outcome == ("retry" if retry else "dead") and reason == f"HTTP {status}: nope"
+
+
+@pytest.mark.parametrize("status", [401, 403, 407, 301, 302, 307, 308])
+def test_credentials_and_redirects_pause_the_channel_instead_of_killing_leads(status: int) -> None:
+    outcome, reason, _ = classify_reply(HttpReply(status, {"location": "https://elsewhere.example/x"}, b""), NOW)
+    assert outcome == "pause"
+    assert ("credentials" in reason) if status in (401, 403, 407) else ("elsewhere.example" in reason)
 
 
 def test_reply_reason_is_redacted() -> None:

@@ -64,7 +64,8 @@ def _sync(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     if not s.sync.endpoint and not s.notify.smtp_host:
         print("sync: sync.endpoint is not set and e-mail is off (notify.smtp_host)", file=sys.stderr)
         return os.EX_CONFIG
-    syncer = Syncer(Store(s.store.path, create=False), s.kiosk_id, s.sync, s.notify, s.retention, s.secrets)
+    store = Store.open_verified(s.store.path, create=False)  # damaged: exit 69 with how to recover
+    syncer = Syncer(store, s.kiosk_id, s.sync, s.notify, s.retention, s.secrets)
     try:
         problems = syncer.problems()
         if problems and syncer.mailer is None:
@@ -80,9 +81,12 @@ def _sync(args: argparse.Namespace, loaded: LoadedConfig) -> int:
     print(f"sync: {report.sent} sent, {report.retried} to retry, {report.dead} dead-lettered; {status.line()}")
     for reason in dict.fromkeys(report.errors):
         print(f"sync: {reason}", file=sys.stderr)
+    for reason in report.paused:
+        print(f"sync: paused, leads kept: {reason}", file=sys.stderr)
     if report.dead:
         return 1
-    return os.EX_UNAVAILABLE if report.retried else 0
+    # Something was due and could not go (down, or a paused channel): not a success.
+    return os.EX_UNAVAILABLE if report.retried or report.paused else 0
 
 
 _LIST = """

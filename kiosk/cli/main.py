@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -209,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     except (DeviceError, StoreError) as exc:
         log.error("%s", exc)
         print(f"{args.command}: {exc}", file=sys.stderr)
+        return os.EX_UNAVAILABLE
+    except sqlite3.DatabaseError as exc:  # damage found mid-command: the same clear line, no traceback
+        from kiosk.leads.store import store_error
+
+        error = store_error("database", exc)
+        log.error("%s", error)
+        print(f"{args.command}: {error}", file=sys.stderr)
         return os.EX_UNAVAILABLE
     return code
 

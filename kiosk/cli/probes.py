@@ -69,6 +69,7 @@ def check_database(path: Path) -> Result:
     except StoreError as exc:
         return fail("database", str(exc))
     try:
+        store.verify()  # damage: the message says how to recover
         with store.transaction() as conn:
             # A real write (the header's user_version), so a read-only file or full disk shows.
             conn.execute(f"PRAGMA user_version={store.schema_version}")

@@ -47,13 +47,32 @@ def email_address(value: str) -> str:
     return value
 
 
+def _link(value: str, secure: str, plain: str) -> str:
+    """A URL the kiosk connects to: ``secure`` scheme (``plain`` only on this machine), a host,
+    a valid port, nothing a client chokes on later, and no credentials in it."""
+    if value != value.strip() or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        raise ValueError(f"is not a usable URL ({exc})") from None
+    loopback = parts.scheme == plain and parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if not (parts.scheme == secure or loopback) or not parts.hostname:
+        raise ValueError(f"must be {'an' if secure == 'https' else 'a'} {secure}:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not hold a user name or password (credentials belong in the credentials file)")
+    return value
+
+
 def web_link(value: str) -> str:
     """An https:// link with a host (http:// only on this machine), as visitors are sent it."""
-    parts = urlsplit(value)
-    loopback = parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1")
-    if not (parts.scheme == "https" or loopback) or not parts.hostname:
-        raise ValueError("must be an https:// URL with a host")
-    return value
+    return _link(value, "https", "http")
+
+
+def realtime_link(value: str) -> str:
+    """A wss:// WebSocket endpoint with a host (ws:// only on this machine: the simulator)."""
+    return _link(value, "wss", "ws")
 
 
 def not_blank(value: str) -> str:
@@ -67,4 +86,5 @@ PhoneRegion = Annotated[str, AfterValidator(phone_region)]
 PhoneNumber = Annotated[str, AfterValidator(phone_number)]
 EmailAddress = Annotated[str, AfterValidator(email_address)]
 WebLink = Annotated[str, AfterValidator(web_link)]
+RealtimeLink = Annotated[str, AfterValidator(realtime_link)]
 NotBlank = Annotated[str, AfterValidator(not_blank)]

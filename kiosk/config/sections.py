@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from kiosk.config.identity import machine_kiosk_id
 from kiosk.config.prices import CostSettings
-from kiosk.config.rules import EmailAddress, NotBlank, PhoneNumber, PhoneRegion, WebLink, web_link
+from kiosk.config.rules import EmailAddress, NotBlank, PhoneNumber, PhoneRegion, RealtimeLink, WebLink, web_link
 
 SECRET_NAMES = (
     "openai_api_key",
@@ -46,7 +46,9 @@ class BranchSettings(_Section):
 class RealtimeSettings(_Section):
     """OpenAI Realtime API connection and session parameters."""
 
-    url: str = Field("wss://api.openai.com/v1/realtime", description="WebSocket endpoint, without the query string.")
+    url: RealtimeLink = Field(
+        "wss://api.openai.com/v1/realtime", description="WebSocket endpoint, without the query string."
+    )
     model: str = Field(
         "gpt-realtime-2.1", description="Realtime model name; models are retired over time, so it is config."
     )
@@ -221,7 +223,7 @@ class ToolSettings(_Section):
         Path("lending.toml"),
         description="Scoring rubric, rate sheet, booking links and follow-up e-mail (relative to the config file).",
     )
-    search_base_url: str = Field(
+    search_base_url: WebLink = Field(
         "https://api.perplexity.ai", description="Perplexity API base URL (chat completions at /chat/completions)."
     )
     search_model: str = Field("sonar", description="Perplexity model for perplexitySearch.")

@@ -16,10 +16,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from kiosk import __version__
 from kiosk.leads import outbox as ob
@@ -28,14 +30,19 @@ from kiosk.leads.store import Store
 from kiosk.logs import redact
 
 RETRYABLE_STATUS = frozenset({408, 425, 429})
+# Not the lead's fault: our credentials (or a proxy's) were refused. The channel pauses.
+CREDENTIALS_STATUS = frozenset({401, 403, 407})
+RETRY_AFTER_MAX_S = 86400.0  # the syncer caps it further (sync.max_retry_after_s)
+_DELTA_SECONDS = re.compile(r"[0-9]+")
 SIGNATURE_HEADER = "X-Kiosk-Signature"
 TIMESTAMP_HEADER = "X-Kiosk-Timestamp"
 
 
 class Outcome:
-    """What a delivery attempt came to."""
+    """What a delivery attempt came to: PAUSE is a fault of the channel (credentials refused,
+    the endpoint moved), not of the leads; they wait until the configuration changes."""
 
-    OK, RETRY, DEAD = "ok", "retry", "dead"
+    OK, RETRY, DEAD, PAUSE = "ok", "retry", "dead", "pause"
 
 
 def is_retryable_status(status: int) -> bool:
@@ -44,19 +51,22 @@ def is_retryable_status(status: int) -> bool:
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date); None when absent or bad."""
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), at most
+    :data:`RETRY_AFTER_MAX_S`; None when absent or unreadable. Never raises: the header is
+    the server's to write, and junk in it (``²``, ``-5``, a year 99999) must not end a pass."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if _DELTA_SECONDS.fullmatch(value):  # ASCII digits only: str.isdigit() takes '²' too
+        return min(float(value[:12]), RETRY_AFTER_MAX_S)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - now).total_seconds()
+    except (TypeError, ValueError, IndexError, OverflowError, ArithmeticError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+    return min(max(0.0, seconds), RETRY_AFTER_MAX_S)
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -120,6 +130,14 @@ def classify_reply(reply: HttpReply, now: datetime) -> tuple[str, str, float | N
     """(outcome, reason, retry-after seconds) for an HTTP response."""
     if 200 <= reply.status < 300:
         return Outcome.OK, "", None
+    if reply.status in CREDENTIALS_STATUS:
+        why = f"HTTP {reply.status}: the CRM refused our credentials (sync_token, sync_signing_secret)"
+        return Outcome.PAUSE, why, None
+    if 300 <= reply.status < 400:
+        # Never followed: the leads would go to a host nobody configured.
+        where = urlsplit(reply.headers.get("location", "")).hostname or "nowhere"
+        return Outcome.PAUSE, failure_reason(f"HTTP {reply.status}: the endpoint redirects to {where}; "
+                                             "set sync.endpoint to the right URL"), None  # fmt: skip
     reason = failure_reason(f"HTTP {reply.status}: {reply.body[:200].decode('utf-8', 'replace')}")
     if is_retryable_status(reply.status):
         return Outcome.RETRY, reason, parse_retry_after(reply.headers.get("retry-after"), now)

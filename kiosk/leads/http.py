@@ -1,7 +1,9 @@
 """HTTPS POST for the syncer: the standard library's http.client, TLS verification always on.
 
 A new connection per request: a kiosk sends a batch every few minutes, and a fresh
-connection never trips over one the network silently dropped.
+connection never trips over one the network silently dropped. ``timeout_s`` bounds the
+whole request, from connect to the last byte of the reply (:mod:`kiosk.leads.deadline`),
+not only each socket operation: a server dripping its answer cannot hold the syncer.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
+
+from kiosk.leads.deadline import Aborter, Cutoff
 
 MAX_REPLY_BYTES = 64 * 1024
 
@@ -44,7 +48,15 @@ def tls_context(ca_bundle: Path | None) -> ssl.SSLContext:
 class HttpTransport:
     """POSTs to one endpoint URL."""
 
-    def __init__(self, endpoint: str, timeout_s: float, ca_bundle: Path | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        timeout_s: float,
+        ca_bundle: Path | None = None,
+        *,
+        aborter: Aborter | None = None,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
+    ) -> None:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {endpoint!r}")
@@ -54,19 +66,22 @@ class HttpTransport:
         self.https = parts.scheme == "https"
         self.timeout_s = timeout_s
         self.context = tls_context(ca_bundle) if self.https else None
+        self.aborter = aborter
+        self.max_reply_bytes = max_reply_bytes
 
     def post(self, body: bytes, headers: Mapping[str, str]) -> HttpReply:
-        """One request on a new connection, bounded by ``timeout_s`` per socket operation."""
+        """One request on a new connection, all of it within ``timeout_s``; TimeoutError when not."""
         conn: http.client.HTTPConnection
         if self.https:
             conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout_s, context=self.context)
         else:
             conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
         try:
-            conn.request("POST", self.path, body=body, headers=dict(headers))
-            resp = conn.getresponse()
-            data = resp.read(MAX_REPLY_BYTES)
-            return HttpReply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+            with Cutoff(self.timeout_s, lambda: conn.sock, self.aborter):
+                conn.request("POST", self.path, body=body, headers=dict(headers))
+                resp = conn.getresponse()
+                data = resp.read(self.max_reply_bytes)
+                return HttpReply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
         except http.client.HTTPException as exc:  # a garbled response: as good as none
             raise ConnectionError(f"bad HTTP response: {exc!r}") from None
         finally:

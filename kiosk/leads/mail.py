@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import smtplib
 import string
@@ -30,6 +31,7 @@ from pydantic import SecretStr
 
 from kiosk.config import BranchSettings, NotifySettings
 from kiosk.errors import KioskError
+from kiosk.leads.deadline import Aborter, Cutoff
 from kiosk.leads.http import tls_context
 from kiosk.leads.store import LeadRecord, ScoreRecord
 
@@ -40,6 +42,11 @@ PAYLOAD_FIELDS = ("to", "subject", "body")
 
 class MailRefused(KioskError, ValueError):
     """The SMTP server refused this message for good (5xx for a recipient, sender or content)."""
+
+
+class MailAuthRefused(KioskError, OSError):
+    """The SMTP server refused our credentials (535, 530): a fault of the channel, not of
+    this message; the syncer pauses e-mail until the configuration changes."""
 
 
 class MailError(KioskError, ValueError):
@@ -232,11 +239,26 @@ class Composer:
         return Email(to, subject, body)
 
 
+AUTH_CODES = frozenset({530, 534, 535, 538})
+
+
+class _Smtp(smtplib.SMTP):
+    """An SMTP client not yet connected that knows its host (STARTTLS checks the certificate
+    against it; only connecting in the constructor would set it)."""
+
+    def __init__(self, host: str, timeout_s: float) -> None:
+        super().__init__(timeout=timeout_s)
+        self._host = host
+
+
 class SmtpMailer:
     """smtplib over STARTTLS with certificate checks; never sends in clear."""
 
-    def __init__(self, notify: NotifySettings, password: SecretStr | None, kiosk_id: str) -> None:
+    def __init__(
+        self, notify: NotifySettings, password: SecretStr | None, kiosk_id: str, *, aborter: Aborter | None = None
+    ) -> None:
         self.s = notify
+        self.aborter = aborter
         self._password = password.get_secret_value() if password else ""
         self.kiosk_id = kiosk_id
         self.context = tls_context(notify.smtp_ca_bundle)
@@ -254,28 +276,47 @@ class SmtpMailer:
         return msg
 
     def send(self, email: Email, *, message_key: str) -> None:
-        """Connect, STARTTLS, log in when configured, send; MailRefused on a permanent refusal."""
+        """Connect, STARTTLS, log in when configured, send, all within ``smtp_timeout_s``.
+
+        MailRefused on a permanent refusal of this message, MailAuthRefused when the server
+        refuses our credentials, OSError (TimeoutError past the deadline) when it may pass later.
+        """
         msg = self.message(email, message_key)
+        smtp = _Smtp(self.s.smtp_host, self.s.smtp_timeout_s)  # not connected yet: the cutoff watches it first
         try:
-            with smtplib.SMTP(self.s.smtp_host, self.s.smtp_port, timeout=self.s.smtp_timeout_s) as smtp:
-                smtp.ehlo()
-                if not smtp.has_extn("starttls"):
-                    raise smtplib.SMTPNotSupportedError("server does not offer STARTTLS; not sending in clear")
-                smtp.starttls(context=self.context)
-                smtp.ehlo()
-                if self.s.smtp_username:
-                    smtp.login(self.s.smtp_username, self._password)
-                smtp.send_message(msg)
+            with Cutoff(self.s.smtp_timeout_s, lambda: smtp.sock, self.aborter):
+                try:
+                    smtp.connect(self.s.smtp_host, self.s.smtp_port)
+                    self._converse(smtp, msg)
+                finally:
+                    smtp.close()
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
+            if any(code in AUTH_CODES for code in codes):
+                raise MailAuthRefused(f"SMTP server wants a login ({', '.join(map(str, codes))})") from None
             if any(code >= 500 for code in codes):
                 raise MailRefused(f"recipient refused ({', '.join(map(str, codes))})") from None
             raise
-        except smtplib.SMTPAuthenticationError:
-            raise  # our credentials, not this message: retry, and ops see the error
+        except smtplib.SMTPAuthenticationError as exc:
+            raise MailAuthRefused(f"SMTP login refused ({exc.smtp_code})") from None
         except smtplib.SMTPResponseException as exc:
+            if exc.smtp_code in AUTH_CODES:  # "authentication required": ours to fix, not the message's
+                raise MailAuthRefused(f"SMTP server wants a login ({exc.smtp_code})") from None
             if exc.smtp_code >= 500:
                 err = exc.smtp_error
                 text = err.decode("utf-8", "replace") if isinstance(err, bytes) else err
                 raise MailRefused(f"{exc.smtp_code} {text}") from None
             raise
+
+    def _converse(self, smtp: smtplib.SMTP, msg: EmailMessage) -> None:
+        smtp.ehlo()
+        if not smtp.has_extn("starttls"):
+            raise smtplib.SMTPNotSupportedError("server does not offer STARTTLS; not sending in clear")
+        smtp.starttls(context=self.context)
+        smtp.ehlo()
+        if self.s.smtp_username:
+            smtp.login(self.s.smtp_username, self._password)
+        smtp.send_message(msg)
+        # Accepted: say goodbye without waiting for the reply, which changes nothing now.
+        with contextlib.suppress(OSError):
+            smtp.send("QUIT\r\n")

@@ -155,6 +155,8 @@ class SyncStatus:
     last_error: str | None
     last_error_at: str | None
     last_purge_at: str | None
+    crm_paused: str | None = None  # why CRM delivery is paused (kiosk.leads.channels), None when not
+    smtp_paused: str | None = None
 
     def line(self) -> str:
         """One short line for ``kiosk status`` and systemd ``STATUS=`` (no personal data)."""
@@ -167,6 +169,9 @@ class SyncStatus:
         failing = self.last_error_at and (not self.last_success_at or self.last_error_at > self.last_success_at)
         if failing and self.last_error:
             text += f"; error: {self.last_error[:80]}"
+        for name, why in (("CRM", self.crm_paused), ("e-mail", self.smtp_paused)):
+            if why:
+                text += f"; {name} PAUSED until the configuration changes: {why[:80]}"
         return text
 
     def as_dict(self) -> dict[str, Any]:
@@ -196,6 +201,8 @@ def sync_status(conn: sqlite3.Connection) -> SyncStatus:
         last_error=state.get("last_error"),
         last_error_at=state.get("last_error_at"),
         last_purge_at=state.get("last_purge_at"),
+        crm_paused=state.get("crm_paused") or None,
+        smtp_paused=state.get("smtp_paused") or None,
     )
 
 

@@ -6,12 +6,19 @@
 * A lead, its consent evidence, its score and its outbox rows (the CRM upload, the loan
   officer's e-mail) are written in one transaction: a crash mid-save leaves all or nothing.
 * The file is created with mode 0600: it holds personal data.
+* Faults are StoreError with SQLite's own message, never one from cleaning up after it (a
+  full disk makes SQLite roll back by itself; our ROLLBACK then has nothing to undo). A full
+  disk is :class:`~kiosk.errors.StoreFull`: nothing half-written, and saving resumes once
+  space returns. A file that is not a database (zero bytes, another format, damaged pages)
+  is refused with how to recover: never silently replaced by a new, empty one.
+* Numbers are clamped to SQLite's 64-bit range before they reach it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -25,10 +32,62 @@ from typing import Any
 
 import sqlite_utils
 
-from kiosk.errors import StoreError
+from kiosk.errors import StoreError, StoreFull
 from kiosk.leads.migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+SQLITE_FULL = 13
+INT_MAX = 2**63 - 1
+RECOVER = (
+    "stop the kiosk, move the file aside (keep it: `sqlite3 FILE .recover` may rescue its leads) "
+    "and start again for a new, empty database, or restore a backup"
+)
+
+
+def clamp_int(value: object) -> int:
+    """A count as SQLite can store it: an int in [0, 2**63 - 1] (junk counts as 0)."""
+    try:
+        number: int = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return min(max(number, 0), INT_MAX)
+
+
+def clamp_float(value: object) -> float:
+    """A non-negative finite float (NaN, infinities and junk become 0 or the largest float)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+    if math.isnan(number) or number < 0:
+        return 0.0
+    return min(number, 1e300)
+
+
+def store_error(what: str, exc: sqlite3.Error) -> StoreError:
+    """SQLite's error as ours: StoreFull when the disk is full, a StoreError naming it otherwise."""
+    if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == SQLITE_FULL:
+        return StoreFull(f"{what}: the disk is full ({exc}); nothing was written")
+    if "malformed" in str(exc) or "not a database" in str(exc):
+        return StoreError(f"{what}: the database file is damaged ({exc}); {RECOVER}")
+    return StoreError(f"{what}: {exc}")
+
+
+def check_file(path: Path) -> None:
+    """StoreError (with how to recover) when ``path`` exists but cannot be a SQLite database."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot open database {path}: {exc.strerror or exc}") from None
+    if not head:
+        raise StoreError(f"database {path} is an empty (0-byte) file, not the kiosk's database; {RECOVER}")
+    if head != SQLITE_HEADER:
+        raise StoreError(f"database {path} is not a SQLite database (damaged or overwritten); {RECOVER}")
 
 
 
@@ -89,6 +148,7 @@ class Store:
         self.path = path
         if not create and not path.is_file():
             raise StoreError(f"no database at {path} (store.path; the daemon creates it at its first start)")
+        check_file(path)  # an existing file must be a database: never turned into a new, empty one
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists():
@@ -99,12 +159,40 @@ class Store:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=5000")
-        except (OSError, sqlite3.Error) as exc:
+        except sqlite3.Error as exc:
+            raise store_error(f"cannot open database {path}", exc) from None
+        except OSError as exc:
             raise StoreError(f"cannot open database {path}: {exc}") from None
         self.conn = conn
         self._tx_lock = threading.RLock()
         self.db = sqlite_utils.Database(conn)
-        self._migrate()
+        try:
+            self._migrate()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise store_error(f"cannot open database {path}", exc) from None
+
+    @classmethod
+    def open_verified(cls, path: Path, *, create: bool = True) -> Store:
+        """Open and :meth:`verify`: the daemon's and ``kiosk sync``'s first look at the file."""
+        store = cls(path, create=create)
+        try:
+            store.verify()
+        except StoreError:
+            store.close()
+            raise
+        return store
+
+    def verify(self) -> None:
+        """StoreError (with how to recover) when SQLite finds damage (``PRAGMA quick_check``):
+        run at the start of a long-lived user of the file (the daemon, ``kiosk sync``)."""
+        try:
+            rows = self.conn.execute("PRAGMA quick_check(3)").fetchall()
+        except sqlite3.Error as exc:
+            raise store_error(f"database {self.path}", exc) from None
+        if [r[0] for r in rows] != ["ok"]:
+            detail = "; ".join(str(r[0]) for r in rows)[:200]
+            raise StoreError(f"database {self.path} is damaged ({detail}); {RECOVER}")
 
     def _migrate(self) -> None:
         version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
@@ -128,14 +216,20 @@ class Store:
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise StoreError(f"database busy or unavailable: {exc}") from None
+                raise store_error("database busy or unavailable", exc) from None
             try:
                 yield self.conn
                 self.conn.execute("COMMIT")
             except BaseException as exc:
-                self.conn.execute("ROLLBACK")
+                # SQLite may have rolled back by itself (disk full, I/O error): then there is
+                # nothing to undo, and the error to report is the first one, not ROLLBACK's.
+                if self.conn.in_transaction:
+                    try:
+                        self.conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        log.debug("rollback after a failed write failed too", exc_info=True)
                 if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"database write failed: {exc}") from None
+                    raise store_error("database write failed", exc) from None
                 raise
 
     @property
@@ -255,7 +349,8 @@ class Store:
     def record_usage(self, session_id: str, day: str, tokens: dict[str, int], cost_usd: float) -> None:
         """Upsert one visit's cumulative usage (token counts by kind, and cost)."""
         now = utc_now()
-        row = {"session_id": session_id, "day": day, "updated_at": now, "cost_usd": cost_usd, **tokens}
+        counts = {kind: clamp_int(n) for kind, n in tokens.items()}  # a huge count must not end the visit
+        row = {"session_id": session_id, "day": day, "updated_at": now, "cost_usd": clamp_float(cost_usd), **counts}
         with self.transaction():
             self.conn.execute(
                 "INSERT INTO usage (session_id, day, started_at, updated_at) VALUES (?, ?, ?, ?) "

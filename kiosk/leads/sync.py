@@ -9,7 +9,13 @@ Each channel (CRM, SMTP) has one retry loop: after a retryable failure (network 
 time-out, 408, 429, 5xx) the channel pauses with exponential backoff and full jitter, or
 for exactly the server's ``Retry-After``; the failed rows carry that "not before" time in
 the database so it also holds across restarts. Any other 4xx is final: the row goes to
-``dead`` with its reason and a ``KIOSK_EVENT=sync_dead_letter`` journal entry.
+``dead`` with its reason and a ``KIOSK_EVENT=sync_dead_letter`` journal entry. A fault of
+the channel itself (401/403, a redirect, an SMTP login refused) pauses that channel until
+the configuration changes (:mod:`kiosk.leads.channels`); its rows stay pending.
+
+Every request has an overall deadline (``timeout_s``, :mod:`kiosk.leads.deadline`), and
+stopping ``run()`` cuts the one in flight at once: a server that drips its answer can hold
+neither a pass nor the daemon's shutdown.
 
 The wire format is :mod:`kiosk.leads.crm`'s. The fleet's documents (daily stats,
 heartbeat: :mod:`kiosk.fleet.documents`) take the same channel after the leads, one
@@ -24,17 +30,18 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from datetime import datetime, timedelta
+from typing import Any
 
 from kiosk import __version__
 from kiosk.config import NotifySettings, RetentionSettings, Secrets, SyncSettings
 from kiosk.errors import backoff_delay
 from kiosk.leads import crm
 from kiosk.leads import outbox as ob
+from kiosk.leads.channels import Channel, Clock, DrainReport, SystemClock, fingerprint
+from kiosk.leads.deadline import Aborter
 from kiosk.leads.http import HttpTransport, Transport
-from kiosk.leads.mail import Email, EmailPayloadError, Mailer, MailRefused, SmtpMailer
+from kiosk.leads.mail import Email, EmailPayloadError, MailAuthRefused, Mailer, MailRefused, SmtpMailer
 from kiosk.leads.retention import purge
 from kiosk.leads.store import Store
 from kiosk.logs import event
@@ -42,49 +49,11 @@ from kiosk.logs import event
 log = logging.getLogger(__name__)
 
 PURGE_EVERY_S = 24 * 3600.0
-
-
-class Clock(Protocol):
-    """Wall-clock UTC time for schedules kept in the database and for signatures."""
-
-    def now(self) -> datetime:
-        """The current UTC time."""
-        ...
-
-
-class SystemClock:
-    """The real clock."""
-
-    def now(self) -> datetime:
-        """The current UTC time."""
-        return datetime.now(UTC)
+__all__ = ["Clock", "DrainReport", "Syncer", "SystemClock"]
+STOP_WAIT_S = 3.0  # after the cut, how long a stopping run() waits for its pass's thread
 
 
 # -- the consumer ----------------------------------------------------------------------
-
-
-@dataclass
-class _Channel:
-    """One retry loop: consecutive failures and the pause they caused."""
-
-    name: str
-    failures: int = 0
-    hold_until: datetime | None = None
-
-
-@dataclass
-class DrainReport:
-    """What one pass over the outbox did."""
-
-    sent: int = 0
-    retried: int = 0
-    dead: int = 0
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """Nothing failed."""
-        return not self.retried and not self.dead
 
 
 class Syncer:
@@ -117,15 +86,19 @@ class Syncer:
         self.rand = rand or random.SystemRandom().random
         self._token = secrets.sync_token.get_secret_value() if secrets.sync_token else ""
         self._secret = secrets.sync_signing_secret.get_secret_value().encode() if secrets.sync_signing_secret else b""
+        self.aborter = Aborter()  # run() stopping cuts the request in flight
         self.transport = transport
         if transport is None and sync.endpoint:
-            self.transport = HttpTransport(sync.endpoint, sync.timeout_s, sync.ca_bundle)
+            self.transport = HttpTransport(sync.endpoint, sync.timeout_s, sync.ca_bundle, aborter=self.aborter)
         self.mailer = mailer
         if mailer is None and notify.smtp_host:
-            self.mailer = SmtpMailer(notify, secrets.smtp_password, kiosk_id)
+            self.mailer = SmtpMailer(notify, secrets.smtp_password, kiosk_id, aborter=self.aborter)
         self.on_pass = on_pass  # called in the event loop after each pass of run(), e.g. to update STATUS=
-        self._crm = _Channel("crm")
-        self._smtp = _Channel("smtp")
+        password = secrets.smtp_password.get_secret_value() if secrets.smtp_password else ""
+        self._crm = Channel("crm", fingerprint(sync.endpoint, self._token, self._secret))
+        self._smtp = Channel("smtp", fingerprint(notify.smtp_host, notify.smtp_port, notify.smtp_username, password))
+        for channel in (self._crm, self._smtp):
+            channel.restore(store)
         self._halt = threading.Event()
         self._work: asyncio.Future[Any] | None = None  # the pass running in a worker thread
         # status() reads through its own connection: one sqlite3 connection must not be used
@@ -149,8 +122,8 @@ class Syncer:
     # -- one pass ----------------------------------------------------------------------
 
     def drain(self, *, force: bool = False) -> DrainReport:
-        """Deliver everything that is due (``force``: everything pending, ignoring pauses)."""
-        self._halt.clear()
+        """Deliver everything that is due (``force``: everything pending, ignoring holds and
+        pauses: a technician's probe)."""
         report = DrainReport()
         if not self.problems():
             self._drain_leads(report, force)
@@ -159,7 +132,7 @@ class Syncer:
             self._drain_mail(report, force)
         return report
 
-    def _held(self, channel: _Channel, now: datetime, force: bool) -> bool:
+    def _held(self, channel: Channel, now: datetime, force: bool) -> bool:
         hold = channel.hold_until
         # A hold further ahead than our longest pause means the clock jumped back: ignore it.
         return not force and hold is not None and now < hold <= now + timedelta(seconds=self._horizon_s)
@@ -196,6 +169,10 @@ class Syncer:
                 return all(self._deliver_leads([row], report) for row in sendable)
             self._dead(self._crm, sendable, reason, report)
             return True
+        if outcome == crm.Outcome.PAUSE:
+            self._crm.pause(self.store, reason, self.clock.now(), self.sync.backoff_cap_s)
+            report.paused.append(f"crm: {reason}")
+            return False
         self._retry(self._crm, sendable, reason, retry_after, report)
         return False
 
@@ -217,6 +194,10 @@ class Syncer:
                 self._sent(self._crm, rows, report)
             elif outcome == crm.Outcome.DEAD:
                 self._dead(self._crm, rows, reason, report)
+            elif outcome == crm.Outcome.PAUSE:
+                self._crm.pause(self.store, reason, self.clock.now(), self.sync.backoff_cap_s)
+                report.paused.append(f"crm: {reason}")
+                return
             else:
                 self._retry(self._crm, rows, reason, retry_after, report)
                 return
@@ -261,6 +242,11 @@ class Syncer:
                 continue
             try:
                 self.mailer.send(email, message_key=f"{row.kind}.{row.ref}")
+            except MailAuthRefused as exc:
+                reason = crm.failure_reason(f"{exc}; check notify.smtp_username and the smtp_password credential")
+                self._smtp.pause(self.store, reason, now, self.sync.backoff_cap_s)
+                report.paused.append(f"smtp: {reason}")
+                return
             except MailRefused as exc:
                 self._dead(self._smtp, [row], crm.failure_reason(f"smtp: {exc}"), report)
                 continue
@@ -271,11 +257,12 @@ class Syncer:
 
     # -- bookkeeping ---------------------------------------------------------------------
 
-    def _sent(self, channel: _Channel, rows: list[ob.OutboxRow], report: DrainReport) -> None:
+    def _sent(self, channel: Channel, rows: list[ob.OutboxRow], report: DrainReport) -> None:
         now = self.clock.now()
         ob.mark_sent(self.store, rows, now)
         ob.set_state(self.store, last_success_at=ob.iso(now))
         channel.failures, channel.hold_until = 0, None
+        channel.resume(self.store)
         report.sent += len(rows)
         # A heartbeat every few minutes would drown the journal: its delivery is DEBUG.
         level = logging.DEBUG if rows[0].kind == ob.HEARTBEAT_KIND else logging.INFO
@@ -285,8 +272,10 @@ class Syncer:
         )  # fmt: skip
 
     def _retry(
-        self, channel: _Channel, rows: list[ob.OutboxRow], reason: str, retry_after: float | None, report: DrainReport
+        self, channel: Channel, rows: list[ob.OutboxRow], reason: str, retry_after: float | None, report: DrainReport
     ) -> None:
+        if self._halt.is_set():  # cut short by stopping, not failed: the rows stay due as they were
+            return
         now = self.clock.now()
         channel.failures += 1
         if retry_after is not None:
@@ -304,7 +293,7 @@ class Syncer:
                         failures=channel.failures),
         )  # fmt: skip
 
-    def _dead(self, channel: _Channel, rows: list[ob.OutboxRow], reason: str, report: DrainReport) -> None:
+    def _dead(self, channel: Channel, rows: list[ob.OutboxRow], reason: str, report: DrainReport) -> None:
         now = self.clock.now()
         ob.mark_dead(self.store, rows, reason)
         ob.set_state(self.store, last_error=f"{channel.name}: {reason}", last_error_at=ob.iso(now))
@@ -329,6 +318,8 @@ class Syncer:
         """Deliver until cancelled: every ``interval_s``, on ``kick()``, and purge once a day."""
         self._loop = asyncio.get_running_loop()
         self._kicked = asyncio.Event()
+        self._halt.clear()
+        self.aborter.reset()
         next_purge = self._loop.time()
         try:
             while True:
@@ -356,11 +347,13 @@ class Syncer:
                 except TimeoutError:
                     pass
         finally:
-            # A pass still running in its thread stops after its current request (bounded by
-            # timeout_s); wait for it, so the store is never closed under its feet.
+            # A pass still running in its thread: cut its request now (its rows stay as they
+            # were, to be sent again) and wait a little, so the store is not closed under its
+            # feet; the daemon's shutdown never waits on a server.
             self._halt.set()
+            self.aborter.abort()
             if self._work is not None and not self._work.done():
-                await asyncio.wait([self._work])
+                await asyncio.wait([self._work], timeout=STOP_WAIT_S)
             self._loop = None
 
     async def _in_thread(self, func: Callable[..., Any], *args: Any) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 from collections import deque
 from pathlib import Path
@@ -33,6 +34,7 @@ from kiosk.realtime.frames import WEBSOCKET_MAX_BYTES
 log = logging.getLogger(__name__)
 
 WINDOW_S = 60.0
+TRACE_MAX_BYTES = 20 * 1024 * 1024  # per file; one older file is kept
 
 
 class Reconnector:
@@ -95,14 +97,31 @@ class AttemptGate:
 
 
 class TraceWriter:
-    """JSON lines ``{"t": monotonic s, "dir": "in"|"out", "event": {...}}``, audio elided."""
+    """JSON lines ``{"t": monotonic s, "dir": "in"|"out", "event": {...}}``, audio elided.
 
-    def __init__(self, path: Path) -> None:
-        self._f: IO[str] = path.open("a", encoding="utf-8")
+    The trace holds what visitors said and gave (transcripts, names, e-mail, phone): it is
+    created 0600, and when it reaches ``max_bytes`` it moves to ``<path>.1`` (replacing the
+    one before) and starts anew, so it never holds more than twice that.
+    """
+
+    def __init__(self, path: Path, max_bytes: int = TRACE_MAX_BYTES) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._f: IO[str] = self._open()
+
+    def _open(self) -> IO[str]:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)  # an older trace made with wider modes
+        return os.fdopen(fd, "a", encoding="utf-8")
 
     def write(self, t: float, direction: str, event: Event) -> None:
-        """Record one event."""
-        self._f.write(json.dumps({"t": round(t, 6), "dir": direction, "event": trace_view(event)}) + "\n")
+        """Record one event (rotating first when the file is full)."""
+        line = json.dumps({"t": round(t, 6), "dir": direction, "event": trace_view(event)}) + "\n"
+        if self._f.tell() + len(line) > self.max_bytes:
+            self._f.close()
+            os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+            self._f = self._open()
+        self._f.write(line)
 
     def write_raw(self, t: float, direction: str, text: str | bytes) -> None:
         """Record a raw incoming frame (parsed when it is JSON; anything else is summarised)."""

@@ -158,7 +158,7 @@ async def _kiosk(
     panel = None if no_gpio else await _wait_for_panel(settings, stop, notifier, status)
     if stop.is_set():
         return _stopped_early(status, stopper, "its panel was free")
-    store = Store(settings.store.path)
+    store = Store.open_verified(settings.store.path)  # damaged: exit 69 with how to recover
     lights: Lights = panel if panel is not None else LogLights()
     log.info("kiosk %s starting", settings.kiosk_id, extra={"kiosk": {"event": "start"}})
 

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from kiosk.config import BranchSettings
-from kiosk.errors import StoreError, ToolError
+from kiosk.errors import StoreError, StoreFull, ToolError
 from kiosk.leads.store import Store
 
 log = logging.getLogger(__name__)
@@ -204,6 +204,11 @@ class ToolRegistry:
             return error_output(f"{name} took too long", "tell the visitor it is unavailable right now")
         except ToolError as exc:
             return error_output(str(exc), exc.fix or "ask the visitor and try again")
+        except StoreFull as exc:
+            # One line, no traceback: the disk filled up; nothing was written, and the same call
+            # succeeds once space returns.
+            log.error("tool %s: storage failed: %s", name, exc, extra=failed)
+            return error_output("could not save just now", "try again in a moment")
         except StoreError as exc:
             log.error("tool %s: storage failed: %s", name, exc, extra=failed)
             return error_output(

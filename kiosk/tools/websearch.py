@@ -1,7 +1,7 @@
 """perplexitySearch: a short, sourced web answer from Perplexity's chat-completions API.
 
-Plain ``urllib`` in the tool's worker thread (no extra dependency), with its own time
-limit below the registry's. The answer is trimmed for speech: markdown and citation
+The sync's HTTPS client (:class:`kiosk.leads.http.HttpTransport`) in the tool's worker
+thread, with its own overall time limit below the registry's. The answer is trimmed for speech: markdown and citation
 markers removed, cut at a sentence end within the configured length, with up to three
 sources. Without an API key the tool says "web search is not configured". The query is
 never logged (it may hold personal details).
@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from kiosk.errors import ToolError
+from kiosk.leads.http import HttpTransport
 from kiosk.tools.registry import Tool, ToolContext
 
 log = logging.getLogger(__name__)
@@ -29,6 +28,7 @@ SYSTEM_PROMPT = (
     "plain sentences suitable to be read aloud, no lists, no markdown. Never quote a specific lender's rates."
 )
 MAX_SOURCES = 3
+MAX_REPLY_BYTES = 2_000_000
 FIX = "answer without it, or offer to have a loan officer follow up"
 _MARKERS = re.compile(r"\[\d+(?:[,\s]*\d+)*\]")
 _MARKDOWN = re.compile(r"(\*\*|__|`|^#+\s*|^\s*[-*]\s+)", re.MULTILINE)
@@ -53,30 +53,30 @@ class PerplexityClient:
             "model": self.model,
             "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": query}],
         }
-        req = urllib.request.Request(
-            self.base_url.rstrip("/") + "/chat/completions",
-            data=json.dumps(body).encode(),
-            headers={
-                "Authorization": f"Bearer {self.api_key.get_secret_value()}",
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-            },
-            method="POST",
-        )
+        headers = {
+            "Authorization": f"Bearer {self.api_key.get_secret_value()}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
         failed = {"kiosk": {"event": "websearch_error", "session": visit_id}}
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                data = json.loads(resp.read(2_000_000))
-        except urllib.error.HTTPError as exc:
-            log.warning("web search failed: HTTP %d", exc.code, extra=failed)
-            raise ToolError(
-                f"web search is unavailable right now (HTTP {exc.code})", FIX
-            ) from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            if isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError):
-                raise ToolError("web search took too long", FIX) from None
+            # timeout_s bounds the whole request (connect to last byte), not each socket read:
+            # a service dripping its answer cannot keep the tool's worker thread for ever.
+            transport = HttpTransport(self.base_url.rstrip("/") + "/chat/completions", self.timeout_s,
+                                      max_reply_bytes=MAX_REPLY_BYTES)  # fmt: skip
+            reply = transport.post(json.dumps(body).encode(), headers)
+        except TimeoutError:
+            raise ToolError("web search took too long", FIX) from None
+        except (OSError, ValueError) as exc:
             log.warning("web search failed: %s", type(exc).__name__, extra=failed)
             raise ToolError("web search is unavailable right now", FIX) from None
+        if not 200 <= reply.status < 300:
+            log.warning("web search failed: HTTP %d", reply.status, extra=failed)
+            raise ToolError(f"web search is unavailable right now (HTTP {reply.status})", FIX)
+        try:
+            data = json.loads(reply.body)
+        except ValueError:
+            raise ToolError("web search gave no answer", FIX) from None
         return self._result(data)
 
     def _result(self, data: Any) -> dict[str, Any]:
