@@ -80,6 +80,15 @@ def daemon_env(tmp_path: Path, card: VirtualCard, notify: Notifications, sim: Si
     }
 
 
+def tear_down(proc: subprocess.Popen[bytes], card: VirtualCard, notify: Notifications) -> None:
+    """Kill the daemon if it is still there, stop the card, close the notify socket."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+    card.close()
+    notify.sock.close()
+
+
 def spawn(env: dict[str, str], cwd: Path, stdin: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
     """``kiosk run --no-gpio``; ``stdin`` a pipe (Enter is the button) or DEVNULL (as under nohup)."""
     return subprocess.Popen(
@@ -131,11 +140,7 @@ async def test_kiosk_run_notifies_systemd_and_the_watchdog_follows_the_audio(tmp
         assert code == 0, err
         assert "echo cancellation on" in err, "the shipped configuration cancels echo (echo.mode = aec)"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        card.close()
-        notify.sock.close()
+        tear_down(proc, card, notify)
 
 
 def test_kiosk_run_without_gpio_says_so_in_one_line_and_exits_78(tmp_path: Path) -> None:
@@ -206,11 +211,7 @@ async def test_reload_lets_the_visit_finish_then_the_same_process_starts_anew(tm
         assert code == 0, log
         assert "kiosk_up 0" in prom.read_text()  # a clean stop says so
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        card.close()
-        notify.sock.close()
+        tear_down(proc, card, notify)
     events = [line for line in log.splitlines() if "[event=" in line]
     names = [line.split("[event=", 1)[1].split()[0].rstrip("]") for line in events]
     assert names.count("start") == 2 and names.count("ready") == 2

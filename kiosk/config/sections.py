@@ -83,6 +83,11 @@ class RealtimeSettings(_Section):
     recycle_after_s: float = Field(
         50 * 60.0, gt=0, le=3600, description="Recycle a connection before the 60-minute limit."
     )
+    response_stall_s: float = Field(
+        20.0, gt=0, le=300,
+        description="A response that has been active this long without a single server event is given up: "
+        "the connection is replaced and the conversation goes on.",
+    )
     max_connects_per_minute: int = Field(
         20, ge=1, le=20, description="Connection attempts in any minute, all together, whatever the service does."
     )

@@ -50,6 +50,11 @@ class Reconnector:
         """A connection opened at ``now``."""
         self._up_since = now
 
+    @property
+    def failures(self) -> int:
+        """Failures (and early expiries) since the last connection that stayed up long enough."""
+        return self._failures
+
     def next_delay(self, now: float) -> float:
         """The wait before the next attempt, after a failure or drop at ``now``."""
         if self._up_since is not None and now - self._up_since >= self._stable:

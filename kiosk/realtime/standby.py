@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from kiosk.errors import FatalRealtimeError, RealtimeError
 from kiosk.logs import event
+from kiosk.realtime import session as rs
 from kiosk.realtime.connection import Reconnector
 from kiosk.realtime.handshake import Opened, Opener
 
@@ -154,7 +155,17 @@ class Standby:
                 while True:
                     # Nothing is expected while parked; anything that arrives is kept in
                     # the core's view (e.g. rate_limits.updated) and a close ends the wait.
-                    warm.core.receive(await warm.conn.recv(), loop.time())
+                    # A refusal (an invalid_api_key error, a close naming it) stops the
+                    # standby now; an expiry replaces the connection.
+                    for eff in warm.core.receive(await warm.conn.recv(), loop.time()):
+                        if isinstance(eff, rs.FatalError):
+                            raise FatalRealtimeError(eff.describe())
+                        if isinstance(eff, rs.Recycle):
+                            raise RealtimeError(f"the parked session ended ({eff.reason})")
+        except FatalRealtimeError as exc:
+            log.error("Realtime refused the kiosk: %s (no retry until restarted)", exc, extra=event("realtime_fatal"))
+            self.stop()
+            self._on_fatal(str(exc))
         except (RealtimeError, TimeoutError, OSError) as exc:
             reason = "old" if isinstance(exc, TimeoutError) else str(exc)
             log.info("warm standby replaced (%s)", reason, extra=event("standby_replaced"))

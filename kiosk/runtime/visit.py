@@ -38,6 +38,7 @@ from kiosk.realtime.handshake import Opened, Opener
 from kiosk.tools.registry import ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)
+EARLY_EXPIRIES = 3  # sessions in a row that expired soon after opening: the service is not usable
 
 
 class _RecycleNow(Exception):
@@ -102,6 +103,7 @@ class Visit:
         self.recycles = 0
         self.reconnects = 0
         self._kick = asyncio.Event()
+        self._last_frame = 0.0  # loop time of the latest server frame (the stall watchdog)
         self._transcribed = asyncio.Event()  # the transcript book moved
         self._book_version = -1
         self._children: set[asyncio.Task[None]] = set()
@@ -165,8 +167,16 @@ class Visit:
                 self.ready = False
                 previous = core
                 # Invisible after a long-lived connection; a service that expires sessions
-                # at once gets the same back-off as a failure, never a reconnect storm.
-                await asyncio.sleep(recon.recycle_delay(loop.time()))
+                # at once gets the same back-off as a failure, never a reconnect storm, and
+                # after a few such sessions the visit ends offline: a visitor must not stand
+                # at a kiosk that listens but can never answer.
+                delay = recon.recycle_delay(loop.time())
+                if recon.failures >= EARLY_EXPIRIES:
+                    log.warning("the service ended %d sessions right after they opened; the visit ends",
+                                recon.failures, extra=event("connection_lost", session=self.visit_id))  # fmt: skip
+                    self.h.submit(cv.ReconnectFailed("every session expires at once"))
+                    return
+                await asyncio.sleep(delay)
             except FatalRealtimeError:
                 raise
             except RealtimeError as exc:
@@ -211,7 +221,8 @@ class Visit:
         sender = asyncio.create_task(self._sender(conn, core))
         reader = asyncio.create_task(self._reader(conn, core))
         recycler = asyncio.create_task(self._recycle_when_due(core, opened))
-        tasks = (reader, recycler, sender)  # in the order their outcome matters
+        watchdog = asyncio.create_task(self._stall_watch(core))
+        tasks = (reader, recycler, watchdog, sender)  # in the order their outcome matters
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if sender in done and reader not in done:
@@ -236,6 +247,19 @@ class Visit:
             await self.h.state_changed()
         raise _RecycleNow
 
+    async def _stall_watch(self, core: rs.RealtimeSession) -> None:
+        """A response that stays active with no server event for ``response_stall_s`` ends the
+        connection like a drop: without this, a ``response.created`` that never finishes would
+        hold the visit for ever (nothing else may be asked while a response is active)."""
+        loop = asyncio.get_running_loop()
+        limit = self.h.opener.settings.response_stall_s
+        self._last_frame = loop.time()
+        while True:
+            await asyncio.sleep(min(1.0, limit / 4))
+            silent = loop.time() - self._last_frame
+            if core.active_response is not None and silent >= limit:
+                raise RealtimeError(f"response {core.active_response} stalled: no server event for {silent:.0f} s")
+
     async def _sender(self, conn: RealtimeConnection, core: rs.RealtimeSession) -> None:
         self._kick.set()
         while True:
@@ -248,6 +272,7 @@ class Visit:
         loop = asyncio.get_running_loop()
         while True:
             frame = await conn.recv()
+            self._last_frame = loop.time()
             for eff in core.receive(frame, loop.time()):
                 self._effect(eff, core)
             self._sync_transcript(core)
@@ -306,7 +331,7 @@ class Visit:
             self.h.submit(cv.ReconnectFailed(f"the service failed twice: {eff.code}"))
             return
         delay = s.backoff_base_s * (1 + random.random())  # jitter: kiosks that failed together retry apart
-        log.error("Realtime response failed (%s: %s); asking again in %.1f s", eff.code, eff.message, delay,
+        log.warning("Realtime response failed (%s: %s); asking again in %.1f s", eff.code, eff.message, delay,
                   extra=fields)  # fmt: skip
 
         async def retry() -> None:

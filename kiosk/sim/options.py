@@ -62,6 +62,10 @@ class Faults:
     refuse_response_creates: int = 0  # the next N response.create get an error (instructions too long)
     fail_transcription_turns: list[int] = field(default_factory=list)  # scenario turns whose transcription fails
     misbehave: str | None = None  # one of MISBEHAVIOURS, on every connection
+    close_after_update: tuple[int, str] | None = None  # right after session.updated: close (code, reason), once
+    reset_after_deltas: int | None = None  # a TCP reset (RST, no close frame) after this many audio deltas (once)
+    hang_handshake: bool = False  # accept TCP but never answer the HTTP upgrade
+    stall_responses: int = 0  # the next N responses send response.created, then nothing ever again
 
 
 @dataclass

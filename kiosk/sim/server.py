@@ -54,8 +54,10 @@ class SimServer:
         self.port = int(sock.getsockname()[1])
         log.info("Realtime simulator listening on %s (scenario %s)", self.url, self.opts.scenario.name)
 
-    def _check_request(self, conn: ServerConnection, request: Request) -> Response | None:
+    async def _check_request(self, conn: ServerConnection, request: Request) -> Response | None:
         self.auth_headers.append(request.headers.get("Authorization"))
+        if self.opts.faults.hang_handshake:
+            await asyncio.Event().wait()  # until the client gives up and the connection goes
         if self.opts.faults.http_status is not None:
             return conn.respond(self.opts.faults.http_status, "refused by fault injection\n")
         parts = urlsplit(request.path)

@@ -203,8 +203,10 @@ class SimSession(Listener):
             await self._expire_now()
             return
         if faults.close_3000_reason is not None:
-            reason, faults.close_3000_reason = faults.close_3000_reason, None
-            await self.ws.close(3000, reason)
+            faults.close_after_update, faults.close_3000_reason = (3000, faults.close_3000_reason), None
+        if faults.close_after_update is not None:
+            (code, reason), faults.close_after_update = faults.close_after_update, None
+            await self.ws.close(code, reason)
             return
         frames, faults.inject_frames = faults.inject_frames, []
         for raw in frames:

@@ -19,6 +19,8 @@ import contextlib
 import json
 import logging
 import re
+import socket
+import struct
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -131,6 +133,9 @@ class Responder:
                 await self.emit({"type": "rate_limits.updated", "rate_limits": [
                     {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
                     {"name": "tokens", "limit": 400000, "remaining": 395000, "reset_seconds": 0.75}]})  # fmt: skip
+            if self.opts.faults.stall_responses > 0:  # created, and then silence for ever
+                self.opts.faults.stall_responses -= 1
+                await asyncio.Event().wait()
             if self.opts.faults.think_ms:
                 await asyncio.sleep(self.opts.faults.think_ms / 1000)
             if outcome is not None and outcome not in INCOMPLETE:
@@ -292,6 +297,14 @@ class Responder:
         drop = faults.drop_after_deltas
         if drop is not None and self.deltas_sent >= drop:
             faults.drop_after_deltas = None
+            self.ws.transport.abort()
+            raise asyncio.CancelledError
+        reset = faults.reset_after_deltas
+        if reset is not None and self.deltas_sent >= reset:
+            faults.reset_after_deltas = None
+            # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
+            sock = self.ws.transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.ws.transport.abort()
             raise asyncio.CancelledError
 
