@@ -17,11 +17,13 @@ from kiosk.tools import catalog
 from kiosk.tools.registry import Tool, ToolContext, ToolRegistry
 from tests.toolkit import DEAL, DRAFT, call, checkout_settings, make_ctx, make_registry
 
-NAMES = ["searchKnowledgeBase", "analyzeDeal", "saveLead", "scoreLead", "scheduleCall", "perplexitySearch"]
+NAMES = ["searchKnowledgeBase", "analyzeDeal", "analyzeFlip", "saveLead", "scoreLead", "scheduleCall",
+         "perplexitySearch"]
 # What a successful output of each tool always carries.
 RESULT_KEY = {
     "searchKnowledgeBase": "results",
     "analyzeDeal": "summary",
+    "analyzeFlip": "summary",
     "saveLead": "leadId",
     "scoreLead": "score",
     "scheduleCall": "bookingUrl",
@@ -43,7 +45,7 @@ def test_the_contract_names_and_shapes() -> None:
     assert p["analyzeDeal"]["required"] == [
         "purchasePrice", "downPaymentPercent", "interestRate", "loanTermYears", "monthlyRent"
     ]
-    assert set(_props(p["analyzeDeal"]).values()) == {"number"}
+    assert set(_props(p["analyzeDeal"]).values()) == {"number", "string", "boolean"}
     assert {k: p["analyzeDeal"]["properties"][k]["default"] for k in ("propertyTaxRate", "insurance", "vacancyRate")} \
         == {"propertyTaxRate": 1.2, "insurance": 150, "vacancyRate": 5}
     draft = p["saveLead"]["properties"]["leadDraft"]

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from kiosk.config import BranchSettings, NotifySettings, Settings, load_settings
 from kiosk.leads.mail import Composer
 from kiosk.leads.store import Store
-from kiosk.tools import booking, deals, knowledge, leads, scoring, websearch
+from kiosk.tools import booking, deals, flips, knowledge, leads, scoring, websearch
 from kiosk.tools.lending import LendingConfig, load_lending
 from kiosk.tools.registry import ToolContext, ToolRegistry, ToolSite
 
@@ -74,6 +74,7 @@ def make_registry(
     tools = [
         knowledge.make_tool(kb),
         deals.TOOL,
+        flips.TOOL,
         leads.make_tool(cfg, mail),
         scoring.make_tool(cfg),
         booking.make_tool(cfg, mail),

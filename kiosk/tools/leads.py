@@ -14,13 +14,14 @@ import re
 from typing import Any, Literal
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import Field, StrictBool
 
 from kiosk.config import BranchSettings
 from kiosk.errors import ToolError
 from kiosk.leads.mail import OFFICER_KIND, Composer, Email, MailError
 from kiosk.leads.store import ConsentEvidence, LeadRecord, ScoreRecord
 from kiosk.logs import event
+from kiosk.tools.bounds import Money, Price, ToolArgs
 from kiosk.tools.lending import LendingConfig
 from kiosk.tools.registry import Tool, ToolContext
 from kiosk.tools.scoring import explain, facts_from, score
@@ -34,10 +35,8 @@ log = logging.getLogger(__name__)
 WORDS_KEPT = 4  # visitor utterances kept as evidence around the consent
 
 
-class LeadDraft(BaseModel):
+class LeadDraft(ToolArgs):
     """The visitor's details as the model heard them."""
-
-    model_config = ConfigDict(extra="ignore")
 
     name: str = Field(min_length=1, max_length=200, description="Visitor's full name.")
     email: str = Field(max_length=254, description="E-mail address, as read back and confirmed.")
@@ -50,16 +49,14 @@ class LeadDraft(BaseModel):
     occupancy: Literal["investment", "owner_occupied"] | None = Field(
         None, description="investment unless the visitor or family will live in the property."
     )
-    purchasePrice: float | None = Field(None, gt=0, le=1e9, description="Purchase price, if no analyzeDeal was run.")
-    afterRepairValue: float | None = Field(None, gt=0, le=1e9, description="Flips: value after renovation.")
-    rehabBudget: float | None = Field(None, ge=0, le=1e9, description="Flips: renovation budget in dollars.")
+    purchasePrice: Price | None = Field(None, description="Purchase price, if no analyzeDeal was run.")
+    afterRepairValue: Price | None = Field(None, description="Flips: value after renovation.")
+    rehabBudget: Money | None = Field(None, description="Flips: renovation budget in dollars.")
     propertyCount: int | None = Field(None, ge=1, le=10000, description="Portfolio: number of properties.")
 
 
-class SaveLeadArgs(BaseModel):
+class SaveLeadArgs(ToolArgs):
     """Arguments of saveLead (the model's contract)."""
-
-    model_config = ConfigDict(extra="ignore")
 
     leadDraft: LeadDraft
 
