@@ -25,7 +25,7 @@ RESULT_KEY = {
     "analyzeDeal": "summary",
     "analyzeFlip": "summary",
     "saveLead": "leadId",
-    "scoreLead": "score",
+    "scoreLead": "nextStep",
     "scheduleCall": "bookingUrl",
     "perplexitySearch": "answer",
 }
@@ -116,7 +116,7 @@ def test_valid_calls_of_every_tool_give_results(tmp_path: Path) -> None:
     assert call(registry, "analyzeDeal", DEAL, ctx)["dscr"] is not None
     saved = call(registry, "saveLead", {"leadDraft": DRAFT}, ctx)
     lead_id = saved["leadId"]
-    assert call(registry, "scoreLead", {"leadId": lead_id}, ctx)["score"] == saved["score"]["score"]
+    assert call(registry, "scoreLead", {"leadId": lead_id}, ctx)["nextStep"] == saved["followUp"]["nextStep"]
     assert call(registry, "scheduleCall", {"leadId": lead_id}, ctx)["emailQueued"] is True
     out = call(registry, "perplexitySearch", {"query": "median rent in Austin"}, ctx)
     assert out["error"] == "web search is unavailable right now"

@@ -27,6 +27,7 @@ from kiosk.leads.store import Store
 from kiosk.sim.rig import TURN_TIMEOUT_S, Rig
 from kiosk.sim.scenario import Scenario, load_scenario
 from kiosk.sim.server import SimServer, SimSession
+from kiosk.tools.scoring import verdict_words
 
 
 @dataclass
@@ -129,7 +130,26 @@ def _checks(rig: Rig, error: BaseException | None, final_state: cv.State) -> lis
         want_state = expect["final_state"]
         checks.append((f"kiosk ends {final_state.value} (expected {want_state})", final_state.value == want_state))
     checks += _audio_checks(rig, expect)
+    checks.append(_reg_b_check(rig))
     return checks
+
+
+def _reg_b_check(rig: Rig) -> tuple[str, bool]:
+    """Every scenario: the assistant spoke no verdict, and no tool handed the model a score or reason code."""
+    said = [w for role, text in rig.rec.lines if role == "assistant" for w in verdict_words(text)]
+    leaked = [name for name, _, output in rig.rec.tools if _has_score(output)]
+    return (f"no verdict words said ({said}) and no score handed to the model ({leaked})", not said and not leaked)
+
+
+def _has_score(output: str) -> bool:
+    try:
+        data = json.loads(output)
+    except ValueError:
+        return False
+    text = json.dumps(data)
+    return any(f'"{key}"' in text for key in ("score", "disposition", "reasons", "factors")) or bool(
+        verdict_words(text)
+    )
 
 
 def _lead_checks(store: Store, expect: dict[str, Any], visits: list[str]) -> list[tuple[str, bool]]:

@@ -28,7 +28,8 @@ from kiosk.tools.scoring import explain, facts_from, score
 
 ProductType = Literal["dscr", "hard_money", "fix_flip", "portfolio"]
 Timeline = Literal["under_30_days", "30_to_90_days", "over_90_days", "just_looking", "unknown"]
-DETAIL_FIELDS = ("timeline", "occupancy", "purchasePrice", "afterRepairValue", "rehabBudget", "propertyCount")
+DETAIL_FIELDS = ("timeline", "occupancy", "purchasePrice", "afterRepairValue", "rehabBudget", "propertyCount",
+                 "experience", "exitStrategy")
 
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 log = logging.getLogger(__name__)
@@ -53,6 +54,12 @@ class LeadDraft(ToolArgs):
     afterRepairValue: Price | None = Field(None, description="Flips: value after renovation.")
     rehabBudget: Money | None = Field(None, description="Flips: renovation budget in dollars.")
     propertyCount: int | None = Field(None, ge=1, le=10000, description="Portfolio: number of properties.")
+    experience: Literal["none", "one_to_two", "three_plus"] | None = Field(
+        None, description="Hard money and flips: projects like this the investor has completed."
+    )
+    exitStrategy: Literal["sale", "refinance"] | None = Field(
+        None, description="Hard money and flips: how the loan is repaid (sell, or refinance into a rental loan)."
+    )
 
 
 class SaveLeadArgs(ToolArgs):
@@ -175,7 +182,7 @@ def save_lead(args: SaveLeadArgs, ctx: ToolContext, cfg: LendingConfig, composer
         "email": email,
         "phone": phone,
         "attachedAnalysis": ctx.latest_analysis is not None,
-        "score": explain(lead_id, scored, cfg, d.productType, facts.dscr),
+        "followUp": explain(lead_id, scored, cfg, d.productType, facts.dscr),
     }
 
 
