@@ -18,7 +18,7 @@ from kiosk.tools.registry import Tool, ToolContext, ToolRegistry
 from tests.toolkit import DEAL, DRAFT, call, checkout_settings, make_ctx, make_registry
 
 NAMES = ["searchKnowledgeBase", "analyzeDeal", "analyzeFlip", "saveLead", "scoreLead", "scheduleCall",
-         "perplexitySearch"]
+         "withdrawConsent", "perplexitySearch"]
 # What a successful output of each tool always carries.
 RESULT_KEY = {
     "searchKnowledgeBase": "results",
@@ -27,6 +27,7 @@ RESULT_KEY = {
     "saveLead": "leadId",
     "scoreLead": "nextStep",
     "scheduleCall": "bookingUrl",
+    "withdrawConsent": "withdrawn",
     "perplexitySearch": "answer",
 }
 

@@ -174,6 +174,10 @@ class SessionSettings(_Section):
     unavailable_message: Path = Field(
         Path("audio/unavailable.wav"), description="Played at a press once the daily budget is spent."
     )
+    ai_disclosure: NotBlank = Field(
+        "Hi, you're talking with an automated AI assistant for {lender_name}.",
+        description="Said word for word at the start of every visit ({lender_name} filled in); stored as evidence.",
+    )
 
 
 

@@ -40,7 +40,16 @@ from kiosk.tools.registry import ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)
 
-GREETING = "Greet the visitor warmly in one short sentence and ask how you can help with investment property financing."
+GREETING = (
+    "Greet the visitor: first say, word for word: \"{disclosure}\" Then, in one short sentence, ask how you can "
+    "help with investment property financing."
+)
+
+
+def greeting(settings: Settings) -> str:
+    """The greeting request: the configured AI disclosure, said first (several states require it up front)."""
+    disclosure = settings.session.ai_disclosure.replace("{lender_name}", settings.branch.lender_name)
+    return GREETING.format(disclosure=disclosure)
 GOODBYE = "Our time is up: thank the visitor and say a short goodbye in one sentence."
 IDLE_GOODBYE = (
     "The visitor seems to have left: say in one short sentence that you are ending the chat and they can press the "
@@ -317,7 +326,7 @@ class Kiosk:
                     self._start_visit(n, visit_id)
                 case cv.Greet():
                     if self._visit is not None:
-                        self._visit.request_response(GREETING)
+                        self._visit.request_response(greeting(self.p.settings))
                 case cv.SayGoodbye(reason=reason):
                     if self._visit is not None:
                         # Walked away: the server's own check-in may be under way; cut it short.

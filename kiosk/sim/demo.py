@@ -170,6 +170,10 @@ def _lead_checks(store: Store, expect: dict[str, Any], visits: list[str]) -> lis
                     consent == leads and outbox == leads,
                 )
             )
+    if "consent_status" in expect:
+        want_status = expect["consent_status"]
+        got = [(store.consent(i) or {}).get("status") for i in ids]
+        checks.append((f"consent status {got} (expected {want_status})", bool(got) and set(got) == {want_status}))
     return checks
 
 

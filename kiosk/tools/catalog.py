@@ -10,7 +10,7 @@ from kiosk.config import Settings
 from kiosk.leads.mail import Composer
 from kiosk.leads.store import Store
 from kiosk.logs import event
-from kiosk.tools import booking, deals, flips, knowledge, leads, scoring, websearch
+from kiosk.tools import booking, consent, deals, flips, knowledge, leads, scoring, websearch
 from kiosk.tools.lending import load_lending
 from kiosk.tools.registry import Tool, ToolRegistry, ToolSite
 
@@ -64,6 +64,7 @@ def build_tools(settings: Settings) -> list[Tool]:
         leads.make_tool(cfg, composer),
         scoring.make_tool(cfg),
         booking.make_tool(cfg, composer),
+        consent.TOOL,
         websearch.make_tool(client),
     ]
 

@@ -103,6 +103,7 @@ def facts_from(
         # fund the rehab in full, so the debt is the purchase loan plus the rehab.
         loan += rehab
     ltv = 100 * loan / price if loan is not None and price else None
+    value = arv or price  # hard money: the after-repair value when known, else the price
     occupancy = d.get("occupancy")
     count = d.get("propertyCount")
     return LeadFacts(
@@ -112,7 +113,7 @@ def facts_from(
         ltv_pct=ltv,
         all_in_ratio=(price + rehab) / arv if price and arv else None,
         ltc_pct=100 * loan / (price + rehab) if loan is not None and price else None,
-        loan_to_value_pct=100 * loan / (arv or price) if loan is not None and (arv or price) else None,
+        loan_to_value_pct=100 * loan / value if loan is not None and value else None,
         experience=str(d.get("experience") or "unknown"),
         exit=str(d.get("exitStrategy") or "unknown"),
         timeline=str(d.get("timeline") or "unknown"),
