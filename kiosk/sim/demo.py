@@ -163,7 +163,10 @@ def _lead_checks(store: Store, expect: dict[str, Any], visits: list[str]) -> lis
         if want:
             marks = ",".join("?" * leads)
             consent = store.count("consent", f"lead_id IN ({marks})", tuple(ids))
-            outbox = store.count("outbox", f"kind = 'lead' AND ref IN ({marks})", tuple(ids))
+            # A lead erased at the visitor's request is never uploaded: its revocation goes instead.
+            outbox = store.count("outbox", f"kind IN ('lead', 'consent_revocation') AND ref IN ({marks})", tuple(ids))
+            outbox -= store.count("outbox", f"kind = 'consent_revocation' AND ref IN ({marks}) AND ref IN "
+                                  f"(SELECT ref FROM outbox WHERE kind = 'lead')", tuple(ids))
             checks.append(
                 (
                     f"consent evidence and outbox row stored with the lead ({consent}/{outbox})",
