@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from kiosk.leads.proxy import proxy_for
+
 MAX_REPLY_BYTES = 64 * 1024
 
 
@@ -54,16 +56,24 @@ class HttpTransport:
         self.https = parts.scheme == "https"
         self.timeout_s = timeout_s
         self.context = tls_context(ca_bundle) if self.https else None
+        self.proxy = proxy_for(parts.scheme, self.host)  # HTTPS_PROXY / NO_PROXY, like the Realtime link
 
     def post(self, body: bytes, headers: Mapping[str, str]) -> HttpReply:
         """One request on a new connection, bounded by ``timeout_s`` per socket operation."""
         conn: http.client.HTTPConnection
+        host, port, path = self.host, self.port, self.path
+        if self.proxy is not None:
+            host, port = self.proxy.host, self.proxy.port
         if self.https:
-            conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout_s, context=self.context)
+            conn = http.client.HTTPSConnection(host, port, timeout=self.timeout_s, context=self.context)
+            if self.proxy is not None:  # a CONNECT tunnel: TLS still runs end to end with the CRM
+                conn.set_tunnel(self.host, self.port, headers=dict(self.proxy.headers))
         else:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+            conn = http.client.HTTPConnection(host, port, timeout=self.timeout_s)
+            if self.proxy is not None:  # plain http (local demo only) goes as an absolute URL
+                path = f"http://{self.host}{f':{self.port}' if self.port else ''}{self.path}"
         try:
-            conn.request("POST", self.path, body=body, headers=dict(headers))
+            conn.request("POST", path, body=body, headers=dict(headers))
             resp = conn.getresponse()
             data = resp.read(MAX_REPLY_BYTES)
             return HttpReply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
