@@ -61,7 +61,9 @@ def test_evidence_is_what_the_assistant_said_with_the_visitors_words_by_item(sto
     assert row is not None
     assert row["assistant_words"] == CONSENT_SAID and row["greeting_words"] == GREETING_SAID
     assert row["phone"] == "+14155550132" and "+14155550132" in row["disclosure_text"]
-    assert [i["item"] for i in json.loads(row["visitor_items_json"])] == ["v1", "v2"]
+    # Only the answer: the line with the name and e-mail before the consent turn is not evidence (retention).
+    assert [i["item"] for i in json.loads(row["visitor_items_json"])] == ["v2"]
+    assert "Jane" not in row["visitor_words"]
     assert row["status"] == "verified" and json.loads(row["missing_json"]) == []
     doc = lead_document(store, out["leadId"])
     assert doc is not None and doc["consent"]["automated_contact_allowed"] is True

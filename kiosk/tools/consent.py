@@ -83,7 +83,9 @@ def consent_turn(lines: list[tuple[str, str, str]], lender_name: str) -> tuple[s
     asks = re.compile(rf"consent|agree|{re.escape(core_name(lender_name))}", re.IGNORECASE)
     at = next((n for n in range(len(lines) - 1, -1, -1) if lines[n][1] == "assistant" and asks.search(lines[n][2])),
               None)  # fmt: skip
-    start = 0 if at is None else max(0, at - 1)
+    # Only the answer proves consent: the line before (name, e-mail) is personal data that the
+    # 4-year evidence must not keep after the lead's own retention purges it.
+    start = 0 if at is None else at + 1
     visitor = [{"item": i, "words": t} for i, role, t in lines[start:] if role == "visitor"][-WORDS_KEPT:]
     return (None if at is None else lines[at][2]), visitor
 
