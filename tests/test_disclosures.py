@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from kiosk.config.checks import check_settings
-from kiosk.runtime.kiosk import greeting
+from kiosk.tools.consent import greeting
 from tests.toolkit import checkout_settings
 
 

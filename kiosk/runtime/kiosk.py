@@ -36,20 +36,11 @@ from kiosk.runtime.observer import NullObserver, Observer
 from kiosk.runtime.visit import Visit
 from kiosk.runtime.visit_log import VisitLog
 from kiosk.tools import catalog
+from kiosk.tools.consent import greeting
 from kiosk.tools.registry import ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)
 
-GREETING = (
-    "Greet the visitor: first say, word for word: \"{disclosure}\" Then, in one short sentence, ask how you can "
-    "help with investment property financing."
-)
-
-
-def greeting(settings: Settings) -> str:
-    """The greeting request: the configured AI disclosure, said first (several states require it up front)."""
-    disclosure = settings.session.ai_disclosure.replace("{lender_name}", settings.branch.lender_name)
-    return GREETING.format(disclosure=disclosure)
 GOODBYE = "Our time is up: thank the visitor and say a short goodbye in one sentence."
 IDLE_GOODBYE = (
     "The visitor seems to have left: say in one short sentence that you are ending the chat and they can press the "

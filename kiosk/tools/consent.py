@@ -22,6 +22,7 @@ from typing import Any
 import phonenumbers
 from pydantic import Field
 
+from kiosk.config import Settings
 from kiosk.errors import ToolError
 from kiosk.leads.outbox import MAIL_KINDS, REVOCATION_KIND
 from kiosk.leads.store import utc_now
@@ -93,6 +94,19 @@ def consent_turn(lines: list[tuple[str, str, str]], lender_name: str) -> tuple[s
 def first_assistant_line(lines: list[tuple[str, str, str]]) -> str | None:
     """What the assistant said first in the visit (the greeting with its AI disclosure)."""
     return next((t for _, role, t in lines if role == "assistant"), None)
+
+
+GREETING = (
+    "Greet the visitor: first say, word for word: \"{disclosure}\" Then, in one short sentence, ask how you can "
+    "help with investment property financing."
+)
+
+
+def greeting(settings: Settings) -> str:
+    """The greeting request: the configured AI disclosure said first (several states require it
+    up front); the assistant's transcript of it is stored with any consent of the visit."""
+    disclosure = settings.session.ai_disclosure.replace("{lender_name}", settings.branch.lender_name)
+    return GREETING.format(disclosure=disclosure)
 
 
 class WithdrawConsentArgs(ToolArgs):
