@@ -97,3 +97,28 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(60) == 0, err
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_show_reveal_explains_the_consent_evidence_in_plain_words(tmp_path: Path) -> None:
+    from kiosk.realtime.transcripts import TranscriptBook
+    from tests.toolkit import CONSENT_SAID, DRAFT, GREETING_SAID, call, make_ctx, make_registry
+
+    store = Store(tmp_path / "k.db")
+    ctx = make_ctx(store)
+    book = TranscriptBook()
+    book.assistant("a0", GREETING_SAID, 0)
+    book.assistant("a1", CONSENT_SAID, 0)
+    book.visitor("item_v2", "Yes, I agree.")
+    ctx.transcript, ctx.items = book.lines(), book.items()
+    lead_id = call(make_registry(), "saveLead", {"leadDraft": DRAFT}, ctx)["leadId"]
+    store.close()
+    cfg = config(tmp_path)
+    shown = json.loads(kiosk(cfg, "leads", "show", lead_id).stdout)["consent_evidence"]
+    assert shown["the visitor said (transcribed, by conversation item)"].startswith("<hidden")
+    ev = json.loads(kiosk(cfg, "leads", "show", lead_id, "--reveal").stdout)["consent_evidence"]
+    assert ev["status"].startswith("VERIFIED")
+    assert ev["number the consent covers"] == "+14155550132"
+    assert ev["the assistant said, asking for consent (its own transcript)"] == CONSENT_SAID
+    assert ev["the assistant said at the start (AI disclosure)"] == GREETING_SAID
+    assert ev["the visitor said (transcribed, by conversation item)"] == ["item_v2: Yes, I agree."]
+    assert ev["required elements not said"] == [] and ev["withdrawal"] is None

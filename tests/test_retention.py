@@ -56,6 +56,12 @@ def test_everything_goes_after_the_consent_period(tmp_path: Path) -> None:
 def test_consent_retention_cannot_be_shorter_than_tcpa_period() -> None:
     with pytest.raises(ValidationError):
         RetentionSettings(consent_days=365)
+    from kiosk.errors import ConfigError
+    from tests.toolkit import checkout_settings
+
+    with pytest.raises(ConfigError) as err:
+        checkout_settings({"retention": {"consent_days": 1000}})
+    assert "retention.consent_days" in err.value.problems[0] and "4-year" in err.value.problems[0]
     assert timedelta(days=RetentionSettings().consent_days) >= timedelta(days=4 * 365)
 
 
@@ -74,3 +80,19 @@ def test_visit_records_go_with_the_consent_evidence(tmp_path: Path) -> None:
     assert result.visits == 1
     assert [r[0] for r in store.conn.execute("SELECT id FROM visits")] == ["recent"]
     assert [r[0] for r in store.conn.execute("SELECT seconds FROM state_time")] == [30.0]
+
+
+def test_dead_lettered_leads_follow_the_lead_schedule(tmp_path: Path) -> None:
+    # The CRM refused the lead for good: its personal data must not sit here for the 4 consent years.
+    store = Store(tmp_path / "k.db")
+    (lead_id,) = save_leads(store, 1)
+    clock = ManualClock()
+    ob.mark_dead(store, ob.due(store, ("lead",), clock.now(), 10, force=True, horizon_s=0), "HTTP 422")
+    clock.advance(29 * 86400)
+    assert purge(store, RETENTION, clock.now()).purged == 0
+    clock.advance(86400 + 5)
+    assert purge(store, RETENTION, clock.now()).purged == 1
+    lead = store.lead(lead_id)
+    assert lead is not None and lead["email"] is None
+    consent = store.consent(lead_id)
+    assert consent is not None and consent["phone"] == "+14155550000"

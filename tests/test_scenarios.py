@@ -57,7 +57,8 @@ def visitor_connections(result: DemoResult) -> list[SimSession]:
 
 def test_every_shipped_scenario_has_expectations() -> None:
     names = scenario_names()
-    for name in ("happy_path", "interrupt", "consent_retry", "walk_away", "network_down", "budget_spent"):
+    for name in ("happy_path", "interrupt", "consent_retry", "walk_away", "network_down", "budget_spent",
+                 "withdraw_consent"):
         assert name in names
         assert load_scenario(name).expect, name
 
@@ -93,6 +94,20 @@ async def test_consent_refused_once_then_given_saves_exactly_one_lead(tmp_path: 
     db.close()
     assert "Yes, I agree." in words
     assert r.rig.rec.ended == [cv.EndReason.BUTTON]
+
+
+async def test_a_visitor_who_says_stop_has_the_consent_withdrawn(tmp_path: Path) -> None:
+    r = await demo("withdraw_consent", tmp_path)
+    db = sqlite3.connect(r.store_path)
+    try:
+        status, words = db.execute("SELECT status, revoked_words FROM consent").fetchone()
+        kinds = [k for (k,) in db.execute("SELECT kind FROM outbox ORDER BY id")]
+        name = db.execute("SELECT name FROM leads").fetchone()[0]
+    finally:
+        db.close()
+    assert status == "revoked" and "stop contacting me" in words
+    assert kinds == ["consent_revocation"]  # "delete my details": the unsent lead is never uploaded
+    assert name is None
 
 
 async def test_walk_away_checks_in_then_ends_with_a_goodbye(tmp_path: Path) -> None:

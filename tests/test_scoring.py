@@ -30,7 +30,7 @@ def test_a_strong_rental_deal_is_qualified_with_full_reasons() -> None:
     assert s.total == 96 and s.disposition == "qualified"
     assert s.reasons == ["PRODUCT_FACTS_KNOWN", "DSCR_AT_LEAST_1_25", "LTV_65_TO_75", "TIMELINE_UNDER_30_DAYS",
                          "CONTACT_COMPLETE"]
-    assert s.rubric_version == "2025.1"
+    assert s.rubric_version == "2025.2"
 
 
 @pytest.mark.parametrize(
@@ -56,8 +56,10 @@ def test_dispositions_follow_points_and_flags(changes: dict[str, object], dispos
 def test_flips_are_judged_on_all_in_cost_to_arv() -> None:
     good = score(_with(product="fix_flip", dscr=None, all_in_ratio=0.68), RUBRIC).record
     thin = score(_with(product="fix_flip", dscr=None, all_in_ratio=0.85), RUBRIC).record
-    assert good.points["deal_strength"] == 30 and "ALL_IN_COST_AT_MOST_70_PCT_ARV" in good.reasons
+    # Value band 20 (or 6) + experience and exit unknown (1 + 1): never a DSCR band.
+    assert good.points["deal_strength"] == 22 and "ALL_IN_COST_AT_MOST_70_PCT_ARV" in good.reasons
     assert thin.points["deal_strength"] == 8 and thin.disposition == "nurture"
+    assert not any(r.startswith("DSCR") for r in good.reasons + thin.reasons)
 
 
 def test_all_cash_deals_are_not_scored_on_a_dscr() -> None:

@@ -27,7 +27,8 @@ def test_schema_prints_the_tools_array(capsys: pytest.CaptureFixture[str]) -> No
     code, out, _ = _run(capsys, "tools", "schema")
     assert code == 0
     assert [t["name"] for t in json.loads(out)] == [
-        "searchKnowledgeBase", "analyzeDeal", "saveLead", "scoreLead", "scheduleCall", "perplexitySearch"
+        "searchKnowledgeBase", "analyzeDeal", "analyzeFlip", "saveLead", "scoreLead", "scheduleCall",
+        "withdrawConsent", "perplexitySearch"
     ]
 
 

@@ -17,14 +17,17 @@ from kiosk.tools import catalog
 from kiosk.tools.registry import Tool, ToolContext, ToolRegistry
 from tests.toolkit import DEAL, DRAFT, call, checkout_settings, make_ctx, make_registry
 
-NAMES = ["searchKnowledgeBase", "analyzeDeal", "saveLead", "scoreLead", "scheduleCall", "perplexitySearch"]
+NAMES = ["searchKnowledgeBase", "analyzeDeal", "analyzeFlip", "saveLead", "scoreLead", "scheduleCall",
+         "withdrawConsent", "perplexitySearch"]
 # What a successful output of each tool always carries.
 RESULT_KEY = {
     "searchKnowledgeBase": "results",
     "analyzeDeal": "summary",
+    "analyzeFlip": "summary",
     "saveLead": "leadId",
-    "scoreLead": "score",
+    "scoreLead": "nextStep",
     "scheduleCall": "bookingUrl",
+    "withdrawConsent": "withdrawn",
     "perplexitySearch": "answer",
 }
 
@@ -43,7 +46,7 @@ def test_the_contract_names_and_shapes() -> None:
     assert p["analyzeDeal"]["required"] == [
         "purchasePrice", "downPaymentPercent", "interestRate", "loanTermYears", "monthlyRent"
     ]
-    assert set(_props(p["analyzeDeal"]).values()) == {"number"}
+    assert set(_props(p["analyzeDeal"]).values()) == {"number", "string", "boolean"}
     assert {k: p["analyzeDeal"]["properties"][k]["default"] for k in ("propertyTaxRate", "insurance", "vacancyRate")} \
         == {"propertyTaxRate": 1.2, "insurance": 150, "vacancyRate": 5}
     draft = p["saveLead"]["properties"]["leadDraft"]
@@ -114,7 +117,7 @@ def test_valid_calls_of_every_tool_give_results(tmp_path: Path) -> None:
     assert call(registry, "analyzeDeal", DEAL, ctx)["dscr"] is not None
     saved = call(registry, "saveLead", {"leadDraft": DRAFT}, ctx)
     lead_id = saved["leadId"]
-    assert call(registry, "scoreLead", {"leadId": lead_id}, ctx)["score"] == saved["score"]["score"]
+    assert call(registry, "scoreLead", {"leadId": lead_id}, ctx)["nextStep"] == saved["followUp"]["nextStep"]
     assert call(registry, "scheduleCall", {"leadId": lead_id}, ctx)["emailQueued"] is True
     out = call(registry, "perplexitySearch", {"query": "median rent in Austin"}, ctx)
     assert out["error"] == "web search is unavailable right now"

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from kiosk.config import BranchSettings, NotifySettings, Settings, load_settings
 from kiosk.leads.mail import Composer
 from kiosk.leads.store import Store
-from kiosk.tools import booking, deals, knowledge, leads, scoring, websearch
+from kiosk.tools import booking, consent, deals, flips, knowledge, leads, scoring, websearch
 from kiosk.tools.lending import LendingConfig, load_lending
 from kiosk.tools.registry import ToolContext, ToolRegistry, ToolSite
 
@@ -39,6 +39,15 @@ DEAL: dict[str, Any] = {
 }
 
 
+# What the assistant says in a complete visit (greeting with the AI disclosure, the consent turn for DRAFT's number).
+GREETING_SAID = "Hi, you're talking with an automated AI assistant for Example Lending LLC. How can I help?"
+CONSENT_SAID = (
+    "Example Lending LLC (NMLS 000000) may call or text you at four one five, five five five, zero one three two, "
+    "including by automated or AI voice, about your inquiry. Consent is not a condition of any loan, and you can "
+    "opt out any time by saying or replying stop. Do you agree?"
+)
+
+
 def checkout_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
     """The checkout's config/kiosk.toml (and the environment), with ``overrides`` on top."""
     return load_settings(CHECKOUT_CONFIG, overrides=overrides).settings
@@ -52,7 +61,7 @@ def lending() -> LendingConfig:
 def make_ctx(store: Store, visit: str = "s1") -> ToolContext:
     """A visit's tool scope over a real store, with the visitor's "yes" in its transcript."""
     ctx = ToolSite(store=store, kiosk_id="kiosk-test", branch=BranchSettings(), phone_region="US").visit(visit)
-    ctx.transcript.append(("visitor", "Yes, I agree."))
+    ctx.transcript += [("assistant", GREETING_SAID), ("assistant", CONSENT_SAID), ("visitor", "Yes, I agree.")]
     return ctx
 
 
@@ -74,9 +83,11 @@ def make_registry(
     tools = [
         knowledge.make_tool(kb),
         deals.TOOL,
+        flips.TOOL,
         leads.make_tool(cfg, mail),
         scoring.make_tool(cfg),
         booking.make_tool(cfg, mail),
+        consent.TOOL,
         websearch.make_tool(client),
     ]
     return ToolRegistry(tools, timeout_s=timeout_s)

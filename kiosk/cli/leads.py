@@ -147,6 +147,8 @@ def _show(store: Store, args: argparse.Namespace) -> int:
         consent["visitor_words"] = f"<{len(consent['visitor_words'])} characters; --reveal shows them>"
         consent["phone"] = mask(consent.get("phone"), "phone")
     doc["consent"] = consent
+    if consent is not None:
+        doc["consent_evidence"] = evidence_for_lender(consent, reveal=args.reveal)
     doc["scores"] = list(store.db.query("SELECT * FROM scores WHERE lead_id = ? ORDER BY id", [args.lead_id]))
     outbox = list(store.db.query("SELECT * FROM outbox WHERE ref = ? ORDER BY id", [args.lead_id]))
     for o in outbox:
@@ -155,6 +157,43 @@ def _show(store: Store, args: argparse.Namespace) -> int:
     doc["outbox"] = outbox
     print(json.dumps(doc, indent=2, default=str))
     return 0
+
+
+STATUS_MEANS = {
+    "verified": "VERIFIED: what the assistant said held every required element, and the visitor agreed.",
+    "unverified": "UNVERIFIED: what the assistant said lacked {missing}. Make no automated or AI-voice call or "
+    "text to this lead; a person may follow up.",
+    "revoked": "REVOKED at {revoked_at}: the visitor withdrew consent. Do not call, text or e-mail this lead.",
+    "unchecked": "UNCHECKED: captured before the kiosk checked spoken disclosures; review the words below.",
+}
+
+
+def evidence_for_lender(consent: dict[str, Any], *, reveal: bool) -> dict[str, Any]:
+    """The consent evidence in words a lender or auditor reads without knowing the code."""
+    status = consent.get("status") or "unchecked"
+    missing = json.loads(consent.get("missing_json") or "[]")
+    items = json.loads(consent.get("visitor_items_json") or "[]")
+    words = [f"{i['item']}: {i['words']}" for i in items] or consent["visitor_words"].splitlines()
+    hidden = "<hidden; --reveal shows it>"
+    return {
+        "status": STATUS_MEANS.get(status, status).format(
+            missing=", ".join(missing) or "nothing", revoked_at=consent.get("revoked_at")
+        ),
+        "number the consent covers": consent.get("phone") if reveal else mask(consent.get("phone"), "phone"),
+        "given at (UTC)": consent["given_at"],
+        "where": f"kiosk {consent['kiosk_id']}, visit {consent['session_id']}, by voice ({consent['channel']})",
+        "the assistant said at the start (AI disclosure)": consent.get("greeting_words") or "(not recorded)",
+        "the assistant said, asking for consent (its own transcript)": consent.get("assistant_words")
+        or "(not recorded)",
+        "the visitor said (transcribed, by conversation item)": words if reveal else hidden,
+        "required elements not said": missing,
+        "script the assistant was given": consent["disclosure_text"] if reveal else hidden,
+        "script version (hash of its wording)": consent["disclosure_version"],
+        "withdrawal": None if status != "revoked" else {
+            "at (UTC)": consent.get("revoked_at"),
+            "the visitor said": consent.get("revoked_words") if reveal else hidden,
+        },
+    }
 
 
 def _retry(store: Store, args: argparse.Namespace) -> int:

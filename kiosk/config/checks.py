@@ -11,6 +11,7 @@ warnings: fine for a demo, wrong in a branch office.
 
 from __future__ import annotations
 
+import re
 import ssl
 import string
 from dataclasses import dataclass, field
@@ -50,8 +51,25 @@ def check_settings(settings: Settings) -> Findings:
         found.errors += _message(f"session.{name}", getattr(settings.session, name))
     found.errors += _ca_bundle("sync.ca_bundle", settings.sync.ca_bundle)
     found.errors += _ca_bundle("notify.smtp_ca_bundle", settings.notify.smtp_ca_bundle)
+    found.errors += _placeholder_lender(settings.branch.lender_name)
     found.warnings += _samples(settings)
     return found
+
+
+# Names that are a template's blank, not a lender: the consent would name nobody.
+_PLACEHOLDER = re.compile(
+    r"^\s*$|[<>{}\[\]]|\b(your|my|our)\s+(company|lender|business|name)\b|\blender\s+name\b|\b(todo|tbd|xxx+|"
+    r"changeme|placeholder|acme|lorem|foo|bar|test)\b|^(lender|company|name)$",
+    re.IGNORECASE,
+)
+
+
+def _placeholder_lender(name: str) -> list[str]:
+    """The consent disclosure names the lender: a placeholder there makes every consent worthless."""
+    if _PLACEHOLDER.search(name):
+        return [f"branch.lender_name {name!r} is a placeholder: the consent disclosure must name the lender "
+                "(its legal name, as on its NMLS record)"]  # fmt: skip
+    return []
 
 
 def _instructions(settings: Settings) -> list[str]:

@@ -203,6 +203,10 @@ class SessionSettings(_Section):
     unavailable_message: Path = Field(
         Path("audio/unavailable.wav"), description="Played at a press once the daily budget is spent."
     )
+    ai_disclosure: NotBlank = Field(
+        "Hi, you're talking with an automated AI assistant for {lender_name}.",
+        description="Said word for word at the start of every visit ({lender_name} filled in); stored as evidence.",
+    )
 
 
 
@@ -275,6 +279,9 @@ class NotifySettings(_Section):
     templates_dir: Path = Field(Path("templates"), description="E-mail templates (relative to the config file).")
 
 
+CONSENT_MIN_DAYS = 1461  # 4 years (TCPA limitation period, 47 U.S.C. 227 via 28 U.S.C. 1658)
+
+
 class RetentionSettings(_Section):
     """How long personal data and consent evidence are kept."""
 
@@ -282,8 +289,16 @@ class RetentionSettings(_Section):
         30, ge=1, description="Purge name, e-mail, phone and e-mail copies of synced leads after this many days."
     )
     consent_days: int = Field(
-        1461, ge=1461, description="Keep consent evidence this long (TCPA: at least 4 years), then delete the lead."
+        1461, description="Keep consent evidence this long (TCPA: at least 4 years), then delete the lead."
     )
+
+    @field_validator("consent_days")
+    @classmethod
+    def _tcpa_minimum(cls, value: int) -> int:
+        if value < CONSENT_MIN_DAYS:
+            raise ValueError(f"must be at least {CONSENT_MIN_DAYS} days: consent evidence has to outlive the TCPA's "
+                             "4-year limitation period, or the lender cannot prove consent when sued")  # fmt: skip
+        return value
 
     @model_validator(mode="after")
     def _consent_outlives_personal_data(self) -> RetentionSettings:

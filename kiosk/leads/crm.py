@@ -97,11 +97,7 @@ def lead_document(store: Store, lead_id: str) -> dict[str, Any] | None:
         "product_type": lead["product_type"],
         "contact": {"name": lead["name"], "email": lead["email"], "phone": lead["phone"]},
         "analysis": json.loads(lead["analysis_json"]) if lead["analysis_json"] else None,
-        "consent": {
-            k: consent[k]
-            for k in ("disclosure_text", "disclosure_version", "channel", "given_at", "kiosk_id", "session_id")
-        }
-        | {"visitor_words": consent["visitor_words"]},
+        "consent": consent_document(consent),
         "score": None
         if score is None
         else {
@@ -112,6 +108,26 @@ def lead_document(store: Store, lead_id: str) -> dict[str, Any] | None:
             "rubric_version": score[4],
             "created_at": score[5],
         },
+    }
+
+
+def consent_document(consent: dict[str, Any]) -> dict[str, Any]:
+    """A consent row as the schema's ``consent``: what was said, the check, and revocation.
+
+    ``automated_contact_allowed`` is the one field a dialer must obey: true only when the
+    spoken disclosure held every required element and the consent was not withdrawn.
+    """
+    keys = ("disclosure_text", "disclosure_version", "channel", "given_at", "kiosk_id", "session_id", "visitor_words")
+    status = consent.get("status") or "unchecked"
+    return {k: consent[k] for k in keys} | {
+        "phone": consent.get("phone"),
+        "assistant_words": consent.get("assistant_words"),
+        "greeting_words": consent.get("greeting_words"),
+        "visitor_items": json.loads(consent.get("visitor_items_json") or "[]"),
+        "status": status,
+        "missing_elements": json.loads(consent.get("missing_json") or "[]"),
+        "revoked_at": consent.get("revoked_at"),
+        "automated_contact_allowed": status == "verified",
     }
 
 

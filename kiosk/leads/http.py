@@ -17,6 +17,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from kiosk.leads.deadline import Aborter, Cutoff
+from kiosk.leads.proxy import proxy_for
 
 MAX_REPLY_BYTES = 64 * 1024
 
@@ -68,17 +69,25 @@ class HttpTransport:
         self.context = tls_context(ca_bundle) if self.https else None
         self.aborter = aborter
         self.max_reply_bytes = max_reply_bytes
+        self.proxy = proxy_for(parts.scheme, self.host)  # HTTPS_PROXY / NO_PROXY, like the Realtime link
 
     def post(self, body: bytes, headers: Mapping[str, str]) -> HttpReply:
         """One request on a new connection, all of it within ``timeout_s``; TimeoutError when not."""
         conn: http.client.HTTPConnection
+        host, port, path = self.host, self.port, self.path
+        if self.proxy is not None:
+            host, port = self.proxy.host, self.proxy.port
         if self.https:
-            conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout_s, context=self.context)
+            conn = http.client.HTTPSConnection(host, port, timeout=self.timeout_s, context=self.context)
+            if self.proxy is not None:  # a CONNECT tunnel: TLS still runs end to end with the CRM
+                conn.set_tunnel(self.host, self.port, headers=dict(self.proxy.headers))
         else:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+            conn = http.client.HTTPConnection(host, port, timeout=self.timeout_s)
+            if self.proxy is not None:  # plain http (local demo only) goes as an absolute URL
+                path = f"http://{self.host}{f':{self.port}' if self.port else ''}{self.path}"
         try:
             with Cutoff(self.timeout_s, lambda: conn.sock, self.aborter):
-                conn.request("POST", self.path, body=body, headers=dict(headers))
+                conn.request("POST", path, body=body, headers=dict(headers))
                 resp = conn.getresponse()
                 data = resp.read(self.max_reply_bytes)
                 return HttpReply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)

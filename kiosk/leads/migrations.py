@@ -127,4 +127,18 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE usage ADD COLUMN transcription_output_tokens INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE usage ADD COLUMN transcription_ms INTEGER NOT NULL DEFAULT 0;
     """,
+    # 7 (consent you can prove): what was actually said, not only the text meant to be read:
+    # the assistant's own transcript of the consent turn and of the greeting (AI disclosure),
+    # the visitor's words by item id (filled in when a transcript lands late), the check of
+    # the spoken disclosure against the required elements, and revocation. Rows from before
+    # this migration were never checked: 'unchecked'.
+    """
+    ALTER TABLE consent ADD COLUMN assistant_words TEXT;
+    ALTER TABLE consent ADD COLUMN greeting_words TEXT;
+    ALTER TABLE consent ADD COLUMN visitor_items_json TEXT;
+    ALTER TABLE consent ADD COLUMN status TEXT NOT NULL DEFAULT 'unchecked';
+    ALTER TABLE consent ADD COLUMN missing_json TEXT;
+    ALTER TABLE consent ADD COLUMN revoked_at TEXT;
+    ALTER TABLE consent ADD COLUMN revoked_words TEXT;
+    """,
 )

@@ -21,7 +21,9 @@ PENDING, SENT, DEAD = "pending", "sent", "dead"
 LEAD_KINDS = ("lead",)
 MAIL_KINDS = ("email_visitor", "email_officer")
 DAILY_KIND, HEARTBEAT_KIND = "daily_stats", "heartbeat"
-DOC_KINDS = (DAILY_KIND, HEARTBEAT_KIND)  # fleet documents (kiosk.fleet.documents), no personal data
+REVOCATION_KIND = "consent_revocation"  # kiosk.consent-revocation/1: a withdrawn consent, for the CRM
+# Documents sent one by one with their own id: the fleet's (no personal data) and revocations.
+DOC_KINDS = (DAILY_KIND, HEARTBEAT_KIND, REVOCATION_KIND)
 
 
 def iso(when: datetime) -> str:

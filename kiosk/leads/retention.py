@@ -6,7 +6,9 @@ stays for ``consent_days`` (TCPA: at least 4 years), then the whole lead goes.
   phone number is first copied into the consent row: the evidence must still show which
   number agreed. Deal analysis, score and product stay (no longer tied to a person).
 * Delete: after ``consent_days`` from the consent, the lead and everything about it. Leads
-  never synced keep their personal data until then (they are the lender's open work).
+  still waiting to sync keep their personal data until then (they are the lender's open
+  work); dead-lettered ones (the CRM refused them for good) are purged on the lead schedule,
+  counted from their capture.
 * Visit records and state time hold no personal data, but a visit record names the visit a
   lead came from: they go after ``consent_days`` too, with the daily stats documents sent.
 """
@@ -26,7 +28,8 @@ log = logging.getLogger(__name__)
 
 _SYNCED_BEFORE = """
     SELECT l.id FROM leads l JOIN outbox o ON o.kind = 'lead' AND o.ref = l.id
-    WHERE l.purged_at IS NULL AND o.state = 'sent' AND o.sent_at <= ?
+    WHERE l.purged_at IS NULL
+      AND ((o.state = 'sent' AND o.sent_at <= ?) OR (o.state = 'dead' AND o.created_at <= ?))
 """
 
 
@@ -44,7 +47,8 @@ def purge(store: Store, retention: RetentionSettings, now: datetime) -> PurgeRes
     personal_cutoff = iso(now - timedelta(days=retention.personal_data_days))
     consent_cutoff = iso(now - timedelta(days=retention.consent_days))
     with store.transaction() as conn:
-        ids = [r[0] for r in conn.execute(_SYNCED_BEFORE, [personal_cutoff]).fetchall()]
+        # Dead-lettered leads follow the lead schedule too (from their capture), not the consent one.
+        ids = [r[0] for r in conn.execute(_SYNCED_BEFORE, [personal_cutoff, personal_cutoff]).fetchall()]
         for lead_id in ids:
             conn.execute(
                 "UPDATE consent SET phone = (SELECT phone FROM leads WHERE id = ?) WHERE lead_id = ? AND phone IS NULL",
@@ -54,7 +58,7 @@ def purge(store: Store, retention: RetentionSettings, now: datetime) -> PurgeRes
                 "UPDATE leads SET name = NULL, email = NULL, phone = NULL, purged_at = ? WHERE id = ?",
                 [iso(now), lead_id],
             )
-            conn.execute("UPDATE outbox SET payload_json = NULL WHERE ref = ? AND state = 'sent'", [lead_id])
+            conn.execute("UPDATE outbox SET payload_json = NULL WHERE ref = ? AND state IN ('sent', 'dead')", [lead_id])
         old = [r[0] for r in conn.execute("SELECT lead_id FROM consent WHERE given_at <= ?", [consent_cutoff])]
         visits = conn.execute("DELETE FROM visits WHERE started_at <= ?", [consent_cutoff]).rowcount
         conn.execute("DELETE FROM state_time WHERE day < ?", [consent_cutoff[:10]])

@@ -131,12 +131,25 @@ class ScoreRecord:
 
 @dataclass(frozen=True)
 class ConsentEvidence:
-    """Proof of the visitor's consent (TCPA): what was disclosed, when, and their words."""
+    """Proof of the visitor's consent (TCPA): what was disclosed, what was actually said, and their words.
+
+    ``disclosure_text`` is the script the assistant was given (its hash is the version);
+    ``assistant_words`` is the assistant's own transcript of the consent turn and
+    ``greeting_words`` of its greeting (the AI disclosure); ``visitor_items`` the visitor's
+    words by item id. ``status`` is "verified" when the spoken words hold every required
+    element, else "unverified" with ``missing`` naming what was not said.
+    """
 
     disclosure_text: str
     disclosure_version: str
     channel: str
     visitor_words: str
+    phone: str | None = None
+    assistant_words: str | None = None
+    greeting_words: str | None = None
+    visitor_items: list[dict[str, str]] = field(default_factory=list)
+    status: str = "unchecked"
+    missing: list[str] = field(default_factory=list)
 
 
 class Store:
@@ -275,6 +288,12 @@ class Store:
                     "kiosk_id": lead.kiosk_id,
                     "session_id": lead.session_id,
                     "visitor_words": consent.visitor_words,
+                    "phone": consent.phone,
+                    "assistant_words": consent.assistant_words,
+                    "greeting_words": consent.greeting_words,
+                    "visitor_items_json": json.dumps(consent.visitor_items),
+                    "status": consent.status,
+                    "missing_json": json.dumps(consent.missing),
                 }
             )
             if score is not None:
@@ -283,6 +302,62 @@ class Store:
             for kind, payload in outbox:
                 self.enqueue(kind, lead_id, payload)
         return lead_id
+
+    def fill_visitor_words(self, lead_id: str, item_id: str, text: str) -> None:
+        """A visitor transcript that landed after the save takes its place in the evidence."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT visitor_items_json FROM consent WHERE lead_id = ?", (lead_id,)).fetchone()
+            if row is None or not row[0]:
+                return
+            items = json.loads(row[0])
+            for item in items:
+                if item.get("item") == item_id:
+                    item["words"] = text
+            words = "\n".join(i["words"] for i in items)
+            conn.execute(
+                "UPDATE consent SET visitor_items_json = ?, visitor_words = ? WHERE lead_id = ?",
+                (json.dumps(items), words, lead_id),
+            )
+
+    def revoke_consent(
+        self,
+        lead_id: str,
+        words: str,
+        mail_kinds: Iterable[str],
+        notice: tuple[str, dict[str, Any]],
+        *,
+        erase: bool = False,
+    ) -> int:
+        """Mark a lead's consent revoked, drop its queued e-mails and queue ``notice`` (kind,
+        payload) for the CRM, atomically; returns how many e-mails were cancelled.
+
+        ``erase`` (the visitor asked to delete their details): a lead not yet uploaded is not
+        uploaded at all, and its name, e-mail and phone are cleared here at once; the consent
+        row keeps the number and the words, which prove the consent and its withdrawal.
+        """
+        kinds = list(mail_kinds)
+        marks = ",".join("?" * len(kinds))
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE consent SET status = 'revoked', revoked_at = ?, revoked_words = ? WHERE lead_id = ?",
+                (utc_now(), words, lead_id),
+            )
+            cancelled = conn.execute(
+                f"DELETE FROM outbox WHERE ref = ? AND state = 'pending' AND kind IN ({marks})", (lead_id, *kinds)
+            ).rowcount
+            if erase:
+                conn.execute("DELETE FROM outbox WHERE ref = ? AND kind = 'lead' AND state != 'sent'", (lead_id,))
+                conn.execute(
+                    "UPDATE consent SET phone = coalesce(phone, (SELECT phone FROM leads WHERE id = ?)) "
+                    "WHERE lead_id = ?", (lead_id, lead_id),
+                )  # fmt: skip
+                conn.execute(
+                    "UPDATE leads SET name = NULL, email = NULL, phone = NULL, purged_at = ? WHERE id = ?",
+                    (utc_now(), lead_id),
+                )
+                conn.execute("UPDATE outbox SET payload_json = NULL WHERE ref = ? AND state = 'sent'", (lead_id,))
+            self.enqueue(notice[0], lead_id, notice[1])
+        return int(cancelled)
 
     def save_score(self, lead_id: str, score: ScoreRecord, analysis: dict[str, Any] | None = None) -> None:
         """Add a score to a lead (and, when given, the analysis it was computed on), atomically."""

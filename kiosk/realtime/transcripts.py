@@ -137,6 +137,19 @@ class TranscriptBook:
                 out.append((e.role, e.text))
         return out
 
+    def items(self) -> list[tuple[str, str, str]]:
+        """``(item id, role, text)`` in conversation order, visitor items still awaited marked
+        (consent evidence quotes the visitor by item id and fills those in when they land)."""
+        out: list[tuple[str, str, str]] = []
+        for item_id, e in self._entries.items():
+            if e.state == PENDING:
+                if e.role == VISITOR:
+                    out.append((item_id, e.role, PENDING_MARK))
+                continue
+            if e.text:
+                out.append((item_id, e.role, e.text))
+        return out
+
     def condensed(self, max_chars: int = 2000) -> str:
         """The conversation so far as plain lines, newest kept when it is too long."""
         text = "\n".join(f"{role}: {t}" for role, t in self.lines(pending=False))

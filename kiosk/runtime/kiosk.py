@@ -37,6 +37,7 @@ from kiosk.runtime.observer import NullObserver, Observer
 from kiosk.runtime.visit import Visit
 from kiosk.runtime.visit_log import VisitLog
 from kiosk.tools import catalog
+from kiosk.tools.consent import greeting
 from kiosk.tools.registry import ToolContext, ToolRegistry
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GREETING = "Greet the visitor warmly in one short sentence and ask how you can help with investment property financing."
 GOODBYE = "Our time is up: thank the visitor and say a short goodbye in one sentence."
 IDLE_GOODBYE = (
     "The visitor seems to have left: say in one short sentence that you are ending the chat and they can press the "
@@ -324,7 +324,7 @@ class Kiosk:
                     self._start_visit(n, visit_id)
                 case cv.Greet():
                     if self._visit is not None:
-                        self._visit.request_response(GREETING)
+                        self._visit.request_response(greeting(self.p.settings))
                 case cv.SayGoodbye(reason=reason):
                     if self._visit is not None:
                         # Walked away: the server's own check-in may be under way; cut it short.

@@ -30,11 +30,12 @@ from typing import Protocol
 
 from kiosk import conversation as cv
 from kiosk.audio.ports import Speaker
-from kiosk.errors import FatalRealtimeError, RealtimeError
+from kiosk.errors import FatalRealtimeError, RealtimeError, StoreError
 from kiosk.logs import event
 from kiosk.realtime import session as rs
 from kiosk.realtime.connection import RealtimeConnection, Reconnector
 from kiosk.realtime.handshake import Opened, Opener
+from kiosk.realtime.transcripts import PENDING_MARK
 from kiosk.tools.registry import ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -286,7 +287,20 @@ class Visit:
             self._book_version = book.version
             if not self.scope.closed:
                 self.scope.transcript = book.lines()
+                self.scope.items = book.items()
+                self._settle_evidence()
             self._transcribed.set()
+
+    def _settle_evidence(self) -> None:
+        """Late visitor transcripts complete the consent evidence of a lead saved before they landed."""
+        try:
+            n = self.scope.settle_late_words(PENDING_MARK)
+        except StoreError as exc:
+            log.error("late consent words not stored: %s", exc, extra=event("evidence_error", session=self.visit_id))
+            return
+        if n:
+            log.info("consent evidence completed with %d late transcript(s)", n,
+                     extra=event("evidence_completed", session=self.visit_id, items=n))  # fmt: skip
 
     def _effect(self, eff: rs.Effect, core: rs.RealtimeSession) -> None:
         h = self.h

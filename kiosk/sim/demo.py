@@ -27,6 +27,7 @@ from kiosk.leads.store import Store
 from kiosk.sim.rig import TURN_TIMEOUT_S, Rig
 from kiosk.sim.scenario import Scenario, load_scenario
 from kiosk.sim.server import SimServer, SimSession
+from kiosk.tools.scoring import verdict_words
 
 
 @dataclass
@@ -129,7 +130,26 @@ def _checks(rig: Rig, error: BaseException | None, final_state: cv.State) -> lis
         want_state = expect["final_state"]
         checks.append((f"kiosk ends {final_state.value} (expected {want_state})", final_state.value == want_state))
     checks += _audio_checks(rig, expect)
+    checks.append(_reg_b_check(rig))
     return checks
+
+
+def _reg_b_check(rig: Rig) -> tuple[str, bool]:
+    """Every scenario: the assistant spoke no verdict, and no tool handed the model a score or reason code."""
+    said = [w for role, text in rig.rec.lines if role == "assistant" for w in verdict_words(text)]
+    leaked = [name for name, _, output in rig.rec.tools if _has_score(output)]
+    return (f"no verdict words said ({said}) and no score handed to the model ({leaked})", not said and not leaked)
+
+
+def _has_score(output: str) -> bool:
+    try:
+        data = json.loads(output)
+    except ValueError:
+        return False
+    text = json.dumps(data)
+    return any(f'"{key}"' in text for key in ("score", "disposition", "reasons", "factors")) or bool(
+        verdict_words(text)
+    )
 
 
 def _lead_checks(store: Store, expect: dict[str, Any], visits: list[str]) -> list[tuple[str, bool]]:
@@ -143,13 +163,20 @@ def _lead_checks(store: Store, expect: dict[str, Any], visits: list[str]) -> lis
         if want:
             marks = ",".join("?" * leads)
             consent = store.count("consent", f"lead_id IN ({marks})", tuple(ids))
-            outbox = store.count("outbox", f"kind = 'lead' AND ref IN ({marks})", tuple(ids))
+            # A lead erased at the visitor's request is never uploaded: its revocation goes instead.
+            outbox = store.count("outbox", f"kind IN ('lead', 'consent_revocation') AND ref IN ({marks})", tuple(ids))
+            outbox -= store.count("outbox", f"kind = 'consent_revocation' AND ref IN ({marks}) AND ref IN "
+                                  f"(SELECT ref FROM outbox WHERE kind = 'lead')", tuple(ids))
             checks.append(
                 (
                     f"consent evidence and outbox row stored with the lead ({consent}/{outbox})",
                     consent == leads and outbox == leads,
                 )
             )
+    if "consent_status" in expect:
+        want_status = expect["consent_status"]
+        got = [(store.consent(i) or {}).get("status") for i in ids]
+        checks.append((f"consent status {got} (expected {want_status})", bool(got) and set(got) == {want_status}))
     return checks
 
 

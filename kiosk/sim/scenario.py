@@ -56,6 +56,7 @@ SCENARIOS: Traversable = files("kiosk.sim") / "scenarios"
 EXPECT_KEYS = {
     "greeted": "the assistant spoke first after the press (bool)",
     "lead_saved": "a lead (with consent evidence and outbox row) was stored (bool)",
+    "consent_status": "the consent status of every lead saved: 'verified', 'unverified' or 'revoked'",
     "tool_calls": "exact number of runs per tool name, e.g. {\"saveLead\": 1}",
     "end_reason": "why the last visit ended (an EndReason value)",
     "end_reasons": "why each visit ended, in order (EndReason values)",

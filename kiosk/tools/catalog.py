@@ -1,4 +1,4 @@
-"""The six tools, built from settings: the one place that knows which tool needs what."""
+"""The tools, built from settings: the one place that knows which tool needs what."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from kiosk.config import Settings
 from kiosk.leads.mail import Composer
 from kiosk.leads.store import Store
 from kiosk.logs import event
-from kiosk.tools import booking, deals, knowledge, leads, scoring, websearch
+from kiosk.tools import booking, consent, deals, flips, knowledge, leads, scoring, websearch
 from kiosk.tools.lending import load_lending
 from kiosk.tools.registry import Tool, ToolRegistry, ToolSite
 
@@ -37,7 +37,7 @@ def open_knowledge(settings: Settings, *, persist: bool = True, force: bool = Fa
 
 
 def build_tools(settings: Settings) -> list[Tool]:
-    """The six tools over the configured files. ConfigError when lending.toml is invalid; e-mail
+    """The tools over the configured files. ConfigError when lending.toml is invalid; e-mail
     template problems are logged.
 
     Settings are required: the files they name are the only ones read (an installed kiosk has no checkout).
@@ -60,15 +60,17 @@ def build_tools(settings: Settings) -> list[Tool]:
     return [
         knowledge.make_tool(open_knowledge(s)),
         deals.TOOL,
+        flips.TOOL,
         leads.make_tool(cfg, composer),
         scoring.make_tool(cfg),
         booking.make_tool(cfg, composer),
+        consent.TOOL,
         websearch.make_tool(client),
     ]
 
 
 def build_registry(settings: Settings) -> ToolRegistry:
-    """The registry of the six tools with the configured time limit."""
+    """The registry of the tools with the configured time limit."""
     t = settings.tools
     return ToolRegistry(build_tools(settings), timeout_s=t.timeout_s, evidence_wait_s=t.evidence_wait_s)
 

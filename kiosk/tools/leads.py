@@ -1,9 +1,13 @@
 """saveLead: a lead is stored only with the visitor's spoken consent, with proof of it.
 
-The consent disclosure names the lender and the number, and says consent is not a
-condition of any loan (TCPA). Its text and a hash of it (the version) are stored with
-the lead, with the visitor's own transcribed words around the "yes", the UTC time, the
-kiosk and the session. Contact details are validated and normalized (E.164 phones).
+The consent disclosure names the lender and the number, says the calls may use an
+automated or AI voice, that consent is not a condition of any loan, and how to opt out
+(TCPA). The evidence stored with the lead is what was *said*: the assistant's own
+transcript of the consent turn and of the greeting, the visitor's words by item id, the
+number covered, the script and its hash (the version), the UTC time, kiosk and visit
+(:mod:`kiosk.tools.consent`). A spoken turn missing a required element is saved as
+"unverified": no automated call or text may be made on it. Contact details are validated
+and normalized (E.164 phones).
 """
 
 from __future__ import annotations
@@ -14,30 +18,31 @@ import re
 from typing import Any, Literal
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import Field, StrictBool
 
 from kiosk.config import BranchSettings
 from kiosk.errors import ToolError
 from kiosk.leads.mail import OFFICER_KIND, Composer, Email, MailError
 from kiosk.leads.store import ConsentEvidence, LeadRecord, ScoreRecord
 from kiosk.logs import event
+from kiosk.realtime.transcripts import PENDING_MARK
+from kiosk.tools.bounds import Money, Price, ToolArgs
+from kiosk.tools.consent import UNVERIFIED, VERIFIED, consent_turn, first_assistant_line, missing_elements
 from kiosk.tools.lending import LendingConfig
 from kiosk.tools.registry import Tool, ToolContext
 from kiosk.tools.scoring import explain, facts_from, score
 
 ProductType = Literal["dscr", "hard_money", "fix_flip", "portfolio"]
 Timeline = Literal["under_30_days", "30_to_90_days", "over_90_days", "just_looking", "unknown"]
-DETAIL_FIELDS = ("timeline", "occupancy", "purchasePrice", "afterRepairValue", "rehabBudget", "propertyCount")
+DETAIL_FIELDS = ("timeline", "occupancy", "purchasePrice", "afterRepairValue", "rehabBudget", "propertyCount",
+                 "experience", "exitStrategy")
 
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 log = logging.getLogger(__name__)
-WORDS_KEPT = 4  # visitor utterances kept as evidence around the consent
 
 
-class LeadDraft(BaseModel):
+class LeadDraft(ToolArgs):
     """The visitor's details as the model heard them."""
-
-    model_config = ConfigDict(extra="ignore")
 
     name: str = Field(min_length=1, max_length=200, description="Visitor's full name.")
     email: str = Field(max_length=254, description="E-mail address, as read back and confirmed.")
@@ -50,24 +55,32 @@ class LeadDraft(BaseModel):
     occupancy: Literal["investment", "owner_occupied"] | None = Field(
         None, description="investment unless the visitor or family will live in the property."
     )
-    purchasePrice: float | None = Field(None, gt=0, le=1e9, description="Purchase price, if no analyzeDeal was run.")
-    afterRepairValue: float | None = Field(None, gt=0, le=1e9, description="Flips: value after renovation.")
-    rehabBudget: float | None = Field(None, ge=0, le=1e9, description="Flips: renovation budget in dollars.")
+    purchasePrice: Price | None = Field(None, description="Purchase price, if no analyzeDeal was run.")
+    afterRepairValue: Price | None = Field(None, description="Flips: value after renovation.")
+    rehabBudget: Money | None = Field(None, description="Flips: renovation budget in dollars.")
     propertyCount: int | None = Field(None, ge=1, le=10000, description="Portfolio: number of properties.")
+    experience: Literal["none", "one_to_two", "three_plus"] | None = Field(
+        None, description="Hard money and flips: projects like this the investor has completed."
+    )
+    exitStrategy: Literal["sale", "refinance"] | None = Field(
+        None, description="Hard money and flips: how the loan is repaid (sell, or refinance into a rental loan)."
+    )
 
 
-class SaveLeadArgs(BaseModel):
+class SaveLeadArgs(ToolArgs):
     """Arguments of saveLead (the model's contract)."""
-
-    model_config = ConfigDict(extra="ignore")
 
     leadDraft: LeadDraft
 
 
-def disclosure_text(branch: BranchSettings) -> str:
-    """The consent disclosure the assistant reads before saving a lead."""
+NUMBER_SLOT = "[their number, digit by digit]"
+
+
+def disclosure_text(branch: BranchSettings, phone: str = NUMBER_SLOT) -> str:
+    """The consent disclosure the assistant reads before saving a lead; ``phone`` is the number
+    it covers (the script in the instructions has a slot the assistant fills in aloud)."""
     return (
-        f"{branch.lender_name} (NMLS {branch.nmls_id}) may call or text you at the number you gave, "
+        f"{branch.lender_name} (NMLS {branch.nmls_id}) may call or text you at {phone}, "
         f"including by automated or AI voice, about your inquiry. Consent is not a condition of any "
         f"loan, and you can opt out any time by saying or replying stop."
     )
@@ -102,6 +115,29 @@ def normalize_phone(raw: str, region: str) -> str:
             "read the number back digit by digit, with the area code, and correct it",
         )
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def consent_evidence(ctx: ToolContext, phone: str) -> ConsentEvidence:
+    """The evidence of this visit's consent: the script, what the assistant actually said, the
+    visitor's words by item id, and whether the spoken turn held every required element."""
+    lines = ctx.lines_with_ids()
+    said, visitor = consent_turn(lines, ctx.branch.lender_name)
+    script = disclosure_text(ctx.branch, phone)
+    missing = ["the consent turn (no assistant line asking for consent)"] if said is None else missing_elements(
+        said, ctx.branch.lender_name, phone
+    )
+    return ConsentEvidence(
+        disclosure_text=script,
+        disclosure_version=disclosure_version(disclosure_text(ctx.branch)),
+        channel="kiosk_voice",
+        visitor_words="\n".join(i["words"] for i in visitor),
+        phone=phone,
+        assistant_words=said,
+        greeting_words=first_assistant_line(lines),
+        visitor_items=visitor,
+        status=UNVERIFIED if missing else VERIFIED,
+        missing=missing,
+    )
 
 
 def officer_email(composer: Composer, lead: LeadRecord, score: ScoreRecord) -> Email | None:
@@ -139,8 +175,7 @@ def save_lead(args: SaveLeadArgs, ctx: ToolContext, cfg: LendingConfig, composer
     # score lands in the same transaction as the lead.
     facts = facts_from(d.productType, details, ctx.latest_analysis, contact_fields=3, phone_consent=True)
     scored = score(facts, cfg.rubric)
-    text = disclosure_text(ctx.branch)
-    words = [t for role, t in ctx.transcript if role == "visitor"][-WORDS_KEPT:]
+    evidence = consent_evidence(ctx, phone)
     record = LeadRecord(
         name=name,
         email=email,
@@ -154,18 +189,20 @@ def save_lead(args: SaveLeadArgs, ctx: ToolContext, cfg: LendingConfig, composer
     officer = officer_email(composer, record, scored.record)
     lead_id = ctx.store.save_lead(
         record,
-        ConsentEvidence(
-            disclosure_text=text,
-            disclosure_version=disclosure_version(text),
-            channel="kiosk_voice",
-            visitor_words="\n".join(words),
-        ),
+        evidence,
         scored.record,
         # The officer's e-mail commits with the lead or not at all: no lead without its
         # e-mail, no e-mail about a lead that was never stored.
         outbox=[] if officer is None else [(OFFICER_KIND, officer.to_payload())],
     )
     ctx.lead_ids.add(lead_id)
+    # Visitor words still untranscribed are filled in when they land (the visit calls settle_late_words).
+    ctx.awaiting |= {i["item"]: lead_id for i in evidence.visitor_items if i["words"] == PENDING_MARK}
+    if evidence.status != VERIFIED:
+        log.warning(
+            "consent unverified: the spoken disclosure missed %s", ", ".join(evidence.missing),
+            extra=event("consent_unverified", session=ctx.visit_id, lead_id=lead_id, missing=len(evidence.missing)),
+        )  # fmt: skip
     log.info(
         "lead saved",
         extra={"kiosk": {"event": "lead_saved", "session": ctx.visit_id, "lead_id": lead_id, "product": d.productType,
@@ -178,7 +215,8 @@ def save_lead(args: SaveLeadArgs, ctx: ToolContext, cfg: LendingConfig, composer
         "email": email,
         "phone": phone,
         "attachedAnalysis": ctx.latest_analysis is not None,
-        "score": explain(lead_id, scored, cfg, d.productType, facts.dscr),
+        "consentVerified": evidence.status == VERIFIED,
+        "followUp": explain(lead_id, scored, cfg, d.productType, facts.dscr),
     }
 
 

@@ -21,6 +21,8 @@ from kiosk.errors import ConfigError
 PRODUCTS = ("dscr", "hard_money", "fix_flip", "portfolio")
 FACTORS = ("product_fit", "deal_strength", "leverage", "timeline", "contact")
 TIMELINES = ("under_30_days", "30_to_90_days", "over_90_days", "just_looking", "unknown")
+EXPERIENCE = ("none", "one_to_two", "three_plus", "unknown")  # completed flips or bridge projects
+EXITS = ("sale", "refinance", "unknown")
 
 Flag = Literal["none", "soft", "hard"]
 
@@ -63,6 +65,28 @@ class Missing(_Frozen):
     leverage: int = Field(ge=0)
 
 
+class AssetBased(_Frozen):
+    """Hard money and fix-and-flip: judged on the asset, the exit and the investor's experience.
+
+    Deal strength = the value band (``flip_bands`` on all-in cost / ARV for fix_flip,
+    ``bridge_bands`` on loan / value for hard_money) + experience + exit points; leverage =
+    ``ltc_bands`` on loan-to-cost with the rehab loan counted. DSCR bands never apply.
+    """
+
+    bridge_bands: list[Band] = Field(min_length=1)
+    ltc_bands: list[Band] = Field(min_length=1)
+    experience: dict[str, int]
+    exit: dict[str, int]
+
+    @model_validator(mode="after")
+    def _known_answers(self) -> AssetBased:
+        if set(self.experience) != set(EXPERIENCE):
+            raise ValueError(f"rubric.asset_based.experience must name exactly {', '.join(EXPERIENCE)}")
+        if set(self.exit) != set(EXITS):
+            raise ValueError(f"rubric.asset_based.exit must name exactly {', '.join(EXITS)}")
+        return self
+
+
 class Rubric(_Frozen):
     """The explainable scoring rubric."""
 
@@ -75,6 +99,7 @@ class Rubric(_Frozen):
     dscr_bands: list[Band] = Field(min_length=1)
     flip_bands: list[Band] = Field(min_length=1)
     leverage_bands: list[Band] = Field(min_length=1)
+    asset_based: AssetBased
     timeline: dict[str, int]
 
     @model_validator(mode="after")
@@ -83,9 +108,12 @@ class Rubric(_Frozen):
             raise ValueError(f"rubric.points must name exactly {', '.join(FACTORS)}")
         if set(self.timeline) != set(TIMELINES):
             raise ValueError(f"rubric.timeline must name exactly {', '.join(TIMELINES)}")
+        ab = self.asset_based
+        value_max = max(b.points for b in self.flip_bands + ab.bridge_bands)
         checks = [
-            ("deal_strength", [b.points for b in self.dscr_bands + self.flip_bands] + [self.missing.deal_strength]),
-            ("leverage", [b.points for b in self.leverage_bands] + [self.missing.leverage]),
+            ("deal_strength", [b.points for b in self.dscr_bands] + [self.missing.deal_strength]),
+            ("deal_strength", [value_max + max(ab.experience.values()) + max(ab.exit.values())]),
+            ("leverage", [b.points for b in self.leverage_bands + ab.ltc_bands] + [self.missing.leverage]),
             ("timeline", list(self.timeline.values())),
             ("product_fit", [self.product_fit.partial]),
         ]

@@ -51,9 +51,26 @@ class ToolContext:
     site: ToolSite
     visit_id: str
     transcript: list[tuple[str, str]] = field(default_factory=list)
+    items: list[tuple[str, str, str]] = field(default_factory=list)  # (item id, role, text), when known
     latest_analysis: dict[str, Any] | None = None
     lead_ids: set[str] = field(default_factory=set)
+    awaiting: dict[str, str] = field(default_factory=dict)  # visitor item id -> lead whose evidence quotes it
     closed: bool = False
+
+    def lines_with_ids(self) -> list[tuple[str, str, str]]:
+        """The conversation as ``(item id, role, text)``; numbered lines when no ids are known."""
+        if self.items:
+            return list(self.items)
+        return [(f"line-{n}", role, text) for n, (role, text) in enumerate(self.transcript, start=1)]
+
+    def settle_late_words(self, pending_mark: str) -> int:
+        """Write visitor words that landed after a save into that lead's evidence; how many."""
+        if not self.awaiting:
+            return 0
+        done = {i: t for i, role, t in self.items if role == "visitor" and t != pending_mark and i in self.awaiting}
+        for item_id, text in done.items():
+            self.store.fill_visitor_words(self.awaiting.pop(item_id), item_id, text)
+        return len(done)
 
     @property
     def store(self) -> Store:
@@ -79,8 +96,10 @@ class ToolContext:
         """The visit is over (or the visitor asked to be forgotten): drop what it holds."""
         self.closed = True
         self.transcript = []
+        self.items = []
         self.latest_analysis = None
         self.lead_ids = set()
+        self.awaiting = {}
 
 
 ToolFunc = Callable[[Any, ToolContext], dict[str, Any] | Awaitable[dict[str, Any]]]

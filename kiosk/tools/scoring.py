@@ -3,14 +3,17 @@
 The score is pure arithmetic over :class:`LeadFacts` and the configured rubric: per-factor
 points, a reason code per factor, the rubric version, and an internal disposition that is
 stored but never handed to the model (a visitor must never hear "approved" or "denied").
-The model gets the points, the reasons, indicative terms from the rate sheet and a next
-step phrased for speech. No input describes the person: only the product, the deal, the
-timeline and whether contact details are complete.
+The model gets only a next step, neutral wording and indicative terms from the rate sheet:
+never the number or the reason codes (Reg B: what it does not get, it cannot say). No
+input describes the person: only the product, the deal, the timeline, the investor's track
+record and exit, and whether contact details are complete. DSCR bands score only rental
+products (dscr, portfolio); hard money and flips are scored on the asset (``asset_based``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +25,12 @@ from kiosk.tools.lending import Band, LendingConfig, Rubric
 from kiosk.tools.registry import Tool, ToolContext
 
 RENTAL_PRODUCTS = ("dscr", "portfolio")
+ASSET_PRODUCTS = ("hard_money", "fix_flip")
 DISCLAIMER = "Estimated terms, not a commitment to lend; a loan officer confirms everything."
+NEUTRAL_SAY = (
+    "A loan officer will review the details; anything said here is an estimate, not a commitment to lend. "
+    "Never give the visitor a score or a verdict."
+)
 NEXT_STEP = {
     "qualified": "Offer to book a call with a loan officer (scheduleCall) to go over estimated terms.",
     "nurture": "Say a specialist can review options with them, and offer to book a call (scheduleCall).",
@@ -32,6 +40,17 @@ NEXT_STEP = {
 }
 
 
+# Words that turn an estimate into a credit decision (Reg B notice duties): never said, never handed to the model.
+VERDICT_WORDS = ("approved", "denied", "declined", "not eligible", "don't qualify", "do not qualify", "disqualified",
+                 "rejected")
+
+
+def verdict_words(text: str) -> list[str]:
+    """The verdict words in ``text`` (any case, curly apostrophes too)."""
+    low = text.lower().replace("\u2019", "'")
+    return [w for w in VERDICT_WORDS if re.search(rf"\b{re.escape(w)}\b", low)]
+
+
 @dataclass(frozen=True)
 class LeadFacts:
     """What a score may look at: program and deal facts, never the person."""
@@ -39,8 +58,12 @@ class LeadFacts:
     product: str
     has_analysis: bool = False
     dscr: float | None = None
-    ltv_pct: float | None = None
+    ltv_pct: float | None = None  # rentals: loan / price
     all_in_ratio: float | None = None  # flips: (price + rehab) / after-repair value
+    ltc_pct: float | None = None  # hard money, flips: (purchase + rehab loan) / (price + rehab)
+    loan_to_value_pct: float | None = None  # hard money: loan / (after-repair value, else price)
+    experience: str = "unknown"
+    exit: str = "unknown"
     timeline: str = "unknown"
     owner_occupied: bool | None = None
     property_count: int | None = None
@@ -73,12 +96,14 @@ def facts_from(
     inputs = a.get("inputs") or {}
     price = _num(d.get("purchasePrice")) or _num(inputs.get("purchasePrice"))
     loan = _num(a.get("loanAmount"))
-    rehab = _num(d.get("rehabBudget")) or 0.0
-    arv = _num(d.get("afterRepairValue"))
-    ltv = None
-    if loan is not None and price:
-        # Flips are judged on loan-to-cost: the rehab is part of what the loan finances.
-        ltv = 100 * loan / (price + rehab) if product == "fix_flip" else 100 * loan / price
+    rehab = _num(d.get("rehabBudget")) or _num(inputs.get("rehabBudget")) or 0.0
+    arv = _num(d.get("afterRepairValue")) or _num(inputs.get("afterRepairValue"))
+    if loan is not None and rehab and a.get("kind") != "flip":
+        # A rental-style analysis of a renovation leaves the rehab loan out; flip lenders
+        # fund the rehab in full, so the debt is the purchase loan plus the rehab.
+        loan += rehab
+    ltv = 100 * loan / price if loan is not None and price else None
+    value = arv or price  # hard money: the after-repair value when known, else the price
     occupancy = d.get("occupancy")
     count = d.get("propertyCount")
     return LeadFacts(
@@ -87,6 +112,10 @@ def facts_from(
         dscr=_num(a.get("dscr")),
         ltv_pct=ltv,
         all_in_ratio=(price + rehab) / arv if price and arv else None,
+        ltc_pct=100 * loan / (price + rehab) if loan is not None and price else None,
+        loan_to_value_pct=100 * loan / value if loan is not None and value else None,
+        experience=str(d.get("experience") or "unknown"),
+        exit=str(d.get("exitStrategy") or "unknown"),
         timeline=str(d.get("timeline") or "unknown"),
         owner_occupied=None if occupancy is None else occupancy == "owner_occupied",
         property_count=count if isinstance(count, int) else None,
@@ -123,20 +152,34 @@ def _banded(bands: list[Band], value: float | None, missing: int, missing_reason
     return band.points, band.reason, band.flag
 
 
-def score(f: LeadFacts, r: Rubric) -> Scored:
-    """Score the facts with the rubric; pure."""
+def _asset_strength(f: LeadFacts, r: Rubric) -> tuple[int, str, str]:
+    """Hard money and flips: value band + experience + exit, never a DSCR."""
+    ab = r.asset_based
     if f.product == "fix_flip":
-        strength = _banded(r.flip_bands, f.all_in_ratio, r.missing.deal_strength, "NO_FLIP_NUMBERS")
-    elif f.has_analysis and f.dscr is None:
-        strength = (r.missing.deal_strength, "NO_LOAN_NO_DSCR", "none")
+        pts, reason, flag = _banded(r.flip_bands, f.all_in_ratio, r.missing.deal_strength, "NO_FLIP_NUMBERS")
     else:
-        strength = _banded(r.dscr_bands, f.dscr, r.missing.deal_strength, "NO_DEAL_NUMBERS")
+        pts, reason, flag = _banded(ab.bridge_bands, f.loan_to_value_pct, r.missing.deal_strength, "NO_BRIDGE_NUMBERS")
+    extra = ab.experience.get(f.experience, ab.experience["unknown"]) + ab.exit.get(f.exit, ab.exit["unknown"])
+    return min(pts + extra, r.points["deal_strength"]), reason, flag
+
+
+def score(f: LeadFacts, r: Rubric) -> Scored:
+    """Score the facts with the rubric; pure. DSCR bands only for rental products."""
+    if f.product in ASSET_PRODUCTS:
+        strength = _asset_strength(f, r)
+        leverage = _banded(r.asset_based.ltc_bands, f.ltc_pct, r.missing.leverage, "LEVERAGE_UNKNOWN")
+    else:
+        if f.has_analysis and f.dscr is None:
+            strength = (r.missing.deal_strength, "NO_LOAN_NO_DSCR", "none")
+        else:
+            strength = _banded(r.dscr_bands, f.dscr, r.missing.deal_strength, "NO_DEAL_NUMBERS")
+        leverage = _banded(r.leverage_bands, f.ltv_pct, r.missing.leverage, "LEVERAGE_UNKNOWN")
     contact_max = r.points["contact"]
     contact_pts = round(contact_max * min(max(f.contact_fields, 0), 3) / 3)
     factors = {
         "product_fit": _product_fit(f, r),
         "deal_strength": strength,
-        "leverage": _banded(r.leverage_bands, f.ltv_pct, r.missing.leverage, "LEVERAGE_UNKNOWN"),
+        "leverage": leverage,
         "timeline": (r.timeline.get(f.timeline, r.timeline["unknown"]), f"TIMELINE_{f.timeline.upper()}", "none"),
         "contact": (contact_pts, "CONTACT_COMPLETE" if contact_pts == contact_max else "CONTACT_INCOMPLETE", "none"),
     }
@@ -178,20 +221,17 @@ def indicative_terms(cfg: LendingConfig, product: str, dscr: float | None) -> di
 
 
 def explain(lead_id: str, scored: Scored, cfg: LendingConfig, product: str, dscr: float | None) -> dict[str, Any]:
-    """The model's view of a score: points and reasons, indicative terms, a next step; no disposition."""
-    rec = scored.record
+    """The model's view of a score: the next step, neutral wording and indicative terms only.
+
+    Never the number, the factors, the reason codes or the disposition (Reg B): what the
+    model does not get, it cannot say. Weak cases go to a person with the same neutral words.
+    """
     hard = "hard" in scored.flags.values()
     return {
         "leadId": lead_id,
-        "score": rec.total,
-        "maxScore": sum(cfg.rubric.points.values()),
-        "factors": [
-            {"factor": k, "points": rec.points[k], "max": cfg.rubric.points[k], "reason": reason}
-            for k, reason in zip(rec.points, rec.reasons, strict=True)
-        ],
-        "rubricVersion": rec.rubric_version,
         "indicativeTerms": None if hard else indicative_terms(cfg, product, dscr),
-        "nextStep": NEXT_STEP[rec.disposition],
+        "nextStep": NEXT_STEP[scored.record.disposition],
+        "say": NEUTRAL_SAY,
         "disclaimer": DISCLAIMER,
     }
 
