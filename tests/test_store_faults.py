@@ -21,7 +21,8 @@ import pytest
 
 from kiosk.cli.probes import check_database
 from kiosk.errors import StoreError, StoreFull
-from kiosk.leads.store import INT_MAX, Store
+from kiosk.leads.sqlfaults import INT_MAX
+from kiosk.leads.store import Store
 from tests.synckit import CONSENT, lead, save_leads
 from tests.toolkit import DRAFT, call, make_ctx, make_registry
 

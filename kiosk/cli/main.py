@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.command}: {exc}", file=sys.stderr)
         return os.EX_UNAVAILABLE
     except sqlite3.DatabaseError as exc:  # damage found mid-command: the same clear line, no traceback
-        from kiosk.leads.store import store_error
+        from kiosk.leads.sqlfaults import store_error
 
         error = store_error("database", exc)
         log.error("%s", error)

@@ -9,6 +9,7 @@ Every component receives only its own frozen sub-model; nothing else reads ``os.
 
 from __future__ import annotations
 
+from kiosk.config.devices import AudioSettings, EchoSettings, PanelSettings, VadSettings
 from kiosk.config.loading import (
     SYSTEM_CONFIG,
     LoadedConfig,
@@ -20,13 +21,10 @@ from kiosk.config.loading import (
 from kiosk.config.prices import CostSettings, ModelPrices
 from kiosk.config.sections import (
     SECRET_NAMES,
-    AudioSettings,
     BranchSettings,
-    EchoSettings,
     FleetSettings,
     LogSettings,
     NotifySettings,
-    PanelSettings,
     RealtimeSettings,
     RetentionSettings,
     Secrets,
@@ -36,7 +34,6 @@ from kiosk.config.sections import (
     StoreSettings,
     SyncSettings,
     ToolSettings,
-    VadSettings,
 )
 
 __all__ = [

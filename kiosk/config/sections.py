@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from kiosk.config.devices import AudioSettings, EchoSettings, PanelSettings, Section, VadSettings
 from kiosk.config.identity import machine_kiosk_id
 from kiosk.config.prices import CostSettings
 from kiosk.config.rules import EmailAddress, NotBlank, PhoneNumber, PhoneRegion, RealtimeLink, WebLink, web_link
@@ -23,13 +24,7 @@ SECRET_NAMES = (
 )
 
 
-class _Section(BaseModel):
-    """Base of every settings section: immutable, and unknown keys are errors (typos)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class BranchSettings(_Section):
+class BranchSettings(Section):
     """Who the kiosk speaks for; rendered into the assistant's instructions."""
 
     lender_name: NotBlank = Field(
@@ -43,7 +38,7 @@ class BranchSettings(_Section):
     booking_url: WebLink = Field("https://example.com/book", description="Default link for scheduling a call.")
 
 
-class RealtimeSettings(_Section):
+class RealtimeSettings(Section):
     """OpenAI Realtime API connection and session parameters."""
 
     url: RealtimeLink = Field(
@@ -93,101 +88,7 @@ class RealtimeSettings(_Section):
     )
 
 
-class AudioSettings(_Section):
-    """Microphone and speaker."""
-
-    input_device: str = Field("", description="Substring of the microphone's name ('' = system default).")
-    output_device: str = Field("", description="Substring of the speaker's name ('' = system default).")
-    input_index: int | None = Field(None, ge=0, description="Fallback device index when no name matches.")
-    output_index: int | None = Field(None, ge=0, description="Fallback device index when no name matches.")
-    mic_channel: int = Field(
-        0, ge=0, description="Channel of a multi-channel array to use (0 = processed/AEC on ReSpeaker)."
-    )
-    downmix: bool = Field(False, description="Average all channels instead of picking mic_channel.")
-    input_gain_db: float = Field(0.0, ge=-20, le=30, description="Gain applied to the microphone signal.")
-    chunk_ms: int = Field(40, ge=20, le=40, description="Uplink chunk size per input_audio_buffer.append.")
-    prebuffer_ms: int = Field(
-        60, ge=0, le=500, description="Playback starts once this much audio is queued and this long has passed."
-    )
-    capture_queue_chunks: int = Field(50, ge=4, description="Capture queue bound; overflow is counted and logged.")
-    input_rate: int = Field(
-        0, ge=0, le=192000, description="Open the microphone at this rate (0 = 24 kHz if accepted, else native)."
-    )
-    output_rate: int = Field(
-        0, ge=0, le=192000, description="Open the speaker at this rate (0 = 24 kHz if accepted, else native)."
-    )
-    period_ms: int = Field(10, ge=5, le=40, description="Device period (PortAudio frames per buffer) in milliseconds.")
-    device_retry_s: float = Field(
-        2.0, gt=0, le=60, description="While a device is missing, look for it again this often."
-    )
-
-
-class EchoSettings(_Section):
-    """How the kiosk avoids hearing itself (README: "Which echo mode")."""
-
-    mode: Literal["aec", "hardware", "gate", "half_duplex"] = Field(
-        "aec",
-        description=(
-            "aec: cancel the echo in the kiosk (WebRTC AEC3 with the played audio as reference; "
-            "the default, for microphones without echo cancellation of their own); "
-            "hardware: trust the array's AEC (e.g. channel 0 of a ReSpeaker/XVF3000); "
-            "gate: level gate while speaking (a fallback: quiet visitors cannot interrupt); "
-            "half_duplex: mute the uplink while speaking."
-        ),
-    )
-    lead_ms: float = Field(
-        5.0,
-        ge=0.0,
-        le=20.0,
-        description="aec: the reference given with each microphone frame sounded this much later, by the "
-        "devices' timestamps (a margin for timestamps that are a little early; the canceller finds the rest).",
-    )
-    residual_cap_db: float = Field(
-        -26.0,
-        ge=-60.0,
-        le=0.0,
-        description="aec: while the assistant is audible, what the canceller leaves is held this far under the "
-        "echo level, until someone keeps talking over it.",
-    )
-    residual_hold_ms: int = Field(
-        300, ge=0, le=2000, description="aec: once someone talks over the echo, the guard stays open this long."
-    )
-    gate_margin_db: float = Field(
-        0.0, description="gate: mic level must exceed the playback level by this much to pass."
-    )
-    warmup_ms: int = Field(300, ge=0, description="gate: no barge-in for this long after playback starts.")
-
-
-class VadSettings(_Section):
-    """Local webrtcvad for the 'visitor speaking' light only."""
-
-    aggressiveness: int = Field(2, ge=0, le=3, description="webrtcvad mode.")
-    frame_ms: Literal[10, 20, 30] = Field(30, description="webrtcvad frame length.")
-    hangover_ms: int = Field(300, ge=0, description="Light stays on this long after speech.")
-
-
-class PanelSettings(_Section):
-    """Button and lights (BCM pin numbers; see hardware/wiring.md)."""
-
-    button_pin: int = Field(17, ge=0, le=27, description="Button input, wired to GND.")
-    pull_up: bool = Field(True, description="Internal pull-up; pressed = low.")
-    bounce_s: float = Field(0.05, ge=0, le=1, description="Debounce time.")
-    hold_s: float = Field(3.0, gt=0, description="Long press: end the session and wipe it.")
-    lamp_pin: int | None = Field(18, ge=0, le=27, description="Button lamp (PWM).")
-    status_rgb_pins: tuple[int, int, int] | None = Field((23, 24, 25), description="Status RGB LED (red, green, blue).")
-
-    @model_validator(mode="after")
-    def _pins_distinct(self) -> PanelSettings:
-        pins = [self.button_pin, self.lamp_pin, *(self.status_rgb_pins or ())]
-        used = [p for p in pins if p is not None]
-        doubled = sorted({p for p in used if used.count(p) > 1})
-        if doubled:
-            twice = ", ".join(f"GPIO{p}" for p in doubled)
-            raise ValueError(f"{twice} used twice: the button, the lamp and each LED colour need their own pin")
-        return self
-
-
-class SessionSettings(_Section):
+class SessionSettings(Section):
     """Visitor session limits."""
 
     max_session_s: float = Field(600.0, gt=0, description="Hard maximum visitor session length.")
@@ -211,13 +112,13 @@ class SessionSettings(_Section):
 
 
 
-class StoreSettings(_Section):
+class StoreSettings(Section):
     """Local SQLite database (leads, consent evidence, outbox)."""
 
     path: Path = Field(Path("/var/lib/kiosk/kiosk.db"), description="Database file (relative to the config file).")
 
 
-class ToolSettings(_Section):
+class ToolSettings(Section):
     """The assistant's tools."""
 
     timeout_s: float = Field(8.0, gt=0, le=60, description="Per-tool time limit.")
@@ -240,7 +141,7 @@ class ToolSettings(_Section):
     search_max_chars: int = Field(450, ge=80, le=4000, description="Web answers are trimmed to this many characters.")
 
 
-class SyncSettings(_Section):
+class SyncSettings(Section):
     """Lead upload to the lender's CRM."""
 
     endpoint: str = Field("", description="HTTPS endpoint receiving lead batches ('' = sync disabled).")
@@ -261,7 +162,7 @@ class SyncSettings(_Section):
         return web_link(value) if value else value
 
 
-class NotifySettings(_Section):
+class NotifySettings(Section):
     """E-mail notifications over SMTP with STARTTLS, sent through the outbox."""
 
     smtp_host: str = Field("", description="SMTP server ('' = e-mail disabled; e-mails wait in the outbox).")
@@ -282,7 +183,7 @@ class NotifySettings(_Section):
 CONSENT_MIN_DAYS = 1461  # 4 years (TCPA limitation period, 47 U.S.C. 227 via 28 U.S.C. 1658)
 
 
-class RetentionSettings(_Section):
+class RetentionSettings(Section):
     """How long personal data and consent evidence are kept."""
 
     personal_data_days: int = Field(
@@ -307,7 +208,7 @@ class RetentionSettings(_Section):
         return self
 
 
-class ServiceSettings(_Section):
+class ServiceSettings(Section):
     """Running under systemd: the status file and the watchdog's idea of progress."""
 
     status_file: Path = Field(
@@ -326,7 +227,7 @@ class ServiceSettings(_Section):
     )
 
 
-class FleetSettings(_Section):
+class FleetSettings(Section):
     """Feeding a fleet's systems: Prometheus, the heartbeat and daily stats, link warnings."""
 
     metrics_dir: Path | None = Field(
@@ -342,14 +243,14 @@ class FleetSettings(_Section):
     )
 
 
-class LogSettings(_Section):
+class LogSettings(Section):
     """Logging."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     redact_pii: bool = Field(True, description="Redact e-mail addresses and phone numbers from log text.")
 
 
-class Secrets(_Section):
+class Secrets(Section):
     """Secrets, from $CREDENTIALS_DIRECTORY files or KIOSK_SECRETS__* variables; never in TOML."""
 
     openai_api_key: SecretStr | None = Field(None, description="OpenAI API key.")
