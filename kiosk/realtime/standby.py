@@ -167,8 +167,20 @@ class Standby:
             self.stop()
             self._on_fatal(str(exc))
         except (RealtimeError, TimeoutError, OSError) as exc:
-            reason = "old" if isinstance(exc, TimeoutError) else str(exc)
-            log.info("warm standby replaced (%s)", reason, extra=event("standby_replaced"))
+            aged = isinstance(exc, TimeoutError)
+            log.info("warm standby replaced (%s)", "old" if aged else str(exc), extra=event("standby_replaced"))
+            if self._warm is warm and not aged:
+                # Dropped or expired: the same back-off as a failed connect (it restarts
+                # small after a connection that stayed up). A service that expires every
+                # parked session at once would otherwise have the standby use up the
+                # kiosk's connection attempts, and a visit's own reconnects wait for them.
+                self._warm = None
+                self.ready_event.clear()
+                with contextlib.suppress(Exception):
+                    await warm.conn.close()
+                await asyncio.sleep(self._recon.next_delay(loop.time()))
+                self._wanted.set()
+                return
         if self._warm is warm:
             self._warm = None
             self.ready_event.clear()
