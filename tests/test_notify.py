@@ -17,7 +17,8 @@ from kiosk.leads.mail import (
     MailTemplateError,
     render,
 )
-from kiosk.leads.store import ScoreRecord, Store
+from kiosk.leads.records import ScoreRecord
+from kiosk.leads.store import Store
 from tests.mailkit import OFFICER, Smtp, mailer_syncer, notify_settings
 from tests.synckit import CONSENT, ManualClock, lead, save_leads
 

@@ -33,7 +33,7 @@ from kiosk.config import BranchSettings, NotifySettings
 from kiosk.errors import KioskError
 from kiosk.leads.deadline import Aborter, Cutoff
 from kiosk.leads.http import tls_context
-from kiosk.leads.store import LeadRecord, ScoreRecord
+from kiosk.leads.records import LeadRecord, ScoreRecord
 
 OFFICER_KIND = "email_officer"
 VISITOR_KIND = "email_visitor"

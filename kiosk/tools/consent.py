@@ -25,7 +25,7 @@ from pydantic import Field
 from kiosk.config import Settings
 from kiosk.errors import ToolError
 from kiosk.leads.outbox import MAIL_KINDS, REVOCATION_KIND
-from kiosk.leads.store import utc_now
+from kiosk.leads.records import utc_now
 from kiosk.logs import event
 from kiosk.tools.bounds import ToolArgs
 from kiosk.tools.registry import Tool, ToolContext
