@@ -211,21 +211,28 @@ class Store:
         notice: tuple[str, dict[str, Any]],
         *,
         erase: bool = False,
+        email_only: bool = False,
     ) -> int:
-        """Mark a lead's consent revoked, drop its queued e-mails and queue ``notice`` (kind,
-        payload) for the CRM, atomically; returns how many e-mails were cancelled.
+        """Mark a lead's consent revoked, drop its queued e-mails of ``mail_kinds`` and queue
+        ``notice`` (kind, payload) for the CRM under the payload's id, atomically; returns how
+        many e-mails were cancelled.
 
         ``erase`` (the visitor asked to delete their details): a lead not yet uploaded is not
         uploaded at all, and its name, e-mail and phone are cleared here at once; the consent
         row keeps the number and the words, which prove the consent and its withdrawal.
+        ``email_only`` (an e-mail unsubscribe): only e-mails stop; the consent to calls stands.
         """
         kinds = list(mail_kinds)
         marks = ",".join("?" * len(kinds))
         with self.transaction() as conn:
-            conn.execute(
-                "UPDATE consent SET status = 'revoked', revoked_at = ?, revoked_words = ? WHERE lead_id = ?",
-                (utc_now(), words, lead_id),
-            )
+            if email_only:
+                conn.execute("UPDATE consent SET email_revoked_at = coalesce(email_revoked_at, ?) WHERE lead_id = ?",
+                             (utc_now(), lead_id))  # fmt: skip
+            else:
+                conn.execute(
+                    "UPDATE consent SET status = 'revoked', revoked_at = ?, revoked_words = ? WHERE lead_id = ?",
+                    (utc_now(), words, lead_id),
+                )
             cancelled = conn.execute(
                 f"DELETE FROM outbox WHERE ref = ? AND state = 'pending' AND kind IN ({marks})", (lead_id, *kinds)
             ).rowcount
@@ -240,7 +247,7 @@ class Store:
                     (utc_now(), lead_id),
                 )
                 conn.execute("UPDATE outbox SET payload_json = NULL WHERE ref = ? AND state = 'sent'", (lead_id,))
-            self.enqueue(notice[0], lead_id, notice[1])
+            self.enqueue(notice[0], str(notice[1].get("id") or lead_id), notice[1])
         return int(cancelled)
 
     def save_score(self, lead_id: str, score: ScoreRecord, analysis: dict[str, Any] | None = None) -> None:
