@@ -118,7 +118,8 @@ def test_unsubscribe_cancels_queued_e_mails_and_the_receiver_stores_the_revocati
         assert again["emailQueued"] is False  # nothing is queued for an unsubscribed lead
     repeat = run_kiosk(cfg, "leads", "unsubscribe", DRAFT["email"], "--note", "Subject: unsubscribe")
     assert repeat.returncode == 0 and "0 queued e-mail(s) cancelled" in repeat.stdout
-    assert run_kiosk(cfg, "leads", "unsubscribe", "nobody@example.com").returncode == 1
+    for unknown in ("nobody@example.com", "no-such-lead"):
+        assert run_kiosk(cfg, "leads", "unsubscribe", unknown).returncode == 1
 
     with serve_receiver(tmp_path / "r.db", cert) as rx:
         report = make_syncer(store, sync_settings(rx.url, cert[0]), ManualClock()).drain()

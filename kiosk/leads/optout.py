@@ -94,10 +94,12 @@ def unsubscribe(store: Store, target: str, note: str) -> Unsubscribed:
     else:
         lead = store.lead(target)
         address = lead["email"] if lead else None
-        if lead is not None and not address:  # purged or erased: the lead itself is all we know
+        if lead is None:
+            return Unsubscribed([], 0)
+        if not address:  # purged or erased: the lead itself is all we know
             return _stop(store, [lead], note)
     leads = list(store.db.query("SELECT * FROM leads WHERE lower(email) = lower(?) ORDER BY created_at",
-                                [address or ""]))  # fmt: skip
+                                [address]))  # fmt: skip
     return _stop(store, leads, note)
 
 
