@@ -18,7 +18,7 @@ from kiosk.config import NotifySettings, RetentionSettings, Secrets, SyncSetting
 from kiosk.leads.store import Store
 from kiosk.leads.sync import Clock, Syncer
 from tests.synckit import server_tls
-from tests.toolkit import CHECKOUT_CONFIG
+from tests.toolkit import CHECKOUT_CONFIG, UNSUBSCRIBE
 
 TEMPLATES = CHECKOUT_CONFIG.parent / "templates"
 SMTP_USER, SMTP_PASSWORD = "kiosk", "smtp-pw"
@@ -74,6 +74,7 @@ def smtp_values(port: int, ca: Path, **kw: Any) -> dict[str, Any]:
     """[notify] values that reach the test server (for settings overrides)."""
     return {"smtp_host": "127.0.0.1", "smtp_port": port, "smtp_username": SMTP_USER, "smtp_ca_bundle": ca,
             "smtp_timeout_s": 5.0, "from_address": "kiosk@lender.example", "officer_email": OFFICER,
+            "unsubscribe_address": UNSUBSCRIBE,
             "templates_dir": TEMPLATES, **kw}  # fmt: skip
 
 

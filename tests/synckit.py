@@ -21,7 +21,8 @@ from typing import Any
 from pydantic import SecretStr
 
 from kiosk.config import NotifySettings, RetentionSettings, Secrets, SyncSettings
-from kiosk.leads.store import ConsentEvidence, LeadRecord, Store
+from kiosk.leads.records import ConsentEvidence, LeadRecord
+from kiosk.leads.store import Store
 from kiosk.leads.sync import Syncer
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ import pytest
 from kiosk.leads.mail import Email
 from kiosk.leads.store import Store
 from kiosk.tools.registry import ToolContext
-from tests.toolkit import DEAL, DRAFT, REPO, call, make_ctx, make_registry
+from tests.toolkit import DEAL, DRAFT, REPO, UNSUBSCRIBE, call, make_ctx, make_registry
 
 REG = make_registry()
 
@@ -146,7 +146,8 @@ def test_schedule_call_queues_one_email_with_the_branch_link(store: Store) -> No
     assert email.to == "Jane.Doe@example.com"
     assert "https://example.com/book/main" in email.body
     assert "fix-and-flip loan" in email.body
-    assert "UNSUBSCRIBE" in email.body and "1 Main St, Springfield" in email.body  # [notify] postal_address
+    assert UNSUBSCRIBE in email.body and "1 Main St, Springfield" in email.body  # [notify] postal_address
+    assert email.headers["List-Unsubscribe"].startswith(f"<mailto:{UNSUBSCRIBE}?subject=unsubscribe%20lead%20{lead_id}")
     assert email.subject == "Your call with Example Lending LLC"
 
 

@@ -27,7 +27,7 @@ from kiosk.tools import catalog
 from kiosk.tools.registry import ToolContext, ToolRegistry
 from tests.mailkit import OFFICER, TEMPLATES, Inbox, Smtp, smtp_secrets, smtp_values
 from tests.synckit import ManualClock
-from tests.toolkit import CHECKOUT_CONFIG, DEAL, DRAFT
+from tests.toolkit import CHECKOUT_CONFIG, DEAL, DRAFT, UNSUBSCRIBE
 
 VISITOR = "jane.doe@example.com"
 # Scores "qualified" with the shipped rubric after analyzeDeal(DEAL); plain DRAFT does not.
@@ -92,7 +92,7 @@ def test_schedule_call_follow_up_arrives_once_with_the_products_link(
         k.syncer.drain()
     assert len(inbox.messages) == 1
     assert "https://example.com/book/flip" in body and "fix-and-flip loan" in body
-    assert k.settings.notify.postal_address in body and "UNSUBSCRIBE" in body  # CAN-SPAM
+    assert k.settings.notify.postal_address in body and UNSUBSCRIBE in body  # CAN-SPAM
     assert inbox.to(VISITOR)[0]["Subject"] == "Your call with Example Lending LLC"
     assert k.store.count("outbox", "kind = 'email_visitor' AND state = 'sent'") == 1
 

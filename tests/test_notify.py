@@ -17,9 +17,11 @@ from kiosk.leads.mail import (
     MailTemplateError,
     render,
 )
-from kiosk.leads.store import ScoreRecord, Store
+from kiosk.leads.records import ScoreRecord
+from kiosk.leads.store import Store
 from tests.mailkit import OFFICER, Smtp, mailer_syncer, notify_settings
 from tests.synckit import CONSENT, ManualClock, lead, save_leads
+from tests.toolkit import UNSUBSCRIBE
 
 BRANCH = BranchSettings()
 QUALIFIED = ScoreRecord(total=84, disposition="qualified", points={}, reasons=["DSCR_1_25_PLUS", "LTV_OK"],
@@ -28,7 +30,7 @@ QUALIFIED = ScoreRecord(total=84, disposition="qualified", points={}, reasons=["
 
 def queue_visitor(store: Store, lead_id: str, notify: NotifySettings, link: str = "https://lender.example/b") -> None:
     email = Composer(notify, BRANCH).visitor(to="visitor0@example.com", name="Visitor", product_name="DSCR loan",
-                                             booking_url=link)  # fmt: skip
+                                             booking_url=link, lead_id=lead_id, kiosk_id="k1")  # fmt: skip
     store.enqueue(VISITOR_KIND, lead_id, email.to_payload())
 
 
@@ -63,7 +65,7 @@ def test_emails_are_delivered_over_starttls_with_login(tmp_path: Path, cert: tup
     assert "+14155550000" in body and "DSCR_1_25_PLUS" in body and record.id in body
     tls, visitor = by_to["visitor0@example.com"]
     text = visitor.get_content()
-    assert tls and "https://lender.example/book/abc" in text and "UNSUBSCRIBE" in text
+    assert tls and "https://lender.example/book/abc" in text and UNSUBSCRIBE in text
     assert BRANCH.lender_name in text and "1 Main St" in text  # CAN-SPAM: sender and postal address
     assert store.count("outbox", "state = 'sent'") == 3 - 1  # the lead row itself waits for the CRM
 
@@ -155,9 +157,11 @@ def test_the_composer_fills_every_placeholder_a_template_may_use(tmp_path: Path)
     for spec in (OFFICER_TEMPLATE, VISITOR_TEMPLATE):
         names = sorted(spec.fields)
         (tmp_path / spec.name).write_text("Subject: all\n\n" + "|".join(f"{n}=${n}" for n in names))
-    composer = Composer(NotifySettings(templates_dir=tmp_path, officer_email=OFFICER), BRANCH)
+    composer = Composer(NotifySettings(templates_dir=tmp_path, officer_email=OFFICER, unsubscribe_address=UNSUBSCRIBE),
+                        BRANCH)  # fmt: skip
     officer = composer.officer(lead(0), QUALIFIED)
-    visitor = composer.visitor(to="v@example.com", name=None, product_name="DSCR loan", booking_url="https://b")
+    visitor = composer.visitor(to="v@example.com", name=None, product_name="DSCR loan", booking_url="https://b",
+                               lead_id="l1", kiosk_id="k1")  # fmt: skip
     assert officer is not None
     for email, spec in ((officer, OFFICER_TEMPLATE), (visitor, VISITOR_TEMPLATE)):
         values = dict(part.split("=", 1) for part in email.body.strip().split("|"))

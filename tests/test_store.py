@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from kiosk.errors import StoreError
-from kiosk.leads.store import MIGRATIONS, ConsentEvidence, LeadRecord, Store
+from kiosk.leads.records import ConsentEvidence, LeadRecord
+from kiosk.leads.store import MIGRATIONS, Store
 
 LEAD = LeadRecord(name="Jane Doe", email="jane@example.com", phone="+14155550132", product_type="dscr",
                   session_id="s1", kiosk_id="k1", analysis={"dscr": 1.2})

@@ -65,9 +65,13 @@ def make_ctx(store: Store, visit: str = "s1") -> ToolContext:
     return ctx
 
 
+UNSUBSCRIBE = "unsubscribe@lender.example"  # the opt-out mailbox of the test lender
+
+
 def composer(**notify: Any) -> Composer:
     """The shipped e-mail templates with these [notify] values (no loan-officer address unless given)."""
-    return Composer(NotifySettings(**{"templates_dir": CONFIG / "templates", **notify}), BranchSettings())
+    values = {"templates_dir": CONFIG / "templates", "unsubscribe_address": UNSUBSCRIBE, **notify}
+    return Composer(NotifySettings(**values), BranchSettings())
 
 
 def make_registry(

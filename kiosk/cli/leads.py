@@ -1,4 +1,5 @@
-"""``kiosk sync`` and ``kiosk leads``: the outbox for technicians.
+"""``kiosk sync`` and ``kiosk leads``: the outbox for technicians, and the e-mail opt-outs
+the lender's staff record (``kiosk leads unsubscribe``).
 
 Personal data stays masked (``J*** D**``, ``j***@example.com``, ``+1*******32``) unless
 ``--reveal`` is given: a screen at a trade-show booth is often read over a shoulder.
@@ -42,6 +43,12 @@ def register(sub: Any) -> None:
     retry = lsub.add_parser("retry", help="re-queue dead-lettered rows")
     retry.add_argument("lead_ids", nargs="*", help="lead ids (all their dead rows)")
     retry.add_argument("--all-dead", action="store_true", help="every dead row")
+    unsub = lsub.add_parser(
+        "unsubscribe", help="a visitor's e-mail opt-out: stop e-mails to the address, tell the CRM"
+    )  # fmt: skip
+    unsub.add_argument("target", metavar="LEAD_ID_OR_ADDRESS",
+                       help="the lead id the request's subject names, or the e-mail address")  # fmt: skip
+    unsub.add_argument("--note", help="what the request said (sent to the CRM with the revocation)")
     leads.set_defaults(handler=handle, run=_leads)
 
 
@@ -113,6 +120,8 @@ def _leads(args: argparse.Namespace, loaded: LoadedConfig) -> int:
             return _list(store, args)
         if args.leads_command == "show":
             return _show(store, args)
+        if args.leads_command == "unsubscribe":
+            return _unsubscribe(store, args, loaded)
         return _retry(store, args)
     finally:
         store.close()
@@ -189,6 +198,7 @@ def evidence_for_lender(consent: dict[str, Any], *, reveal: bool) -> dict[str, A
         "required elements not said": missing,
         "script the assistant was given": consent["disclosure_text"] if reveal else hidden,
         "script version (hash of its wording)": consent["disclosure_version"],
+        "e-mail unsubscribed at (UTC)": consent.get("email_revoked_at"),
         "withdrawal": None if status != "revoked" else {
             "at (UTC)": consent.get("revoked_at"),
             "the visitor said": consent.get("revoked_words") if reveal else hidden,
@@ -202,6 +212,21 @@ def _retry(store: Store, args: argparse.Namespace) -> int:
     n = ob.requeue(store, args.lead_ids, all_dead=args.all_dead)
     print(f"leads: {n} dead row(s) re-queued; `kiosk sync --once` sends them now")
     return 0 if n else 1
+
+
+def _unsubscribe(store: Store, args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    from kiosk.leads.optout import unsubscribe
+
+    mailbox = loaded.settings.notify.unsubscribe_address or "the unsubscribe mailbox"
+    done = unsubscribe(store, args.target, args.note or f"e-mail unsubscribe request received at {mailbox}")
+    if not done.lead_ids:
+        print("leads: no lead on this kiosk has that id or address (its e-mail may be purged already: then "
+              "nothing here can e-mail it); honour the request in the CRM", file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"leads: e-mail stopped for {len(done.lead_ids)} lead(s) ({', '.join(done.lead_ids)}); "
+          f"{done.cancelled} queued e-mail(s) cancelled; the CRM gets the revocation at the next sync "
+          "(`kiosk sync --once` sends it now)")  # fmt: skip
+    return 0
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from kiosk.fleet import records
 from kiosk.fleet.html import render_html
 from kiosk.fleet.report import Report, build, day_range, render_csv, render_text
 from kiosk.leads import outbox as ob
-from kiosk.leads.store import utc_now
+from kiosk.leads.records import utc_now
 
 
 def collect(settings: Settings, since: str, today: date) -> Report:

@@ -4,9 +4,9 @@ self-test and the daemon's start share, so a mistake is found before a visitor f
 Single values are checked when the settings load (:mod:`kiosk.config.rules`); these checks
 open the files the settings point at: the instructions (every ``{placeholder}`` known), the
 lending file, a knowledge base with something in it, the e-mail templates, the recorded
-messages, the CA bundles, the booking links. Each problem is one line naming the setting and
-the fix. Sample values shipped with the project (the example lender, its links) are
-warnings: fine for a demo, wrong in a branch office.
+messages, the CA bundles, the booking links, the visitors' e-mail opt-out. Each problem is
+one line naming the setting and the fix. Sample values shipped with the project (the
+example lender, its links) are warnings: fine for a demo, wrong in a branch office.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def check_settings(settings: Settings) -> Findings:
     found.errors += _ca_bundle("sync.ca_bundle", settings.sync.ca_bundle)
     found.errors += _ca_bundle("notify.smtp_ca_bundle", settings.notify.smtp_ca_bundle)
     found.errors += _placeholder_lender(settings.branch.lender_name)
+    found.errors += _opt_out(settings, found)
     found.warnings += _samples(settings)
     return found
 
@@ -69,6 +70,23 @@ def _placeholder_lender(name: str) -> list[str]:
     if _PLACEHOLDER.search(name):
         return [f"branch.lender_name {name!r} is a placeholder: the consent disclosure must name the lender "
                 "(its legal name, as on its NMLS record)"]  # fmt: skip
+    return []
+
+
+def _opt_out(settings: Settings, found: Findings) -> list[str]:
+    """CAN-SPAM: every visitor e-mail needs an opt-out that reaches someone; without the
+    address no visitor e-mail is written, which is an error once e-mail is on."""
+    n = settings.notify
+    if n.unsubscribe_address:
+        if _is_sample_host(n.unsubscribe_address.rpartition("@")[2]):
+            found.warnings.append(f"notify.unsubscribe_address is the shipped example ({n.unsubscribe_address}): "
+                                  "visitors' opt-outs must reach a mailbox the lender's staff read")  # fmt: skip
+        return []
+    why = ("notify.unsubscribe_address is not set: visitor e-mails need an opt-out address someone reads "
+           "(CAN-SPAM), so no follow-up e-mail is written; set it to the lender's unsubscribe mailbox")  # fmt: skip
+    if n.smtp_host:
+        return [why]
+    found.warnings.append(why)
     return []
 
 
@@ -159,7 +177,11 @@ def _ca_bundle(name: str, path: Path | None) -> list[str]:
 def _is_sample(url: str) -> bool:
     from urllib.parse import urlsplit
 
-    host = urlsplit(url).hostname or ""
+    return _is_sample_host(urlsplit(url).hostname or "")
+
+
+def _is_sample_host(host: str) -> bool:
+    host = host.lower()
     return any(host == h or host.endswith("." + h) for h in SAMPLE_HOSTS)
 
 
@@ -173,6 +195,8 @@ def _samples(settings: Settings) -> list[str]:
         warn.append(f"branch.booking_url is the shipped example ({b.booking_url})")
     if b.callback_phone.replace(" ", "").startswith("+1555555"):
         warn.append(f"branch.callback_phone is a fictional 555 number ({b.callback_phone})")
+    if _is_sample(settings.notify.unsubscribe_url):
+        warn.append(f"notify.unsubscribe_url is the shipped example ({settings.notify.unsubscribe_url})")
     if "Example" in settings.notify.postal_address:
         warn.append("notify.postal_address is the shipped example: visitor e-mails must carry the lender's address")
     return warn

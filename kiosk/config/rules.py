@@ -70,6 +70,12 @@ def web_link(value: str) -> str:
     return _link(value, "https", "http")
 
 
+def one_click_link(value: str) -> str:
+    """An https:// link, never plain http, not even on this machine ('' = none): mail providers
+    POST a one-click unsubscribe there (RFC 8058 requires HTTPS)."""
+    return value and _link(value, "https", "https")
+
+
 def realtime_link(value: str) -> str:
     """A wss:// WebSocket endpoint with a host (ws:// only on this machine: the simulator)."""
     return _link(value, "wss", "ws")
@@ -86,5 +92,6 @@ PhoneRegion = Annotated[str, AfterValidator(phone_region)]
 PhoneNumber = Annotated[str, AfterValidator(phone_number)]
 EmailAddress = Annotated[str, AfterValidator(email_address)]
 WebLink = Annotated[str, AfterValidator(web_link)]
+OneClickLink = Annotated[str, AfterValidator(one_click_link)]
 RealtimeLink = Annotated[str, AfterValidator(realtime_link)]
 NotBlank = Annotated[str, AfterValidator(not_blank)]

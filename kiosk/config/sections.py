@@ -13,7 +13,16 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from kiosk.config.devices import AudioSettings, EchoSettings, PanelSettings, Section, VadSettings
 from kiosk.config.identity import machine_kiosk_id
 from kiosk.config.prices import CostSettings
-from kiosk.config.rules import EmailAddress, NotBlank, PhoneNumber, PhoneRegion, RealtimeLink, WebLink, web_link
+from kiosk.config.rules import (
+    EmailAddress,
+    NotBlank,
+    OneClickLink,
+    PhoneNumber,
+    PhoneRegion,
+    RealtimeLink,
+    WebLink,
+    web_link,
+)
 
 SECRET_NAMES = (
     "openai_api_key",
@@ -177,6 +186,14 @@ class NotifySettings(Section):
     postal_address: str = Field(
         "Example Lending LLC, 1 Main St, Springfield", description="Postal address in visitor e-mails (CAN-SPAM)."
     )
+    unsubscribe_address: EmailAddress = Field(
+        "", description="Mailbox someone reads for opt-outs from visitor e-mails (List-Unsubscribe, CAN-SPAM); "
+        "'' = no visitor e-mail is written, and `config check` refuses it while smtp_host is set.",
+    )  # fmt: skip
+    unsubscribe_url: OneClickLink = Field(
+        "", description="The lender's one-click unsubscribe endpoint (RFC 8058, https://; the kiosk adds "
+        "?lead=...&kiosk=...); '' = the mailto only.",
+    )  # fmt: skip
     templates_dir: Path = Field(Path("templates"), description="E-mail templates (relative to the config file).")
 
 

@@ -1,14 +1,21 @@
 """E-mail, in one place: the payload, the templates, and the SMTP sender.
 
 * :class:`Email` is the only shape of an e-mail outbox row's ``payload_json``
-  (``{"to", "subject", "body"}``): the writers queue ``Email.to_payload()`` and the syncer
-  reads ``Email.from_payload()``, so the two sides cannot drift apart.
+  (``{"to", "subject", "body"}`` and, for a visitor, ``"headers"``): the writers queue
+  ``Email.to_payload()`` and the syncer reads ``Email.from_payload()``, so the two sides
+  cannot drift apart.
 * :class:`Composer` writes the kiosk's two e-mails from the templates in
   ``notify.templates_dir`` (``config/templates/``): a ``Subject:`` line, a blank line, the
   body, ``$placeholders`` (:class:`string.Template`). saveLead queues the loan-officer
   e-mail (kind ``email_officer``) in the lead's own transaction; scheduleCall queues the
   visitor's follow-up (kind ``email_visitor``). At most one row per lead and kind (the
   outbox's UNIQUE(kind, ref)).
+* CAN-SPAM: the visitor's e-mail carries ``List-Unsubscribe`` (a mailto to
+  ``notify.unsubscribe_address``, whose subject names the lead and the kiosk, so the staff
+  who read that mailbox know what to run: ``kiosk leads unsubscribe``) and, when
+  ``notify.unsubscribe_url`` is set, the one-click URL with ``List-Unsubscribe-Post``
+  (RFC 8058); its body says the same and shows the postal address. No visitor e-mail is
+  written without an unsubscribe address.
 * :class:`SmtpMailer` sends over STARTTLS. Delivery is at least once: a crash after the
   server accepted a message and before the row is marked sent sends it again, with the same
   ``Message-ID`` so mail clients can fold it.
@@ -17,15 +24,17 @@
 from __future__ import annotations
 
 import contextlib
+import email.policy
 import hashlib
 import smtplib
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote, urlencode
 
 from pydantic import SecretStr
 
@@ -33,11 +42,14 @@ from kiosk.config import BranchSettings, NotifySettings
 from kiosk.errors import KioskError
 from kiosk.leads.deadline import Aborter, Cutoff
 from kiosk.leads.http import tls_context
-from kiosk.leads.store import LeadRecord, ScoreRecord
+from kiosk.leads.records import LeadRecord, ScoreRecord
 
 OFFICER_KIND = "email_officer"
 VISITOR_KIND = "email_visitor"
 PAYLOAD_FIELDS = ("to", "subject", "body")
+# The only headers a payload may add to a message (the visitor's opt-out, RFC 2369 / 8058).
+EXTRA_HEADERS = frozenset({"List-Unsubscribe", "List-Unsubscribe-Post"})
+ONE_CLICK = "List-Unsubscribe=One-Click"
 
 
 class MailRefused(KioskError, ValueError):
@@ -64,21 +76,33 @@ class MailTemplateError(MailError):
 
 @dataclass(frozen=True)
 class Email:
-    """One e-mail as queued in the outbox and as sent; every field a non-empty string."""
+    """One e-mail as queued in the outbox and as sent; every field a non-empty string, and
+    ``headers`` only those of :data:`EXTRA_HEADERS`, on one line each."""
 
     to: str
     subject: str
     body: str
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in PAYLOAD_FIELDS:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise EmailPayloadError(f"e-mail field '{name}' must be a non-empty string")
+        if not isinstance(self.headers, Mapping):
+            raise EmailPayloadError("e-mail field 'headers' must be an object")
+        for name, value in self.headers.items():
+            if name not in EXTRA_HEADERS:
+                raise EmailPayloadError(f"e-mail header '{name}' is not one the kiosk sets")
+            if not isinstance(value, str) or not value.strip() or "\r" in value or "\n" in value:
+                raise EmailPayloadError(f"e-mail header '{name}' must be one non-empty line")
 
-    def to_payload(self) -> dict[str, str]:
+    def to_payload(self) -> dict[str, Any]:
         """The outbox row's ``payload_json``."""
-        return {"to": self.to, "subject": self.subject, "body": self.body}
+        payload: dict[str, Any] = {"to": self.to, "subject": self.subject, "body": self.body}
+        if self.headers:
+            payload["headers"] = dict(self.headers)
+        return payload
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any] | None) -> Email:
@@ -88,7 +112,8 @@ class Email:
         for name in PAYLOAD_FIELDS:
             if name not in payload:
                 raise EmailPayloadError(f"e-mail payload lacks '{name}'")
-        return cls(to=payload["to"], subject=payload["subject"], body=payload["body"])
+        headers = payload.get("headers") or {}  # rows queued before the opt-out headers have none
+        return cls(to=payload["to"], subject=payload["subject"], body=payload["body"], headers=headers)
 
 
 class Mailer(Protocol):
@@ -121,8 +146,8 @@ OFFICER_TEMPLATE = TemplateSpec(
 )  # fmt: skip
 VISITOR_TEMPLATE = TemplateSpec(
     "visitor_email.txt",
-    _BRANCH_FIELDS | {"name", "product_name", "booking_url", "postal_address"},
-    frozenset({"booking_url", "postal_address"}),  # the point of the e-mail, and CAN-SPAM
+    _BRANCH_FIELDS | {"name", "product_name", "booking_url", "postal_address", "unsubscribe_address"},
+    frozenset({"booking_url", "postal_address", "unsubscribe_address"}),  # the point of the e-mail, and CAN-SPAM
 )
 
 
@@ -223,8 +248,14 @@ class Composer:
         )
         return Email(self.notify.officer_email, subject, body)
 
-    def visitor(self, *, to: str, name: str | None, product_name: str, booking_url: str) -> Email:
-        """The visitor's follow-up: the booking link, the postal address and the opt-out CAN-SPAM asks for."""
+    def visitor(
+        self, *, to: str, name: str | None, product_name: str, booking_url: str, lead_id: str, kiosk_id: str
+    ) -> Email:
+        """The visitor's follow-up: the booking link, the postal address and the opt-out CAN-SPAM
+        asks for (in the text and as ``List-Unsubscribe``); MailError without an unsubscribe address."""
+        address = self.notify.unsubscribe_address
+        if not address:
+            raise MailError("notify.unsubscribe_address is not set: a visitor e-mail needs an opt-out someone reads")
         subject, body = render(
             self.notify.templates_dir,
             VISITOR_TEMPLATE,
@@ -234,12 +265,32 @@ class Composer:
                 "product_name": product_name,
                 "booking_url": booking_url,
                 "postal_address": self.notify.postal_address,
+                "unsubscribe_address": address,
             },
         )
-        return Email(to, subject, body)
+        return Email(to, subject, body, unsubscribe_headers(self.notify, lead_id, kiosk_id))
+
+
+def unsubscribe_headers(notify: NotifySettings, lead_id: str, kiosk_id: str) -> dict[str, str]:
+    """``List-Unsubscribe`` (the mailto, and the one-click URL when configured) for one lead.
+
+    The mailto's subject and the URL's query name the lead and the kiosk (random ids, no
+    personal data): the lender's staff, or its web server, know which lead to stop and where.
+    """
+    subject = quote(f"unsubscribe lead {lead_id} kiosk {kiosk_id}", safe="")
+    links = [f"<mailto:{notify.unsubscribe_address}?subject={subject}>"]
+    headers = {}
+    if notify.unsubscribe_url:
+        url = notify.unsubscribe_url
+        links.append(f"<{url}{'&' if '?' in url else '?'}{urlencode({'lead': lead_id, 'kiosk': kiosk_id})}>")
+        headers["List-Unsubscribe-Post"] = ONE_CLICK  # RFC 8058: a POST to the URL unsubscribes, no page
+    return {"List-Unsubscribe": ", ".join(links), **headers}
 
 
 AUTH_CODES = frozenset({530, 534, 535, 538})
+# Headers folded only past RFC 5322's 998-character limit: the default 78 would RFC 2047-encode
+# a long List-Unsubscribe URI, which mail providers then cannot read.
+POLICY = email.policy.default.clone(max_line_length=998)
 
 
 class _Smtp(smtplib.SMTP):
@@ -272,7 +323,10 @@ class SmtpMailer:
         msg["Date"] = formatdate(usegmt=True)
         digest = hashlib.sha256(message_key.encode()).hexdigest()[:32]
         msg["Message-ID"] = f"<{digest}@{self.kiosk_id}.kiosk.invalid>"
-        msg.set_content(email.body)
+        for name, value in email.headers.items():
+            msg[name] = value
+        msg.set_content(email.body)  # under the default policy: the body's encoding as ever
+        msg.policy = POLICY  # the headers are folded when the message is written out
         return msg
 
     def send(self, email: Email, *, message_key: str) -> None:

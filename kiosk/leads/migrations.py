@@ -141,4 +141,9 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE consent ADD COLUMN revoked_at TEXT;
     ALTER TABLE consent ADD COLUMN revoked_words TEXT;
     """,
+    # 8 (CAN-SPAM): an e-mail unsubscribe stops the e-mails to a lead, not the calls and texts
+    # its consent covers (`kiosk leads unsubscribe`); a full withdrawal is status 'revoked'.
+    """
+    ALTER TABLE consent ADD COLUMN email_revoked_at TEXT;
+    """,
 )

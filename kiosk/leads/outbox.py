@@ -1,7 +1,8 @@
 """The outbox's queries: what is due, what was sent, what is dead, and the sync status for ops.
 
 Rows move ``pending -> sent`` or ``pending -> dead`` (and ``dead -> pending`` by
-``kiosk leads retry``); nothing else writes ``state``. Times are UTC ISO 8601 strings with
+``kiosk leads retry``); nothing else writes ``state``. A pending e-mail to a visitor who
+opted out is deleted (:func:`cancel`, as withdrawing consent does). Times are UTC ISO 8601 strings with
 seconds, like every timestamp in the store, so they compare as text.
 """
 
@@ -112,6 +113,14 @@ def mark_dead(store: Store, rows: Sequence[OutboxRow], reason: str) -> None:
         [reason],
         _ids(rows),
     )
+
+
+def cancel(store: Store, rows: Sequence[OutboxRow]) -> None:
+    """Drop pending rows that must not go any more (an e-mail to a visitor who opted out),
+    as withdrawing consent drops them."""
+    ids = _ids(rows)
+    with store.transaction() as conn:
+        conn.execute(f"DELETE FROM outbox WHERE state = 'pending' AND id IN ({','.join('?' * len(ids))})", ids)
 
 
 def requeue(store: Store, refs: Sequence[str] = (), *, all_dead: bool = False) -> int:

@@ -21,11 +21,8 @@ import logging
 import os
 import sqlite3
 import threading
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,69 +30,10 @@ import sqlite_utils
 
 from kiosk.errors import StoreError
 from kiosk.leads.migrations import MIGRATIONS
+from kiosk.leads.records import ConsentEvidence, LeadRecord, ScoreRecord, utc_now
 from kiosk.leads.sqlfaults import RECOVER, check_file, clamp_float, clamp_int, store_error
 
 log = logging.getLogger(__name__)
-
-def utc_now() -> str:
-    """Current UTC time, ISO 8601 with seconds (evidence timestamps, not durations)."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def new_lead_id() -> str:
-    """A fresh lead id (a random UUID: unique across kiosks, nothing to guess from it)."""
-    return str(uuid.uuid4())
-
-
-@dataclass(frozen=True)
-class LeadRecord:
-    """What saveLead stores. It has its id and time before it is stored, so e-mails about it
-    can be written first and committed in the same transaction as the lead."""
-
-    name: str
-    email: str
-    phone: str
-    product_type: str
-    session_id: str
-    kiosk_id: str
-    analysis: dict[str, Any] | None
-    details: dict[str, Any] | None = None  # optional deal facts the visitor gave (scoring inputs)
-    id: str = field(default_factory=new_lead_id)
-    created_at: str = field(default_factory=utc_now)
-
-
-@dataclass(frozen=True)
-class ScoreRecord:
-    """An explainable score: points per factor, reason codes, the rubric version that produced it."""
-
-    total: int
-    disposition: str
-    points: dict[str, int]
-    reasons: list[str]
-    rubric_version: str
-
-
-@dataclass(frozen=True)
-class ConsentEvidence:
-    """Proof of the visitor's consent (TCPA): what was disclosed, what was actually said, and their words.
-
-    ``disclosure_text`` is the script the assistant was given (its hash is the version);
-    ``assistant_words`` is the assistant's own transcript of the consent turn and
-    ``greeting_words`` of its greeting (the AI disclosure); ``visitor_items`` the visitor's
-    words by item id. ``status`` is "verified" when the spoken words hold every required
-    element, else "unverified" with ``missing`` naming what was not said.
-    """
-
-    disclosure_text: str
-    disclosure_version: str
-    channel: str
-    visitor_words: str
-    phone: str | None = None
-    assistant_words: str | None = None
-    greeting_words: str | None = None
-    visitor_items: list[dict[str, str]] = field(default_factory=list)
-    status: str = "unchecked"
-    missing: list[str] = field(default_factory=list)
 
 
 class Store:
@@ -273,21 +211,28 @@ class Store:
         notice: tuple[str, dict[str, Any]],
         *,
         erase: bool = False,
+        email_only: bool = False,
     ) -> int:
-        """Mark a lead's consent revoked, drop its queued e-mails and queue ``notice`` (kind,
-        payload) for the CRM, atomically; returns how many e-mails were cancelled.
+        """Mark a lead's consent revoked, drop its queued e-mails of ``mail_kinds`` and queue
+        ``notice`` (kind, payload) for the CRM under the payload's id, atomically; returns how
+        many e-mails were cancelled.
 
         ``erase`` (the visitor asked to delete their details): a lead not yet uploaded is not
         uploaded at all, and its name, e-mail and phone are cleared here at once; the consent
         row keeps the number and the words, which prove the consent and its withdrawal.
+        ``email_only`` (an e-mail unsubscribe): only e-mails stop; the consent to calls stands.
         """
         kinds = list(mail_kinds)
         marks = ",".join("?" * len(kinds))
         with self.transaction() as conn:
-            conn.execute(
-                "UPDATE consent SET status = 'revoked', revoked_at = ?, revoked_words = ? WHERE lead_id = ?",
-                (utc_now(), words, lead_id),
-            )
+            if email_only:
+                conn.execute("UPDATE consent SET email_revoked_at = coalesce(email_revoked_at, ?) WHERE lead_id = ?",
+                             (utc_now(), lead_id))  # fmt: skip
+            else:
+                conn.execute(
+                    "UPDATE consent SET status = 'revoked', revoked_at = ?, revoked_words = ? WHERE lead_id = ?",
+                    (utc_now(), words, lead_id),
+                )
             cancelled = conn.execute(
                 f"DELETE FROM outbox WHERE ref = ? AND state = 'pending' AND kind IN ({marks})", (lead_id, *kinds)
             ).rowcount
@@ -302,7 +247,7 @@ class Store:
                     (utc_now(), lead_id),
                 )
                 conn.execute("UPDATE outbox SET payload_json = NULL WHERE ref = ? AND state = 'sent'", (lead_id,))
-            self.enqueue(notice[0], lead_id, notice[1])
+            self.enqueue(notice[0], str(notice[1].get("id") or lead_id), notice[1])
         return int(cancelled)
 
     def save_score(self, lead_id: str, score: ScoreRecord, analysis: dict[str, Any] | None = None) -> None:

@@ -42,6 +42,7 @@ from kiosk.leads.channels import Channel, Clock, DrainReport, SystemClock, finge
 from kiosk.leads.deadline import Aborter
 from kiosk.leads.http import HttpTransport, Transport
 from kiosk.leads.mail import Email, EmailPayloadError, MailAuthRefused, Mailer, MailRefused, SmtpMailer
+from kiosk.leads.optout import mail_stopped
 from kiosk.leads.retention import purge
 from kiosk.leads.store import Store
 from kiosk.logs import event
@@ -235,6 +236,12 @@ class Syncer:
             if not rows:
                 return
             row = rows[0]
+            if mail_stopped(self.store, row.kind, row.ref):  # opted out after it was queued
+                ob.cancel(self.store, rows)
+                fields = event("email_cancelled", outbox_id=row.id, kind=row.kind, ref=row.ref)
+                log.info("outbox row %d (%s %s) cancelled: the visitor opted out", row.id, row.kind, row.ref,
+                         extra=fields)  # fmt: skip
+                continue
             try:
                 email = Email.from_payload(row.payload)
             except EmailPayloadError as exc:

@@ -23,7 +23,8 @@ from kiosk import conversation as cv
 from kiosk.config import AudioSettings, Settings
 from kiosk.errors import DeviceError
 from kiosk.fleet.link import LinkHealth
-from kiosk.leads.store import Store, utc_now
+from kiosk.leads.records import utc_now
+from kiosk.leads.store import Store
 from kiosk.leads.sync import Syncer
 from kiosk.logs import event
 from kiosk.panel.ports import KeyboardButton, Lights, LogLights

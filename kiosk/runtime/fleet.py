@@ -22,7 +22,8 @@ from kiosk.errors import StoreError
 from kiosk.fleet import documents, prom, records
 from kiosk.fleet.link import LinkHealth
 from kiosk.fleet.report import day_stats
-from kiosk.leads.store import Store, utc_now
+from kiosk.leads.records import utc_now
+from kiosk.leads.store import Store
 from kiosk.logs import event
 
 log = logging.getLogger(__name__)

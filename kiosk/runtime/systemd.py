@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.leads.outbox import SyncStatus
-from kiosk.leads.store import utc_now
+from kiosk.leads.records import utc_now
 from kiosk.logs import event, fields_of, redact
 from systemd import daemon
 

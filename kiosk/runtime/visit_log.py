@@ -22,7 +22,8 @@ from kiosk.errors import StoreError
 from kiosk.fleet import records
 from kiosk.fleet.link import LinkHealth
 from kiosk.fleet.visits import VisitRecord, VisitTracker, refused
-from kiosk.leads.store import Store, utc_now
+from kiosk.leads.records import utc_now
+from kiosk.leads.store import Store
 from kiosk.logs import event
 from kiosk.realtime import session as rs
 

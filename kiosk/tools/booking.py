@@ -3,7 +3,8 @@
 The e-mail is not sent here: it is queued in the outbox (kind ``email_visitor``, one per
 lead) as a :class:`kiosk.leads.mail.Email` written from ``templates/visitor_email.txt``, so
 it survives outages and a power cut. It is queued only when the lead's consent evidence is
-on record and an e-mail address is still held (retention may have purged it).
+on record, not withdrawn nor unsubscribed from e-mail, and an e-mail address is still held
+(retention may have purged it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from kiosk.leads.mail import VISITOR_KIND, Composer, MailError
+from kiosk.leads.optout import mail_allowed
 from kiosk.logs import event
 from kiosk.tools.lending import LendingConfig
 from kiosk.tools.registry import Tool, ToolContext
@@ -32,10 +34,11 @@ class ScheduleCallArgs(BaseModel):
 
 def queue_followup(ctx: ToolContext, composer: Composer, lead: dict[str, Any], product_name: str, link: str) -> bool:
     """Queue the visitor's follow-up e-mail (once per lead); False when none can go out."""
-    if ctx.store.consent(lead["id"]) is None or not lead.get("email"):
+    if not mail_allowed(ctx.store.consent(lead["id"])) or not lead.get("email"):
         return False
     try:
-        email = composer.visitor(to=lead["email"], name=lead.get("name"), product_name=product_name, booking_url=link)
+        email = composer.visitor(to=lead["email"], name=lead.get("name"), product_name=product_name,
+                                 booking_url=link, lead_id=lead["id"], kiosk_id=lead["kiosk_id"])  # fmt: skip
     except MailError as exc:
         # The visitor still gets the link on screen and in speech; ops see why the e-mail did not go.
         fields = event("email_error", session=ctx.visit_id, lead_id=lead["id"], kind=VISITOR_KIND)

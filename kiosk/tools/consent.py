@@ -9,14 +9,14 @@ automated call or text may be made on it.
 
 Revocation "by any reasonable means" (FCC, April 2025): ``withdrawConsent`` marks this
 visit's lead revoked, cancels its queued e-mails and queues a revocation notice to the
-CRM through the outbox (``kiosk/schemas/consent-revocation.schema.json``).
+CRM through the outbox (``kiosk/schemas/consent-revocation.schema.json``, written by
+:mod:`kiosk.leads.optout`, which the e-mail unsubscribe shares).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import uuid
 from typing import Any
 
 import phonenumbers
@@ -24,8 +24,8 @@ from pydantic import Field
 
 from kiosk.config import Settings
 from kiosk.errors import ToolError
+from kiosk.leads.optout import revocation_document
 from kiosk.leads.outbox import MAIL_KINDS, REVOCATION_KIND
-from kiosk.leads.store import utc_now
 from kiosk.logs import event
 from kiosk.tools.bounds import ToolArgs
 from kiosk.tools.registry import Tool, ToolContext
@@ -33,7 +33,6 @@ from kiosk.tools.registry import Tool, ToolContext
 log = logging.getLogger(__name__)
 
 VERIFIED, UNVERIFIED, REVOKED = "verified", "unverified", "revoked"
-REVOCATION_SCHEMA = "kiosk.consent-revocation/1"
 WORDS_KEPT = 4  # visitor utterances kept as evidence around the consent
 _DIGITS = {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
            "six": "6", "seven": "7", "eight": "8", "nine": "9"}  # fmt: skip
@@ -123,20 +122,9 @@ def revocation_notice(
     ctx: ToolContext, lead_id: str | None, phone: str | None, words: str, erase: bool
 ) -> tuple[str, dict[str, Any]]:
     """The outbox row (ref, payload) telling the CRM a consent was revoked."""
-    doc_id = lead_id or str(uuid.uuid4())
-    return doc_id, {
-        "schema": REVOCATION_SCHEMA,
-        "id": doc_id,
-        "kiosk_id": ctx.kiosk_id,
-        "session_id": ctx.visit_id,
-        "lead_id": lead_id,
-        "phone": phone,
-        "revoked_at": utc_now(),
-        "channel": "kiosk_voice",
-        "visitor_words": words,
-        "scope": "all calls, texts and e-mails",
-        "erase_personal_data": erase,
-    }
+    doc = revocation_document(kiosk_id=ctx.kiosk_id, session_id=ctx.visit_id, lead_id=lead_id, phone=phone,
+                              words=words, erase=erase)  # fmt: skip
+    return doc["id"], doc
 
 
 def withdraw_consent(args: WithdrawConsentArgs, ctx: ToolContext) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from pydantic import Field, StrictBool
 from kiosk.config import BranchSettings
 from kiosk.errors import ToolError
 from kiosk.leads.mail import OFFICER_KIND, Composer, Email, MailError
-from kiosk.leads.store import ConsentEvidence, LeadRecord, ScoreRecord
+from kiosk.leads.records import ConsentEvidence, LeadRecord, ScoreRecord
 from kiosk.logs import event
 from kiosk.realtime.transcripts import PENDING_MARK
 from kiosk.tools.bounds import Money, Price, ToolArgs

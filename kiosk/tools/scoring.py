@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from kiosk.errors import ToolError
-from kiosk.leads.store import ScoreRecord
+from kiosk.leads.records import ScoreRecord
 from kiosk.tools.lending import Band, LendingConfig, Rubric
 from kiosk.tools.registry import Tool, ToolContext
 
