@@ -70,3 +70,44 @@ def test_transactions_from_several_threads_take_turns(tmp_path: Path) -> None:
     assert not errors
     assert store.count("usage") == 200
     store.close()
+
+
+def test_reads_from_one_thread_and_writes_from_another_never_collide(tmp_path: Path) -> None:
+    """A tool thread reads a lead while the syncer's thread writes: neither may fail.
+
+    (sqlite_utils' query() wrapped each read in a SAVEPOINT on the shared connection, and
+    a read interleaved with another thread's transaction failed with "no such savepoint".)
+    """
+    import threading
+
+    store = Store(tmp_path / "k.db")
+    lead_id = store.save_lead(LEAD, CONSENT)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def writer() -> None:
+        try:
+            for i in range(300):
+                store.record_usage(f"s-{i}", "2026-11-24", {"input_tokens": 1, "output_tokens": 1}, 0.01)
+        except BaseException as exc:  # collected: an exception in a thread would be lost
+            errors.append(exc)
+        finally:
+            done.set()
+
+    def reader() -> None:
+        try:
+            while not done.is_set():
+                assert store.lead(lead_id) is not None
+                assert store.consent(lead_id) is not None
+                store.latest_score(lead_id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader), threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[:3]
+    assert store.count("usage") == 300
+    store.close()

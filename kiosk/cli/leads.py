@@ -158,8 +158,8 @@ def _show(store: Store, args: argparse.Namespace) -> int:
     doc["consent"] = consent
     if consent is not None:
         doc["consent_evidence"] = evidence_for_lender(consent, reveal=args.reveal)
-    doc["scores"] = list(store.db.query("SELECT * FROM scores WHERE lead_id = ? ORDER BY id", [args.lead_id]))
-    outbox = list(store.db.query("SELECT * FROM outbox WHERE ref = ? ORDER BY id", [args.lead_id]))
+    doc["scores"] = store.rows("SELECT * FROM scores WHERE lead_id = ? ORDER BY id", (args.lead_id,))
+    outbox = store.rows("SELECT * FROM outbox WHERE ref = ? ORDER BY id", (args.lead_id,))
     for o in outbox:
         if not args.reveal and o["payload_json"]:
             o["payload_json"] = "<hidden; --reveal shows it>"

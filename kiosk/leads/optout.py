@@ -98,8 +98,7 @@ def unsubscribe(store: Store, target: str, note: str) -> Unsubscribed:
             return Unsubscribed([], 0)
         if not address:  # purged or erased: the lead itself is all we know
             return _stop(store, [lead], note)
-    leads = list(store.db.query("SELECT * FROM leads WHERE lower(email) = lower(?) ORDER BY created_at",
-                                [address]))  # fmt: skip
+    leads = store.rows("SELECT * FROM leads WHERE lower(email) = lower(?) ORDER BY created_at", (address,))
     return _stop(store, leads, note)
 
 

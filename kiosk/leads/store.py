@@ -272,7 +272,7 @@ class Store:
 
     def latest_score(self, lead_id: str) -> dict[str, Any] | None:
         """The newest score row of a lead, or None."""
-        rows = list(self.db.query("SELECT * FROM scores WHERE lead_id = ? ORDER BY id DESC LIMIT 1", [lead_id]))
+        rows = self.rows("SELECT * FROM scores WHERE lead_id = ? ORDER BY id DESC LIMIT 1", (lead_id,))
         return rows[0] if rows else None
 
     def session_lead_ids(self, session_id: str) -> list[str]:
@@ -296,14 +296,26 @@ class Store:
     def _table(self, name: str) -> sqlite_utils.db.Table:
         return self.db.table(name)
 
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """The rows of a SELECT as dicts, under the store's lock.
+
+        Not ``sqlite_utils``' ``query()``: that wraps every SELECT in a SAVEPOINT on the one
+        shared connection, which a tool thread's read then interleaves with another
+        thread's transaction ("no such savepoint").
+        """
+        with self._tx_lock:
+            cursor = self.conn.execute(sql, params)
+            keys = [d[0] for d in cursor.description]
+            return [dict(zip(keys, row, strict=True)) for row in cursor.fetchall()]
+
     def lead(self, lead_id: str) -> dict[str, Any] | None:
         """One lead row, or None."""
-        rows = list(self.db.query("SELECT * FROM leads WHERE id = ?", [lead_id]))
+        rows = self.rows("SELECT * FROM leads WHERE id = ?", (lead_id,))
         return rows[0] if rows else None
 
     def consent(self, lead_id: str) -> dict[str, Any] | None:
         """The consent evidence of a lead, or None."""
-        rows = list(self.db.query("SELECT * FROM consent WHERE lead_id = ?", [lead_id]))
+        rows = self.rows("SELECT * FROM consent WHERE lead_id = ?", (lead_id,))
         return rows[0] if rows else None
 
     def count(self, table: str, where: str = "1=1", params: tuple[Any, ...] = ()) -> int:
