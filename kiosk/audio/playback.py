@@ -66,7 +66,10 @@ class PlaybackBuffer:
         self.underruns = 0
         self._reply = False  # a reply is under way (started, not yet played out or flushed)
         self.last_tag = ""
-        self.level_dbfs = -120.0  # of the last period handed to the device (echo reference)
+        # The last period handed to the device, kept as it is: its level is worked out only
+        # when someone asks (the level gate, per chunk on the loop), not per period on the
+        # device's thread, where numpy's first call after a sleep costs more than the rest.
+        self._last: bytes = b""
 
     def write(self, pcm: bytes, tag: str) -> None:
         """Queue audio for item ``tag``."""
@@ -95,12 +98,12 @@ class PlaybackBuffer:
         with self._lock:
             if self._fade:
                 data, self._fade = self._fade[:n], self._fade[n:]
-                self.level_dbfs = rms_dbfs(data)
+                self._last = data
                 return data + bytes(n - len(data)), True
             if not self._started and not self._ready_to_start(n):
                 if self._ending and not self._queued:
                     self._reply = False  # the reply ended while we waited for more of it
-                self.level_dbfs = -120.0
+                self._last = b""
                 # Waiting for late audio in the middle of a reply still counts as speaking:
                 # only a reply that has played out (or a flush) makes the speaker idle.
                 return bytes(n), self._reply
@@ -117,7 +120,8 @@ class PlaybackBuffer:
                     self._segments.popleft()
             self._queued -= len(out)
             self._played_total += len(out)
-            self.level_dbfs = rms_dbfs(bytes(out)) if out else -120.0
+            played = bytes(out)
+            self._last = played
             if len(out) < n:
                 if not self._ending:
                     # Started and not told the reply is complete: the audio came late.
@@ -127,7 +131,12 @@ class PlaybackBuffer:
                 # Dry: back to prebuffering so the next burst starts cleanly.
                 self._started = False
                 self._first_at = None
-            return bytes(out) + bytes(n - len(out)), bool(out) or self._reply
+            return played + bytes(n - len(out)) if len(out) < n else played, bool(out) or self._reply
+
+    @property
+    def level_dbfs(self) -> float:
+        """Level of the last period handed to the device (-120 for silence), the echo reference."""
+        return rms_dbfs(self._last)
 
     def _ready_to_start(self, n: int) -> bool:
         if not self._queued or self._first_at is None:

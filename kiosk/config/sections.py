@@ -1,6 +1,5 @@
 """The settings model: one frozen, documented section per component, and ``Settings`` over them."""
 
-
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -109,7 +108,8 @@ class AudioSettings(_Section):
     output_rate: int = Field(
         0, ge=0, le=192000, description="Open the speaker at this rate (0 = 24 kHz if accepted, else native)."
     )
-    period_ms: int = Field(10, ge=5, le=40, description="Device period (PortAudio frames per buffer) in milliseconds.")
+    period_ms: int = Field(10, ge=5, le=40, description="The speaker's device period (frames per buffer) in ms.")
+    input_period_ms: int = Field(0, ge=0, le=40, description="The microphone's device period in ms (0 = chunk_ms).")
     device_retry_s: float = Field(
         2.0, gt=0, le=60, description="While a device is missing, look for it again this often."
     )
@@ -196,8 +196,6 @@ class SessionSettings(_Section):
     unavailable_message: Path = Field(
         Path("audio/unavailable.wav"), description="Played at a press once the daily budget is spent."
     )
-
-
 
 
 class StoreSettings(_Section):
