@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections import deque
 from typing import Protocol
@@ -88,18 +87,28 @@ def interpolate(ring: Float, start: int, end: int, pos: float, n: int) -> Float:
     return interpolate_frames(ring, start, end, [pos], n)
 
 
+def _offsets(n: int) -> npt.NDArray[np.int64]:
+    """Ring offsets of each output sample's taps, relative to a frame's integer position."""
+    cached = _OFFSETS.get(n)
+    if cached is None:
+        cached = _OFFSETS[n] = (np.arange(n)[:, None] + _K[None, :]).astype(np.int64)
+    return cached
+
+
+_OFFSETS: dict[int, npt.NDArray[np.int64]] = {}
+
+
 def interpolate_frames(ring: Float, start: int, end: int, positions: list[float], n: int) -> Float:
     """:func:`interpolate` for several frames of ``n`` samples at once, one position each,
-    concatenated: one set of numpy calls for a whole chunk instead of one per frame."""
+    concatenated: one gather and one product for a whole chunk instead of calls per frame."""
     pos = np.asarray(positions, dtype=np.float64)
     base = np.floor(pos)
     kernels = _KERNELS[((pos - base) * len(_KERNELS)).astype(np.intp)]  # (frames, TAPS)
-    idx = base.astype(np.int64)[:, None] + np.arange(int(_K[0]), n + int(_K[-1]))[None, :]
-    segment = ring[idx % len(ring)]
-    if idx[0, 0] < start or idx[-1, -1] >= end:
-        segment = np.where((idx >= start) & (idx < end), segment, np.float32(0.0))
-    windows = np.lib.stride_tricks.sliding_window_view(segment, TAPS, axis=1)  # (frames, n, TAPS)
-    out: Float = np.einsum("fnt,ft->fn", windows, kernels).astype(np.float32).reshape(-1)
+    idx = base.astype(np.int64)[:, None, None] + _offsets(n)  # (frames, n, TAPS)
+    taps = ring[idx % len(ring)]
+    if idx[0, 0, 0] < start or idx[-1, -1, -1] >= end:
+        taps = np.where((idx >= start) & (idx < end), taps, np.float32(0.0))
+    out: Float = np.einsum("fnt,ft->fn", taps, kernels).astype(np.float32).reshape(-1)
     return out
 
 
@@ -148,8 +157,9 @@ class EchoStage:
         self.guard = guard if guard is not None else ResidualGuard()
         self.lead_s = lead_ms / 1000
         self.rate = AEC_RATE  # what :meth:`captured` returns
+        # The speaker's thread appends, the loop pops from the other end: a deque does both
+        # atomically, so neither side takes a lock (the speaker's thread runs 100 times a second).
         self._queue: deque[tuple[bytes, int, float | None]] = deque(maxlen=max_queued)
-        self._lock = threading.Lock()
         self._far = _Stream()
         self._near = _Stream()
         self._ring = np.zeros(RING, dtype=np.float32)
@@ -167,8 +177,7 @@ class EchoStage:
     def played(self, pcm: bytes, rate: int, dac_time: float | None) -> None:
         """The output callback handed ``pcm`` (mono PCM16 at ``rate``) to the device; its
         first sample reaches the DAC at ``dac_time`` (None: unknown, keep the last estimate)."""
-        with self._lock:
-            self._queue.append((pcm, rate, dac_time))
+        self._queue.append((pcm, rate, dac_time))
 
     # -- the microphone's side (event loop) ---------------------------------------------------
 
@@ -235,11 +244,9 @@ class EchoStage:
         return (out_f.astype(np.int16) if changed else cleaned).tobytes()
 
     def _take_reference(self) -> None:
-        with self._lock:
-            if not self._queue:
-                return
-            blocks = list(self._queue)
-            self._queue.clear()
+        if not self._queue:
+            return
+        blocks = [self._queue.popleft() for _ in range(len(self._queue))]  # (only this thread pops)
         x = self._far.add_blocks(blocks)[-RING:]  # (a speaker keeps its rate; a stalled loop: the newest 2 s)
         at = (self._far.count - len(x)) % RING
         first = min(len(x), RING - at)  # the ring wraps at most once per batch (it holds 2 s)

@@ -102,15 +102,15 @@ class CaptureChunker:
         any complete chunks (loop thread)."""
         self.blocks += 1
         self.frames_in += len(frames) // (2 * self.channels)
-        x = np.frombuffer(frames, dtype="<i2")
+        mono = frames  # a mono device's block is used as it is (no copy)
         if self.channels > 1:
+            x = np.frombuffer(frames, dtype="<i2")
             # The 2-D view has its own name: numpy 2.x's stubs give x a 1-D shape type.
             by_frame = x[: len(x) - len(x) % self.channels].reshape(-1, self.channels)
             if self._downmix:
-                x = by_frame.mean(axis=1).astype("<i2")
+                mono = by_frame.mean(axis=1).astype("<i2").tobytes()
             else:
-                x = np.ascontiguousarray(by_frame[:, self._channel])
-        mono = x.tobytes()
+                mono = np.ascontiguousarray(by_frame[:, self._channel]).tobytes()
         if self.echo is not None:
             mono = self.echo.captured(mono, self.rate, adc_time)
         self._pending += apply_gain(self._resample(mono), self._gain)

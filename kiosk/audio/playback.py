@@ -109,20 +109,22 @@ class PlaybackBuffer:
                 return bytes(n), self._reply
             self._started = True
             self._reply = True
-            out = bytearray()
-            while len(out) < n and self._segments:
+            parts: list[bytes] = []  # mostly one slice of one segment: no copy beyond it
+            got = 0
+            while got < n and self._segments:
                 seg = self._segments[0]
-                take = min(n - len(out), len(seg.data) - seg.pos)
-                out += seg.data[seg.pos : seg.pos + take]
+                take = min(n - got, len(seg.data) - seg.pos)
+                parts.append(seg.data[seg.pos : seg.pos + take])
+                got += take
                 seg.pos += take
                 self._played[seg.tag] = self._played.get(seg.tag, 0) + take
                 if seg.pos >= len(seg.data):
                     self._segments.popleft()
-            self._queued -= len(out)
-            self._played_total += len(out)
-            played = bytes(out)
+            self._queued -= got
+            self._played_total += got
+            played = parts[0] if len(parts) == 1 else b"".join(parts)
             self._last = played
-            if len(out) < n:
+            if got < n:
                 if not self._ending:
                     # Started and not told the reply is complete: the audio came late.
                     self.underruns += 1
@@ -131,7 +133,7 @@ class PlaybackBuffer:
                 # Dry: back to prebuffering so the next burst starts cleanly.
                 self._started = False
                 self._first_at = None
-            return played + bytes(n - len(out)) if len(out) < n else played, bool(out) or self._reply
+            return played + bytes(n - got) if got < n else played, bool(got) or self._reply
 
     @property
     def level_dbfs(self) -> float:
