@@ -255,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probes", action="store_true", help="marked audio, timed buffer and probing trace")
     args = p.parse_args(argv)
     if args.mode == "bare":
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)  # the result is written there
         settings = settings_for(args.url, Path(args.workdir), args.config, warm=False)
         result = asyncio.run(bare.run(args, settings))
     else:
