@@ -176,7 +176,7 @@ class PyAudioMicrophone:
             gain_db=a.input_gain_db,
             queue_chunks=a.capture_queue_chunks,
             rate=a.input_rate,
-            period_ms=a.input_period_ms or a.chunk_ms,
+            period_ms=a.input_period_ms or a.period_ms,
         )
 
     @property

@@ -107,7 +107,7 @@ class Bench:
         self.settings = settings_for(args.url, workdir, args.config, warm=not args.cold)
         a = self.settings.audio
         # The card's periods are 10 ms; the microphone's device period is the configured one.
-        mic_period_ms = a.input_period_ms or a.chunk_ms
+        mic_period_ms = a.input_period_ms or a.period_ms
         self.card = FifoCard(workdir, marks=args.probes, block_periods=mic_period_ms // 10)
         mic_class = TimedMicrophone if args.probes else FileMicrophone
         self.mic = mic_class(self.card.mic_path, chunk_ms=a.chunk_ms, period_ms=mic_period_ms)
