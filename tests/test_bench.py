@@ -43,9 +43,11 @@ def test_thread_cpu_names_the_thread_that_spent_it() -> None:
     before = threads.thread_cpu()
     worker = threading.Thread(target=burn, name="burner")
     worker.start()
-    spent: dict[str, float] = {}
+    burned = watched = 0.0
     while worker.is_alive():  # read while it is alive: an ended thread leaves /proc
         spent = threads.difference(threads.thread_cpu(), before)
+        # (the read that races the thread's exit may miss it: keep the most seen)
+        burned, watched = max(burned, spent.get("burner", 0.0)), spent.get("loop", 0.0)
         worker.join(0.05)
-    assert spent.get("burner", 0.0) >= 0.1, spent
-    assert spent.get("loop", 0.0) < spent["burner"], "the main thread only watched"
+    assert burned >= 0.1, "the burner's CPU is named after it"
+    assert watched < burned, "the main thread only watched"
