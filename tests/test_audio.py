@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kiosk.audio.capture import CaptureChunker
+from kiosk.audio.capture import CaptureChunker, Gather
 from kiosk.audio.files import FileMicrophone, RawSpeaker
 from kiosk.audio.pcm import RATE, read_wav, write_wav
 from kiosk.audio.playback import FADE_MS, PlaybackBuffer
@@ -259,3 +259,51 @@ def test_a_late_delta_mid_reply_does_not_make_the_speaker_idle() -> None:
     buf.read(960)  # dry again, mid-reply
     buf.end_of_stream()  # and then the reply turns out to be complete
     assert buf.read(960)[1] is False
+
+
+def test_gather_hands_over_one_block_per_chunk_as_the_completing_period_arrives() -> None:
+    got: list[tuple[bytes, float | None]] = []
+    gather = Gather(RATE, 1, 40, lambda block, t: got.append((block, t)))
+    periods = [bytes([k]) * 480 for k in range(8)]  # 10 ms each at 24 kHz
+    for k, p in enumerate(periods[:3]):
+        gather.add(p, k * 0.01)
+    assert got == [], "three periods do not make a 40 ms chunk"
+    gather.add(periods[3], 0.03)
+    assert got == [(b"".join(periods[:4]), 0.0)], "the fourth completes it: one block, stamped with its first period"
+    for k, p in enumerate(periods[4:], start=4):
+        gather.add(p, k * 0.01)
+    assert got[1] == (b"".join(periods[4:]), 0.04)
+
+
+def test_gather_with_periods_that_do_not_divide_a_chunk_still_hands_over_on_time() -> None:
+    handed: list[int] = []  # frames handed over so far, at each hand-over
+    total = 0
+
+    def deliver(block: bytes, t: float | None) -> None:
+        nonlocal total
+        total += len(block) // 4  # stereo PCM16
+        handed.append(total)
+
+    gather = Gather(RATE, 2, 40, deliver)
+    for _ in range(20):
+        gather.add(bytes(360 * 4), None)  # 15 ms periods, two channels
+    chunk = 960
+    assert handed, "blocks were handed over"
+    for frames in handed:
+        # Each hand-over comes with the period that crossed a chunk boundary: less than one
+        # period past it, never a whole period late.
+        assert frames % chunk < 360, (frames, handed)
+    assert handed[-1] // chunk == 20 * 360 // chunk, "every completed chunk went over"
+
+
+def test_the_speaker_level_is_worked_out_only_when_asked_and_follows_the_last_period() -> None:
+    buf = PlaybackBuffer(prebuffer_ms=0)
+    assert buf.level_dbfs == -120.0, "nothing played yet"
+    loud = tone(1000, 0.02, RATE).tobytes()
+    buf.write(loud, "a")
+    buf.end_of_stream()
+    buf.read(480)
+    assert -20.0 < buf.level_dbfs < -10.0, "the tone's period (-13.5 dBFS)"
+    buf.read(480)
+    buf.read(480)  # dry: silence handed on
+    assert buf.level_dbfs == -120.0

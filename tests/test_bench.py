@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import threading
+import time
 from pathlib import Path
 
+from kiosk.bench import threads
 from kiosk.bench.cli import METRICS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,3 +32,22 @@ def test_quick_bench_reports_every_metric(tmp_path: Path) -> None:
     assert report["machine"]["nproc"] >= 1
     for key in METRICS:
         assert key in done.stdout  # the table lists it
+
+
+def test_thread_cpu_names_the_thread_that_spent_it() -> None:
+    def burn() -> None:
+        t0 = time.thread_time()
+        while time.thread_time() - t0 < 0.3:
+            pass
+
+    before = threads.thread_cpu()
+    worker = threading.Thread(target=burn, name="burner")
+    worker.start()
+    burned = watched = 0.0
+    while worker.is_alive():  # read while it is alive: an ended thread leaves /proc
+        spent = threads.difference(threads.thread_cpu(), before)
+        # (the read that races the thread's exit may miss it: keep the most seen)
+        burned, watched = max(burned, spent.get("burner", 0.0)), spent.get("loop", 0.0)
+        worker.join(0.05)
+    assert burned >= 0.1, "the burner's CPU is named after it"
+    assert watched < burned, "the main thread only watched"

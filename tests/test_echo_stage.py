@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from kiosk.audio.aec import AEC_RATE, FRAME, EchoStage, Int16Array, interpolate
+from kiosk.audio.aec import AEC_RATE, FRAME, EchoStage, Int16Array, interpolate, interpolate_frames
 from kiosk.audio.guard import CouplingMeter, ResidualGuard
 from kiosk.audio.timeline import Timeline
 
@@ -33,6 +33,16 @@ def test_a_timeline_filters_jitter_follows_drift_and_takes_a_jump_at_once() -> N
     assert max(abs(e) for e in errors) < 0.0005, "the line stays within half a millisecond"
     assert float(np.sqrt(np.mean(np.square(errors[-1000:])))) < 0.0001, "and within 0.1 ms once settled"
     assert abs(tl.period * 16000 - (1 + drift)) < 10e-6, "the drift is measured to 10 ppm"
+
+
+def test_interpolating_a_chunk_at_once_equals_interpolating_its_frames_one_by_one() -> None:
+    ring = np.random.default_rng(2).normal(0, 3000, 4000).astype(np.float32)
+    positions = [1000.25, 1160.31, 1320.37, 1480.43]
+    together = interpolate_frames(ring, 100, 3000, positions, FRAME)
+    apart = np.concatenate([interpolate(ring, 100, 3000, p, FRAME) for p in positions])
+    assert np.allclose(together, apart, atol=0.05)
+    edge = interpolate_frames(ring, 0, 1200, [1100.5, 1260.5], FRAME)
+    assert np.all(edge[FRAME:] == 0.0), "past what has been played: silence, frame by frame"
 
 
 def test_interpolation_delays_by_a_fraction_of_a_sample() -> None:
@@ -69,7 +79,8 @@ def _sound(t: np.ndarray) -> np.ndarray:
     return out * 1500
 
 
-def test_the_canceller_gets_the_reference_that_sounded_lead_ms_after_each_microphone_frame() -> None:
+@pytest.mark.parametrize("per_chunk", [1, 4], ids=["mic-10ms-blocks", "mic-40ms-blocks"])
+def test_the_canceller_gets_the_reference_that_sounded_lead_ms_after_each_microphone_frame(per_chunk: int) -> None:
     rate, block, lead_ms, drift = 24000, 240, 5.0, 80e-6
     canceller = Recorder()
     stage = EchoStage(canceller, lead_ms=lead_ms)
@@ -81,10 +92,12 @@ def test_the_canceller_gets_the_reference_that_sounded_lead_ms_after_each_microp
         played_at = j / rate
         spk = _sound(played_at + np.arange(block) / rate)
         stage.played(spk.astype("<i2").tobytes(), rate, played_at + rng.normal(0, 0.0003))
-        i = b * block
+        if (b + 1) % per_chunk:
+            continue  # the microphone hands over a block per chunk (kiosk.audio.capture.Gather)
+        i = (b + 1 - per_chunk) * block
         captured_at = i * (1 + drift) / rate + (0.002 if i * (1 + drift) / rate >= 12 else 0.0)
         # This microphone hears the speaker with no delay at all: pure timestamps.
-        mic = _sound(captured_at + np.arange(block) * (1 + drift) / rate)
+        mic = _sound(captured_at + np.arange(block * per_chunk) * (1 + drift) / rate)
         stage.captured(mic.astype("<i2").tobytes(), rate, captured_at + rng.normal(0, 0.0003))
     near = np.concatenate(canceller.near).astype(np.float64)
     far = np.concatenate(canceller.far).astype(np.float64)
@@ -97,7 +110,7 @@ def test_the_canceller_gets_the_reference_that_sounded_lead_ms_after_each_microp
         corr = np.correlate(b_, a, mode="valid")
         lag = int(np.argmax(corr)) - 200
         assert abs(lag - want) <= 2, f"at {start_s} s the microphone lagged by {lag} samples, not {want}"
-    assert stage.frames == len(canceller.near)
+    assert stage.frames == len(near) // FRAME
 
 
 def _frames(guard: ResidualGuard, near: np.ndarray, far: np.ndarray, out: np.ndarray) -> np.ndarray:

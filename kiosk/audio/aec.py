@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections import deque
 from typing import Protocol
@@ -85,13 +84,31 @@ def interpolate(ring: Float, start: int, end: int, pos: float, n: int) -> Float:
     Samples outside what is held read as silence: before it, nothing was played (or it is
     long gone); after it, nothing has been played there yet.
     """
-    base = math.floor(pos)
-    kernel = _KERNELS[int((pos - base) * len(_KERNELS))]
-    idx = np.arange(base + int(_K[0]), base + n + int(_K[-1]))
-    segment = ring[idx % len(ring)]
-    if idx[0] < start or idx[-1] >= end:
-        segment = np.where((idx >= start) & (idx < end), segment, np.float32(0.0))
-    out: Float = np.correlate(segment, kernel, "valid").astype(np.float32)
+    return interpolate_frames(ring, start, end, [pos], n)
+
+
+def _offsets(n: int) -> npt.NDArray[np.int64]:
+    """Ring offsets of each output sample's taps, relative to a frame's integer position."""
+    cached = _OFFSETS.get(n)
+    if cached is None:
+        cached = _OFFSETS[n] = (np.arange(n)[:, None] + _K[None, :]).astype(np.int64)
+    return cached
+
+
+_OFFSETS: dict[int, npt.NDArray[np.int64]] = {}
+
+
+def interpolate_frames(ring: Float, start: int, end: int, positions: list[float], n: int) -> Float:
+    """:func:`interpolate` for several frames of ``n`` samples at once, one position each,
+    concatenated: one gather and one product for a whole chunk instead of calls per frame."""
+    pos = np.asarray(positions, dtype=np.float64)
+    base = np.floor(pos)
+    kernels = _KERNELS[((pos - base) * len(_KERNELS)).astype(np.intp)]  # (frames, TAPS)
+    idx = base.astype(np.int64)[:, None, None] + _offsets(n)  # (frames, n, TAPS)
+    taps = ring[idx % len(ring)]
+    if idx[0, 0, 0] < start or idx[-1, -1, -1] >= end:
+        taps = np.where((idx >= start) & (idx < end), taps, np.float32(0.0))
+    out: Float = np.einsum("fnt,ft->fn", taps, kernels).astype(np.float32).reshape(-1)
     return out
 
 
@@ -107,12 +124,19 @@ class _Stream:
 
     def add(self, pcm: bytes, rate: int, t: float | None) -> Int16Array:
         """Resample one device block; its first sample was converted at ``t``."""
+        return self.add_blocks([(pcm, rate, t)])
+
+    def add_blocks(self, blocks: list[tuple[bytes, int, float | None]]) -> Int16Array:
+        """Resample consecutive device blocks (one rate) at once, each block's time reported."""
+        rate = blocks[0][1]
         if rate != self._rate:  # (a device keeps its rate: this is the first block)
             self._resample, self._rate = Resampler(rate, AEC_RATE), rate
         assert self._resample is not None
-        if t is not None:
-            self.timeline.report(self._in, t)
-        self._in += len(pcm) // 2 * AEC_RATE / rate
+        for pcm, _, t in blocks:
+            if t is not None:
+                self.timeline.report(self._in, t)
+            self._in += len(pcm) // 2 * AEC_RATE / rate
+        pcm = blocks[0][0] if len(blocks) == 1 else b"".join(b[0] for b in blocks)
         x: Int16Array = np.frombuffer(self._resample(pcm), dtype=np.int16)
         self.count += len(x)
         return x
@@ -133,8 +157,9 @@ class EchoStage:
         self.guard = guard if guard is not None else ResidualGuard()
         self.lead_s = lead_ms / 1000
         self.rate = AEC_RATE  # what :meth:`captured` returns
+        # The speaker's thread appends, the loop pops from the other end: a deque does both
+        # atomically, so neither side takes a lock (the speaker's thread runs 100 times a second).
         self._queue: deque[tuple[bytes, int, float | None]] = deque(maxlen=max_queued)
-        self._lock = threading.Lock()
         self._far = _Stream()
         self._near = _Stream()
         self._ring = np.zeros(RING, dtype=np.float32)
@@ -152,67 +177,86 @@ class EchoStage:
     def played(self, pcm: bytes, rate: int, dac_time: float | None) -> None:
         """The output callback handed ``pcm`` (mono PCM16 at ``rate``) to the device; its
         first sample reaches the DAC at ``dac_time`` (None: unknown, keep the last estimate)."""
-        with self._lock:
-            self._queue.append((pcm, rate, dac_time))
+        self._queue.append((pcm, rate, dac_time))
 
     # -- the microphone's side (event loop) ---------------------------------------------------
 
     def captured(self, pcm: bytes, rate: int, adc_time: float | None) -> bytes:
         """The microphone block ``pcm`` (mono PCM16 at ``rate``, first sample converted at
         ``adc_time``), echo removed, as PCM16 at :attr:`rate`: whole frames, and only those
-        whose reference has been played (the rest waits, at most ``HOLD_FRAMES``)."""
+        whose reference has been played (the rest waits for the next block, or at most
+        ``HOLD_FRAMES`` when blocks are shorter than that).
+
+        The block's frames go through the canceller in one call and their levels are taken
+        together: a block is a chunk (40 ms), and numpy and the canceller cost per call."""
         c0 = time.thread_time()
         self._take_reference()
         x = self._near.add(pcm, rate, adc_time)
         self._pending = np.concatenate([self._pending, x]) if len(self._pending) else x
-        out = []
-        while len(self._pending) >= FRAME:
-            far = self._far_frame(force=len(self._pending) > HOLD_FRAMES * FRAME)
-            if far is None:
+        hold = max(HOLD_FRAMES * FRAME, len(x))
+        positions: list[float | None] = []
+        while (len(positions) + 1) * FRAME <= len(self._pending):
+            ready, pos = self._far_position(force=len(self._pending) - len(positions) * FRAME > hold)
+            if not ready:
                 break  # its reference is still on its way from the speaker's thread
-            near, self._pending = self._pending[:FRAME], self._pending[FRAME:]
-            out.append(self._cancel(near, far))
+            positions.append(pos)
+            self._next_frame += FRAME
+        out = b""
+        if positions:
+            n = len(positions) * FRAME
+            near, self._pending = self._pending[:n], self._pending[n:]
+            out = self._cancel(near, self._far_frames(positions))
         self.cpu_s += time.thread_time() - c0
-        return b"".join(out)
+        return out
 
     def _cancel(self, near: Int16Array, far: Float) -> bytes:
+        """Whole frames through the canceller, the coupling meter and the guard."""
         c1 = time.thread_time()
         cleaned = self.canceller.process(near, np.clip(far, -32768, 32767).astype(np.int16))
         self.canceller_cpu_s += time.thread_time() - c1
-        near_f = near.astype(np.float32)
-        if self.coupling.add(near_f, far):
-            log.info(
-                "echo canceller: %s",
-                "the microphone hears the speaker: cancelling"
-                if self.coupling.hears
-                else "the microphone hears nothing of the speaker: passing it through",
-                extra=event("echo_path", hears_speaker=self.coupling.hears),
-            )
+        frames = len(near) // FRAME
+        near_f = near.astype(np.float32).reshape(frames, FRAME)
+        far_f = far.reshape(frames, FRAME)
+        e_near = np.einsum("ij,ij->i", near_f, near_f).tolist()
+        e_far = np.einsum("ij,ij->i", far_f, far_f).tolist()
+        for i in range(frames):
+            if self.coupling.add_energy(e_near[i], e_far[i], FRAME):
+                log.info(
+                    "echo canceller: %s",
+                    "the microphone hears the speaker: cancelling"
+                    if self.coupling.hears
+                    else "the microphone hears nothing of the speaker: passing it through",
+                    extra=event("echo_path", hears_speaker=self.coupling.hears),
+                )
         if not self.coupling.hears:
             cleaned = near  # no echo to remove (the canceller still runs: it stays ready)
-        out_f = cleaned.astype(np.float32)
-        self.energy[0] += float(np.dot(near_f, near_f))
-        self.energy[1] += float(np.dot(out_f, out_f))
-        changed = self.guard.process(near_f, far, out_f)
-        self.energy[2] += float(np.dot(out_f, out_f))
-        self.frames += 1
-        self._next_frame += FRAME
+        out_f = cleaned.astype(np.float32).reshape(frames, FRAME)
+        e_out = np.einsum("ij,ij->i", out_f, out_f).tolist()
+        self.energy[0] += sum(e_near)
+        self.energy[1] += sum(e_out)
+        changed = False
+        for i in range(frames):
+            if self.guard.process_energy(e_near[i] / FRAME, e_out[i] / FRAME, e_far[i] / FRAME, out_f[i]):
+                changed = True
+                e_out[i] = float(np.dot(out_f[i], out_f[i]))
+        self.energy[2] += sum(e_out)
+        self.frames += frames
         return (out_f.astype(np.int16) if changed else cleaned).tobytes()
 
     def _take_reference(self) -> None:
-        with self._lock:
-            blocks = list(self._queue)
-            self._queue.clear()
-        for pcm, rate, t in blocks:
-            x = self._far.add(pcm, rate, t)
-            at = (self._far.count - len(x)) % RING
-            first = min(len(x), RING - at)  # the ring wraps at most once per block
-            self._ring[at : at + first] = x[:first]
-            self._ring[: len(x) - first] = x[first:]
+        if not self._queue:
+            return
+        blocks = [self._queue.popleft() for _ in range(len(self._queue))]  # (only this thread pops)
+        x = self._far.add_blocks(blocks)[-RING:]  # (a speaker keeps its rate; a stalled loop: the newest 2 s)
+        at = (self._far.count - len(x)) % RING
+        first = min(len(x), RING - at)  # the ring wraps at most once per batch (it holds 2 s)
+        self._ring[at : at + first] = x[:first]
+        self._ring[: len(x) - first] = x[first:]
 
-    def _far_frame(self, *, force: bool) -> Float | None:
-        """The reference for the next microphone frame, or None when it has not been played
-        yet (unless ``force``: then what is missing reads as silence).
+    def _far_position(self, *, force: bool) -> tuple[bool, float | None]:
+        """Where the reference for the next microphone frame starts: (False, None) when it
+        has not been played yet (unless ``force``: then what is missing reads as silence),
+        (True, None) when the timelines know nothing yet (silence).
 
         Where it starts follows the timelines, but never by more than ``SLEW`` samples a
         frame (ten times that while they are still settling) from where the last frame's
@@ -221,7 +265,7 @@ class EchoStage:
         or this is the start) is taken at once.
         """
         if not (self._far.timeline.ready and self._near.timeline.ready):
-            return np.zeros(FRAME, dtype=np.float32)
+            return True, None
         near_tl, far_tl = self._near.timeline, self._far.timeline
         target = far_tl.index(near_tl.time(self._next_frame) + self.lead_s)
         pos = target
@@ -232,11 +276,23 @@ class EchoStage:
                 pos = target
             else:
                 pos += max(-slew, min(slew, target - pos))
-        end = self._far.count
-        if pos + FRAME + TAPS // 2 > end and not force:
-            return None
+        if pos + FRAME + TAPS // 2 > self._far.count and not force:
+            return False, None
         self._far_pos = pos
-        return interpolate(self._ring, max(0, end - RING + TAPS), end, pos, FRAME)
+        return True, pos
+
+    def _far_frames(self, positions: list[float | None]) -> Float:
+        """The reference for consecutive frames (None: silence), interpolated at once."""
+        end = self._far.count
+        start = max(0, end - RING + TAPS)
+        live = [p for p in positions if p is not None]
+        if len(live) == len(positions):
+            return interpolate_frames(self._ring, start, end, live, FRAME)
+        far = np.zeros((len(positions), FRAME), dtype=np.float32)
+        if live:
+            rows = [i for i, p in enumerate(positions) if p is not None]
+            far[rows] = interpolate_frames(self._ring, start, end, live, FRAME).reshape(-1, FRAME)
+        return far.reshape(-1)
 
     # -- what the technician and the benchmark see ---------------------------------------------
 
@@ -263,4 +319,3 @@ class EchoStage:
     def reduction_since_db(self) -> float:
         """The same with the guard: microphone over what goes to the wire."""
         return 10 * math.log10(max(self.energy[0], 1.0) / max(self.energy[2], 1.0))
-

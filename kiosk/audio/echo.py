@@ -69,6 +69,12 @@ class EchoPolicy:
     _ref_at: float = -1e9
     gated_chunks: int = 0
 
+    @property
+    def uses_level(self) -> bool:
+        """True when :meth:`reference` matters: the gate and half duplex hold their decisions
+        by it; the other modes pass every chunk (and the speaker's level need not be worked out)."""
+        return self.mode in ("gate", "half_duplex")
+
     def playback(self, playing: bool, now: float) -> None:
         """The speaker started or stopped being audible."""
         self._playing_since = now if playing else None

@@ -28,7 +28,7 @@ from collections import deque
 from pathlib import Path
 from typing import BinaryIO
 
-from kiosk.audio.capture import CaptureChunker
+from kiosk.audio.capture import CaptureChunker, Gather
 from kiosk.audio.pcm import RATE, ms_to_bytes, write_wav
 from kiosk.audio.playback import PlaybackBuffer
 from kiosk.audio.ports import EchoRemover, PlayingListener, ReferenceSink
@@ -275,6 +275,12 @@ class FileMicrophone:
         next_at = time.monotonic()
         eof = False
         assert self.chunker is not None
+        chunker = self.chunker
+
+        def deliver(block: bytes, adc_time: float | None) -> None:
+            loop.call_soon_threadsafe(chunker.feed, block, adc_time)
+
+        gather = Gather(rate, channels, self.chunk_ms, deliver)
         try:
             while not self._stop.is_set():
                 data = b""
@@ -284,7 +290,7 @@ class FileMicrophone:
                 data += bytes(n - len(data))
                 self.callbacks += 1
                 # A device without timestamps: the period just delivered began a period ago.
-                loop.call_soon_threadsafe(self.chunker.feed, data, time.monotonic() - period_s)
+                gather.add(data, time.monotonic() - period_s)
                 if paced or eof:
                     next_at += period_s
                     self._stop.wait(max(0.0, next_at - time.monotonic()))
@@ -364,7 +370,9 @@ class RawSpeaker(BufferedSpeaker):
                 os.write(fd, data)
                 if paced:
                     next_at += self._period_s
-                    self._stop.wait(max(0.0, next_at - time.monotonic()))
+                    # A plain sleep, not the stop event's timed wait (half the CPU per
+                    # period); a stop is seen within a period.
+                    time.sleep(max(0.0, next_at - time.monotonic()))
         except (OSError, RuntimeError):
             pass  # reader gone or loop closed: shutting down
         finally:

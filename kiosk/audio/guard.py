@@ -127,9 +127,15 @@ class ResidualGuard:
 
     def process(self, near: Float, far: Float, out: Float) -> bool:
         """Guard one output frame (float, PCM16 scale, modified in place); True when it was changed."""
-        p_near = float(np.dot(near, near)) / len(near) + 1.0
-        p_out = float(np.dot(out, out)) / len(out) + 1.0
-        p_far = float(np.dot(far, far)) / len(far)
+        n = len(near)
+        return self.process_energy(
+            float(np.dot(near, near)) / n, float(np.dot(out, out)) / n, float(np.dot(far, far)) / n, out
+        )
+
+    def process_energy(self, near_power: float, out_power: float, far_power: float, out: Float) -> bool:
+        """:meth:`process` with the frame's mean-square powers already worked out (the echo
+        stage takes a block's at once)."""
+        p_near, p_out, p_far = near_power + 1.0, out_power + 1.0, far_power
         echo_rms = self.envelope.push(math.sqrt(p_far))
         echo = echo_rms * echo_rms + 1.0
         self._far_recent.append(p_far)
@@ -217,15 +223,19 @@ class CouplingMeter:
 
     def add(self, near: Float, far: Float) -> bool:
         """Count one frame; True when :attr:`hears` changed with it."""
-        self._near += float(np.dot(near, near))
-        self._far += float(np.dot(far, far))
+        return self.add_energy(float(np.dot(near, near)), float(np.dot(far, far)), len(far))
+
+    def add_energy(self, near: float, far: float, samples: int) -> bool:
+        """:meth:`add` with the frame's energies (sums of squares) already worked out."""
+        self._near += near
+        self._far += far
         self._n += 1
         if self._n < self.BLOCK:
             return False
         near_e, far_e, frames = self._near, self._far, self._n
         self._near = self._far = 0.0
         self._n = 0
-        if far_e / (frames * len(far)) < self._loud:
+        if far_e / (frames * samples) < self._loud:
             return False  # the assistant quiet: no evidence either way
         self._ratios.append(10 * math.log10(max(near_e, 1.0) / far_e))
         if len(self._ratios) < self.MIN_BLOCKS:

@@ -66,7 +66,10 @@ class PlaybackBuffer:
         self.underruns = 0
         self._reply = False  # a reply is under way (started, not yet played out or flushed)
         self.last_tag = ""
-        self.level_dbfs = -120.0  # of the last period handed to the device (echo reference)
+        # The last period handed to the device, kept as it is: its level is worked out only
+        # when someone asks (the level gate, per chunk on the loop), not per period on the
+        # device's thread, where numpy's first call after a sleep costs more than the rest.
+        self._last: bytes = b""
 
     def write(self, pcm: bytes, tag: str) -> None:
         """Queue audio for item ``tag``."""
@@ -95,30 +98,33 @@ class PlaybackBuffer:
         with self._lock:
             if self._fade:
                 data, self._fade = self._fade[:n], self._fade[n:]
-                self.level_dbfs = rms_dbfs(data)
+                self._last = data
                 return data + bytes(n - len(data)), True
             if not self._started and not self._ready_to_start(n):
                 if self._ending and not self._queued:
                     self._reply = False  # the reply ended while we waited for more of it
-                self.level_dbfs = -120.0
+                self._last = b""
                 # Waiting for late audio in the middle of a reply still counts as speaking:
                 # only a reply that has played out (or a flush) makes the speaker idle.
                 return bytes(n), self._reply
             self._started = True
             self._reply = True
-            out = bytearray()
-            while len(out) < n and self._segments:
+            parts: list[bytes] = []  # mostly one slice of one segment: no copy beyond it
+            got = 0
+            while got < n and self._segments:
                 seg = self._segments[0]
-                take = min(n - len(out), len(seg.data) - seg.pos)
-                out += seg.data[seg.pos : seg.pos + take]
+                take = min(n - got, len(seg.data) - seg.pos)
+                parts.append(seg.data[seg.pos : seg.pos + take])
+                got += take
                 seg.pos += take
                 self._played[seg.tag] = self._played.get(seg.tag, 0) + take
                 if seg.pos >= len(seg.data):
                     self._segments.popleft()
-            self._queued -= len(out)
-            self._played_total += len(out)
-            self.level_dbfs = rms_dbfs(bytes(out)) if out else -120.0
-            if len(out) < n:
+            self._queued -= got
+            self._played_total += got
+            played = parts[0] if len(parts) == 1 else b"".join(parts)
+            self._last = played
+            if got < n:
                 if not self._ending:
                     # Started and not told the reply is complete: the audio came late.
                     self.underruns += 1
@@ -127,7 +133,12 @@ class PlaybackBuffer:
                 # Dry: back to prebuffering so the next burst starts cleanly.
                 self._started = False
                 self._first_at = None
-            return bytes(out) + bytes(n - len(out)), bool(out) or self._reply
+            return played + bytes(n - got) if got < n else played, bool(got) or self._reply
+
+    @property
+    def level_dbfs(self) -> float:
+        """Level of the last period handed to the device (-120 for silence), the echo reference."""
+        return rms_dbfs(self._last)
 
     def _ready_to_start(self, n: int) -> bool:
         if not self._queued or self._first_at is None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pyaudio
 
-from kiosk.audio.capture import CaptureChunker
+from kiosk.audio.capture import CaptureChunker, Gather
 from kiosk.audio.pcm import RATE
 from kiosk.audio.playback import PlaybackBuffer
 from kiosk.audio.ports import EchoRemover, PlayingListener, ReferenceSink
@@ -160,6 +160,7 @@ class PyAudioMicrophone:
         self._frames = max(1, self.rate * period_ms // 1000)
         self._stream: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._gather = Gather(self.rate, self.channels, chunk_ms, self._deliver)
         self._latency_s = 0.0  # the stream's reported input latency (when PortAudio gives no times)
         self.callbacks = 0  # progress counter for the watchdog
 
@@ -175,7 +176,7 @@ class PyAudioMicrophone:
             gain_db=a.input_gain_db,
             queue_chunks=a.capture_queue_chunks,
             rate=a.input_rate,
-            period_ms=a.period_ms,
+            period_ms=a.input_period_ms or a.period_ms,
         )
 
     @property
@@ -212,13 +213,18 @@ class PyAudioMicrophone:
         )
 
     def _callback(self, in_data: bytes | None, frame_count: int, time_info: Any, status: int) -> tuple[None, int]:
-        # PortAudio thread: hand the bytes (and when they left the ADC) to the loop, return at once.
+        # PortAudio thread: gather the bytes (and when they left the ADC), return at once; a
+        # period that completes a chunk goes to the loop.
         self.callbacks += 1
         if in_data is not None and self._loop is not None:
             ago = float(time_info.get("current_time", 0.0)) - float(time_info.get("input_buffer_adc_time", 0.0))
             adc_time = time.monotonic() - (ago if 0.0 < ago < 1.0 else self._latency_s)
-            self._loop.call_soon_threadsafe(self.chunker.feed, in_data, adc_time)
+            self._gather.add(in_data, adc_time)
         return None, pyaudio.paContinue
+
+    def _deliver(self, block: bytes, adc_time: float | None) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.chunker.feed, block, adc_time)
 
     async def read(self) -> bytes:
         """The next 24 kHz chunk."""

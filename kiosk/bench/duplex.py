@@ -13,7 +13,9 @@ Modes:
   interrupts the reply with the next question"; reports the probes' timings, press-to-
   first-audio and the resident set size after each session;
 * ``stream``: one session whose greeting plays for the whole window while the microphone
-  streams; reports the kiosk's CPU use (the card threads' own CPU subtracted).
+  streams; reports the kiosk's CPU use (the card threads' own CPU subtracted), per thread too;
+* ``bare``: the same workload through the kiosk's Realtime client alone
+  (:mod:`kiosk.bench.bare`), the baseline of ``cpu_ratio_full_to_bare``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 from kiosk import conversation as cv
 from kiosk.audio.files import FileMicrophone, RawSpeaker
 from kiosk.bench import analyse as an
+from kiosk.bench import bare, threads
 from kiosk.bench.probe import FifoCard, ProbeTrace, TimedBuffer, TimedMicrophone
 from kiosk.bench.voices import visitor_utterance
 from kiosk.config import Settings, load_settings
@@ -101,12 +104,14 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         workdir = Path(args.workdir)
-        self.card = FifoCard(workdir, marks=args.probes)
         self.settings = settings_for(args.url, workdir, args.config, warm=not args.cold)
         a = self.settings.audio
+        # The card's periods are 10 ms; the microphone's device period is the configured one.
+        mic_period_ms = a.input_period_ms or a.period_ms
+        self.card = FifoCard(workdir, marks=args.probes, block_periods=mic_period_ms // 10)
         mic_class = TimedMicrophone if args.probes else FileMicrophone
-        self.mic = mic_class(self.card.mic_path, chunk_ms=a.chunk_ms, period_ms=10)
-        self.speaker = RawSpeaker(self.card.speaker_path, prebuffer_ms=a.prebuffer_ms, period_ms=10)
+        self.mic = mic_class(self.card.mic_path, chunk_ms=a.chunk_ms, period_ms=mic_period_ms)
+        self.speaker = RawSpeaker(self.card.speaker_path, prebuffer_ms=a.prebuffer_ms, period_ms=a.period_ms)
         self.timed: TimedBuffer | None = None
         self.trace: ProbeTrace | None = None
         if args.probes:
@@ -212,8 +217,11 @@ class Bench:
         echo = self.kiosk.p.echo
         wall0, cpu0, card0 = time.monotonic(), time.process_time(), self.card.cpu_s
         echo0 = echo.cpu_s if echo is not None else 0.0
+        canceller0 = echo.canceller_cpu_s if echo is not None else 0.0
+        threads0 = threads.thread_cpu()
         await asyncio.sleep(self.args.seconds)
         wall, cpu, card = time.monotonic() - wall0, time.process_time() - cpu0, self.card.cpu_s - card0
+        per_thread = threads.difference(threads.thread_cpu(), threads0)
         still_playing = self.watch.changes.empty()
         self.result.update(
             wall_s=wall,
@@ -221,10 +229,11 @@ class Bench:
             card_cpu_s=card,
             cpu_percent=100 * (cpu - card) / wall,
             echo_stage_cpu_s=(echo.cpu_s - echo0) if echo is not None else 0.0,
-            canceller_cpu_s=echo.canceller_cpu_s if echo is not None else 0.0,
+            canceller_cpu_s=(echo.canceller_cpu_s - canceller0) if echo is not None else 0.0,
             echo_frames=echo.frames if echo is not None else 0,
             still_playing=still_playing,
             underruns=self.speaker.buffer.underruns,
+            thread_cpu_s=per_thread,
         )
         await self.press()
         with contextlib.suppress(TimeoutError):
@@ -234,7 +243,7 @@ class Bench:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the kiosk process; writes the result as JSON to ``--out``."""
     p = argparse.ArgumentParser(prog="python -m kiosk.bench.duplex")
-    p.add_argument("--mode", choices=("sessions", "stream"), required=True)
+    p.add_argument("--mode", choices=("sessions", "stream", "bare"), required=True)
     p.add_argument("--url", required=True, help="the simulator's realtime URL")
     p.add_argument("--workdir", required=True)
     p.add_argument("--config", type=Path, help="kiosk configuration (default: the kiosk's own default)")
@@ -245,7 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cold", action="store_true", help="no warm standby: every press connects")
     p.add_argument("--probes", action="store_true", help="marked audio, timed buffer and probing trace")
     args = p.parse_args(argv)
-    result = asyncio.run(Bench(args).run())
+    if args.mode == "bare":
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)  # the result is written there
+        settings = settings_for(args.url, Path(args.workdir), args.config, warm=False)
+        result = asyncio.run(bare.run(args, settings))
+    else:
+        result = asyncio.run(Bench(args).run())
     Path(args.out).write_text(json.dumps(result))
     return 0
 

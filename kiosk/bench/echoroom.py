@@ -5,7 +5,8 @@ Offline and deterministic: a simulated sound card (:class:`Card`) runs the booth
 the assistant's recorded voice without pause for breath (one long reply; interruptions are
 judged, not acted on), each 10 ms period handed on 20 ms before it sounds and reported to
 the echo path with its DAC time; the microphone hears the booth (and the visitor) and its
-periods go through the kiosk's own capture conditioning. Then:
+periods go through the kiosk's own capture conditioning, gathered into a block per chunk
+as the kiosk's microphone adapters hand them over (:class:`~kiosk.audio.capture.Gather`). Then:
 
 * ``gate``: the kiosk's :class:`~kiosk.audio.echo.EchoPolicy` on the 40 ms chunks, told when
   each reply becomes audible and when it has played out, with the level of the last period
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kiosk.audio.aec import EchoStage
-from kiosk.audio.capture import CaptureChunker
+from kiosk.audio.capture import CaptureChunker, Gather
 from kiosk.audio.echo import EchoPolicy
 from kiosk.audio.pcm import RATE, rms_dbfs
 from kiosk.sim.booth import BoothEcho, BoothSpec, voices
@@ -120,6 +121,7 @@ class Card:
         self.booth = BoothEcho(scene.spec, RATE)
         self.tracks = _tracks(scene, self.booth)
         self.chunker = CaptureChunker(RATE, chunk_ms=CHUNK_MS, queue_chunks=100_000)
+        self.gather = Gather(RATE, 1, CHUNK_MS, self.chunker.feed)  # a block per chunk, as devices hand over
         if stage is not None:
             self.chunker.cancel_echo(stage)
         self.policy = EchoPolicy("gate" if mode == "gate" else "hardware", 0.0, 0.3)
@@ -156,7 +158,7 @@ class Card:
             pcm = np.clip(np.rint(mic), -32768, 32767).astype("<i2")
             if b * 10 >= warm_ms:
                 mic_e += float(np.sum(pcm.astype(np.float64) ** 2))
-            self.chunker.feed(pcm.tobytes(), self.booth.capture_time(i) + self._jitter())
+            self.gather.add(pcm.tobytes(), self.booth.capture_time(i) + self._jitter())
             while not self.chunker.queue.empty():
                 chunk = self.chunker.queue.get_nowait()
                 self.policy.reference(played_level, mic_s)

@@ -104,8 +104,11 @@ class FifoCard:
 
     speaker_path = Path("/dev/null")
 
-    def __init__(self, root: Path, *, marks: bool) -> None:
+    def __init__(self, root: Path, *, marks: bool, block_periods: int = 1) -> None:
         root.mkdir(parents=True, exist_ok=True)
+        # The microphone's device period in card periods: a block is written (and reaches the
+        # kiosk's microphone thread) at once, as a device with that period delivers it.
+        self.block_periods = max(1, block_periods)
         self.mic_path = root / "mic.fifo"
         self.mic_path.unlink(missing_ok=True)
         os.mkfifo(self.mic_path)
@@ -158,14 +161,15 @@ class FifoCard:
     def _feed(self) -> None:
         t = time.monotonic()
         seq = 0
+        k = self.block_periods
         while not self._stop.is_set():
-            data = self._next_period(seq).tobytes()
+            data = b"".join(self._next_period(seq + i).tobytes() for i in range(k))
             if self.marks:
-                self.captured.append(time.monotonic())
+                self.captured.extend([time.monotonic()] * k)
             os.write(self._mic, data)
-            seq += 1
+            seq += k
             self._cpu = time.thread_time()
-            t += MIC_PERIOD_S
+            t += k * MIC_PERIOD_S
             self._stop.wait(max(0.0, t - time.monotonic()))
 
     def close(self) -> None:
@@ -221,7 +225,8 @@ class TimedMicrophone(FileMicrophone):
 
         def completed(chunk: bytes) -> None:
             if any(chunk):  # silence is ambiguous
-                self.completed_by[chunk] = chunker.blocks - 1
+                # The card's period whose arrival completed the block that completed the chunk.
+                self.completed_by[chunk] = chunker.frames_in // PERIOD - 1
                 if len(self.completed_by) > 500:  # chunks sent long ago or never (between visits)
                     del self.completed_by[next(iter(self.completed_by))]
 

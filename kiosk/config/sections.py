@@ -1,6 +1,5 @@
 """The settings model: one frozen, documented section per component, and ``Settings`` over them."""
 
-
 from __future__ import annotations
 
 from collections.abc import Mapping

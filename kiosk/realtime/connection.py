@@ -18,6 +18,7 @@ import logging
 import os
 import random
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlencode
@@ -199,6 +200,16 @@ class RealtimeConnection:
             await self._ws.send(json.dumps(event, separators=(",", ":")))
         except ConnectionClosed as exc:
             raise self._closed_error(exc) from None
+
+    async def pump(self, drain: Callable[[], list[Event]], kick: asyncio.Event) -> None:
+        """The connection's single sender: each time ``kick`` is set, send what ``drain``
+        returns, in order (a session core's queued client events). Runs until cancelled."""
+        kick.set()
+        while True:
+            await kick.wait()
+            kick.clear()
+            for e in drain():
+                await self.send(e)
 
     async def recv(self) -> str | bytes:
         """The next server frame; RealtimeError / FatalRealtimeError when the socket closes."""

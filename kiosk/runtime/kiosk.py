@@ -305,10 +305,10 @@ class Kiosk:
                 continue
             # The echo policy runs on captured-audio time: echo tails and warm-ups are
             # lengths of audio, and so they stay right when the audio clock is scaled.
-            self.echo.reference(speaker.level_dbfs(), self._mic_s)
+            if self.echo.uses_level:
+                self.echo.reference(speaker.level_dbfs(), self._mic_s)
             out = self.echo.filter(chunk, self._mic_s)
-            # The local VAD only lights the 'visitor speaking' LED (on what passed the echo
-            # policy, so the assistant's own voice does not light it); the server decides turns.
+            # The local VAD only lights the LED (on what passed the echo policy); the server decides turns.
             voice = self.vad.feed(out)
             if voice is not None:
                 self.submit(cv.LocalVoice(voice))

@@ -262,12 +262,7 @@ class Visit:
                 raise RealtimeError(f"response {core.active_response} stalled: no server event for {silent:.0f} s")
 
     async def _sender(self, conn: RealtimeConnection, core: rs.RealtimeSession) -> None:
-        self._kick.set()
-        while True:
-            await self._kick.wait()
-            self._kick.clear()
-            for e in core.drain():
-                await conn.send(e)
+        await conn.pump(core.drain, self._kick)
 
     async def _reader(self, conn: RealtimeConnection, core: rs.RealtimeSession) -> None:
         loop = asyncio.get_running_loop()
