@@ -269,10 +269,21 @@ def test_gather_hands_over_one_block_per_chunk_as_the_completing_period_arrives(
         gather.add(p, k * 0.01)
     assert got == [], "three periods do not make a 40 ms chunk"
     gather.add(periods[3], 0.03)
-    assert got == [(b"".join(periods[:4]), 0.0)], "the fourth completes it: one block, stamped with its first period"
+    assert got == [(b"".join(periods[:4]), pytest.approx(0.0))], "the fourth completes it: one block, stamped"
     for k, p in enumerate(periods[4:], start=4):
         gather.add(p, k * 0.01)
-    assert got[1] == (b"".join(periods[4:]), 0.04)
+    assert got[1] == (b"".join(periods[4:]), pytest.approx(0.04))
+
+
+def test_a_block_is_stamped_with_what_all_its_periods_say_about_its_first_frame() -> None:
+    got: list[float | None] = []
+    gather = Gather(RATE, 1, 40, lambda block, t: got.append(t))
+    errors = [0.0004, -0.0002, 0.0003, -0.0001]  # each period's stamp a little off, as devices' are
+    for k, e in enumerate(errors):
+        gather.add(bytes(480), 1.0 + k * 0.01 + e)
+    # The first period's stamp alone would be 0.4 ms off; four of them average to 0.1 ms (the
+    # echo canceller's alignment is fitted to these times).
+    assert got == [pytest.approx(1.0 + sum(errors) / 4, abs=1e-9)]
 
 
 def test_gather_with_periods_that_do_not_divide_a_chunk_still_hands_over_on_time() -> None:

@@ -257,3 +257,14 @@ def test_a_visitor_talking_over_a_speaker_the_microphone_does_not_hear_is_not_ca
     assert not stage.coupling.hears
     talk = np.frombuffer(b"".join(out[450:]), dtype=np.int16)
     assert _db(talk) > 10 * math.log10(2000**2) - 3, "the visitor reaches the wire at their level"
+
+
+def test_a_timeline_reported_once_a_chunk_is_refitted_as_often_as_one_reported_every_period() -> None:
+    line = Timeline(AEC_RATE)
+    for k in range(104):  # 4.16 s of 40 ms blocks
+        line.report(k * 640, k * 0.04)
+    before = line.time(108 * 640)
+    for k in range(104, 108):  # 0.16 s of blocks 0.6 ms later than the line (not a jump)
+        line.report(k * 640, 0.0006 + k * 0.04)
+    # Refitted within 0.1 s of reports (by count, every 10 reports, this waited 0.4 s).
+    assert line.time(108 * 640) - before > 1e-5

@@ -40,27 +40,38 @@ class Gather:
     channel count) and the ADC time of its first frame: typically a call into the event
     loop. A period that completes a chunk (counted in device frames since the start, so
     periods that do not divide a chunk still hand over on time) delivers at once.
+
+    The block's time is the mean of what each of its periods' stamps says about its first
+    frame (a stamp minus the frames before it), not the first period's stamp alone: the echo
+    canceller's alignment is fitted to these times, and one jittery stamp per chunk instead
+    of four measurably cost it interruptions at -10 dB in the booth.
     """
 
     def __init__(self, rate: int, channels: int, chunk_ms: int, deliver: Deliver) -> None:
         self._chunk_frames = max(1, rate * chunk_ms // 1000)
         self._frame_bytes = 2 * channels
+        self._rate = rate
         self._deliver = deliver
         self._buf = bytearray()
-        self._t: float | None = None
+        self._t_sum = 0.0
+        self._t_n = 0
         self._frames = 0
 
     def add(self, data: bytes, adc_time: float | None) -> None:
         """One device period (its first frame converted at ``adc_time``)."""
-        if not self._buf:
-            self._t = adc_time
+        if adc_time is not None:
+            before_in_block = len(self._buf) // self._frame_bytes
+            self._t_sum += adc_time - before_in_block / self._rate
+            self._t_n += 1
         self._buf += data
         before = self._frames
         self._frames += len(data) // self._frame_bytes
         if self._frames // self._chunk_frames > before // self._chunk_frames:
             block = bytes(self._buf)
+            t = self._t_sum / self._t_n if self._t_n else None
             self._buf.clear()
-            self._deliver(block, self._t)
+            self._t_sum, self._t_n = 0.0, 0
+            self._deliver(block, t)
 
 
 class CaptureChunker:

@@ -5,7 +5,7 @@ converted: PortAudio's ``inputBufferAdcTime`` / ``outputBufferDacTime``. One rep
 noisy (scheduling jitter; some host APIs hand several blocks over at once), but a stream
 is a clock: sample ``k`` is converted at ``t0 + k * period``, with a period a few tens of
 ppm off the nominal rate (the card's crystal). :class:`Timeline` fits that line by least
-squares over the last ``window_s`` of reports, refitted every ``refit`` reports, so the
+squares over the last ``window_s`` of reports, refitted every ``refit_s`` of reports, so the
 mapping moves smoothly and very little: the echo canceller's reference must not wobble.
 Over a history shorter than ``slope_after_s`` the period is not fitted (it would be noise):
 the last fitted one (at first the nominal one) is kept and the offset is fitted to the
@@ -33,7 +33,10 @@ class Timeline:
 
     rate: float
     window_s: float = 30.0
-    refit: int = 10  # reports between fits (a fit is a pass over the 30 s window)
+    # Refit once the reports since the last fit span this long (a fit is a pass over the
+    # window): by time, not by count, so a microphone reporting once a 40 ms chunk is
+    # followed as closely as a speaker reporting every 10 ms period.
+    refit_s: float = 0.1
     slope_after_s: float = 15.0  # history needed before the period is fitted too
     recent_s: float = 2.0  # the offset's history while the period is not fitted
     jump_s: float = 0.001  # reports this far off the line (or 5x the fit's RMS error, if more) ...
@@ -46,7 +49,7 @@ class Timeline:
     _t0: float = 0.0  # the fitted line: time of sample 0 ...
     _period: float = 0.0  # ... and seconds per sample
     _rms: float = 0.0  # of the reports around the line
-    _since_fit: int = 0
+    _fitted_at: float = -math.inf  # the newest report's time at the last fit
     _off: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -79,8 +82,7 @@ class Timeline:
         self._n += 1
         while t - self._y[self._first] > self.window_s:
             self._first += 1
-        self._since_fit += 1
-        if self._n - self._first == 1 or self._since_fit >= self.refit:
+        if self._n - self._first == 1 or t - self._fitted_at >= self.refit_s:
             self._fit()
 
     def _is_off(self, index: float, t: float) -> bool:
@@ -100,7 +102,7 @@ class Timeline:
         return False
 
     def _fit(self) -> None:
-        self._since_fit = 0
+        self._fitted_at = float(self._y[self._n - 1])
         k0, tk = float(self._x[self._first]), float(self._y[self._first])
         x, y = self._x[self._first : self._n] - k0, self._y[self._first : self._n] - tk
         if y[-1] - y[0] >= self.slope_after_s and np.ptp(x) > 0:
