@@ -13,9 +13,9 @@ import pytest
 from kiosk import conversation as cv
 from kiosk.audio.pcm import read_wav
 from kiosk.sim.rig import Rig
-from kiosk.sim.scenario import Reply, Scenario, Turn, load_scenario
+from kiosk.sim.scenario import load_scenario
 from kiosk.sim.server import Faults
-from tests.toolkit import CHECKOUT_CONFIG
+from tests.toolkit import CHECKOUT_CONFIG, barge_rig
 
 FAST = {"realtime": {"backoff_base_s": 0.05, "backoff_cap_s": 0.2}}
 HAPPY = load_scenario("happy_path")
@@ -136,11 +136,7 @@ async def test_malformed_and_unknown_server_events_are_logged_and_skipped(
 
 
 async def test_barge_in_stops_playback_and_truncates_to_what_was_played(tmp_path: Path) -> None:
-    long_greeting = Reply("Welcome! " + "Let me tell you about our investor loan programs in some detail. " * 3)
-    scenario = Scenario(name="barge", greeting=long_greeting,
-                        turns=(Turn(HAPPY.turns[0].visitor, reply=Reply("Sure, go ahead.")),))
-    rig = Rig(scenario, tmp_path, speed=4, overrides={"echo": {"mode": "hardware"}}, record=True,
-              config=CHECKOUT_CONFIG)
+    rig = barge_rig(tmp_path)
     async with rig.running():
         await rig.press()
         await rig.talk_over(1500, SPEECH, limit_s=10)

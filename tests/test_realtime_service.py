@@ -22,7 +22,7 @@ from kiosk.sim.demo import run_demo
 from kiosk.sim.rig import Rig
 from kiosk.sim.scenario import Reply, Scenario, Turn, load_scenario
 from kiosk.sim.server import Faults, Habits
-from tests.toolkit import CHECKOUT_CONFIG
+from tests.toolkit import CHECKOUT_CONFIG, LONG_GREETING, barge_rig
 
 pytestmark = pytest.mark.timeout(90)
 FAST = {"realtime": {"backoff_base_s": 0.05, "backoff_cap_s": 0.2}}
@@ -30,7 +30,6 @@ HAPPY = load_scenario("happy_path")
 SPEECH = read_wav(HAPPY.turns[0].visitor_audio)  # type: ignore[arg-type]
 SPEECH2 = read_wav(HAPPY.turns[1].visitor_audio)  # type: ignore[arg-type]
 GREETED = {cv.State.LISTENING, cv.State.ASSISTANT_SPEAKING}
-LONG_GREETING = Reply("Welcome! " + "Let me tell you about our investor loan programs in some detail. " * 3)
 MODEL = load_settings(CHECKOUT_CONFIG).settings.realtime.model
 LONG_REPLY = Reply("We offer DSCR loans, hard money, fix and flip and portfolio loans. " * 3)
 
@@ -154,11 +153,9 @@ async def test_a_refused_configuration_is_fatal_at_once_without_a_retry_loop(
 # -- B4 and B8: interrupted audio is dropped; the kiosk's transcript is cut ------------------
 
 async def test_audio_in_flight_after_a_barge_in_is_dropped_and_each_item_truncated_once(tmp_path: Path) -> None:
-    scenario = Scenario(name="barge", greeting=LONG_GREETING,
-                        turns=(Turn(HAPPY.turns[0].visitor, reply=LONG_REPLY), Turn(HAPPY.turns[1].visitor,
-                                                                                      reply=Reply("Sure."))))
-    rig = Rig(scenario, tmp_path, speed=4, overrides={"echo": {"mode": "hardware"}}, record=True,
-              config=CHECKOUT_CONFIG, habits=Habits(cancel_tail_ms=400))
+    rig = barge_rig(tmp_path, turns=(Turn(HAPPY.turns[0].visitor, reply=LONG_REPLY),
+                                      Turn(HAPPY.turns[1].visitor, reply=Reply("Sure."))),
+                    habits=Habits(cancel_tail_ms=400))  # fmt: skip
     async with rig.running():
         await rig.press()
         rig.expect_audio()
@@ -179,10 +176,7 @@ async def test_audio_in_flight_after_a_barge_in_is_dropped_and_each_item_truncat
 
 
 async def test_a_replayed_conversation_holds_only_what_the_visitor_heard(tmp_path: Path) -> None:
-    scenario = Scenario(name="barge", greeting=LONG_GREETING, turns=(Turn(HAPPY.turns[0].visitor,
-                                                                          reply=Reply("Sure, go ahead.")),))
-    rig = Rig(scenario, tmp_path, speed=4, overrides={"echo": {"mode": "hardware"}}, record=True,
-              config=CHECKOUT_CONFIG)
+    rig = barge_rig(tmp_path)
     async with rig.running():
         await rig.press()
         await rig.talk_over(1500, SPEECH, limit_s=10)

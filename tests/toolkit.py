@@ -16,6 +16,8 @@ from pydantic import SecretStr
 from kiosk.config import BranchSettings, NotifySettings, Settings, load_settings
 from kiosk.leads.mail import Composer
 from kiosk.leads.store import Store
+from kiosk.sim.rig import Rig
+from kiosk.sim.scenario import Reply, Scenario, Turn, load_scenario
 from kiosk.tools import booking, consent, deals, flips, knowledge, leads, scoring, websearch
 from kiosk.tools.lending import LendingConfig, load_lending
 from kiosk.tools.registry import ToolContext, ToolRegistry, ToolSite
@@ -102,3 +104,17 @@ def call(registry: ToolRegistry, name: str, args: dict[str, Any] | str, ctx: Too
     raw = args if isinstance(args, str) else json.dumps(args)
     out: dict[str, Any] = json.loads(asyncio.run(registry.call(name, raw, ctx)))
     return out
+
+
+LONG_GREETING = Reply("Welcome! " + "Let me tell you about our investor loan programs in some detail. " * 3)
+
+
+def barge_rig(tmp_path: Path, *, turns: tuple[Turn, ...] | None = None, **kwargs: Any) -> Rig:
+    """A rig whose visitor cuts into a long greeting: echo mode 'hardware' (the rig's room is
+    echo-free), a recording speaker; the first turn is answered "Sure, go ahead." unless
+    ``turns`` says otherwise. ``kwargs`` go to :class:`Rig` (habits, faults)."""
+    happy = load_scenario("happy_path")
+    turns = turns or (Turn(happy.turns[0].visitor, reply=Reply("Sure, go ahead.")),)
+    scenario = Scenario(name="barge", greeting=LONG_GREETING, turns=turns)
+    return Rig(scenario, tmp_path, speed=4, overrides={"echo": {"mode": "hardware"}}, record=True,
+               config=CHECKOUT_CONFIG, **kwargs)  # fmt: skip

@@ -161,20 +161,27 @@ class Syncer:
         if not sendable:
             return True
         outcome, reason, retry_after = self._post(docs)
+        if outcome == crm.Outcome.DEAD and len(sendable) > 1:
+            # One bad lead must not take its batch-mates down with it: try each alone.
+            return all(self._deliver_leads([row], report) for row in sendable)
+        return self._settle(sendable, outcome, reason, retry_after, report)
+
+    def _settle(
+        self, rows: list[ob.OutboxRow], outcome: str, reason: str, retry_after: float | None, report: DrainReport
+    ) -> bool:
+        """Apply the CRM's answer to the rows it was about; False when the channel must wait
+        (paused on refused credentials, or a retry is due later)."""
         if outcome == crm.Outcome.OK:
-            self._sent(self._crm, sendable, report)
+            self._sent(self._crm, rows, report)
             return True
         if outcome == crm.Outcome.DEAD:
-            if len(sendable) > 1:
-                # One bad lead must not take its batch-mates down with it: try each alone.
-                return all(self._deliver_leads([row], report) for row in sendable)
-            self._dead(self._crm, sendable, reason, report)
+            self._dead(self._crm, rows, reason, report)
             return True
         if outcome == crm.Outcome.PAUSE:
             self._crm.pause(self.store, reason, self.clock.now(), self.sync.backoff_cap_s)
             report.paused.append(f"crm: {reason}")
             return False
-        self._retry(self._crm, sendable, reason, retry_after, report)
+        self._retry(self._crm, rows, reason, retry_after, report)
         return False
 
     def _drain_documents(self, report: DrainReport, force: bool) -> None:
@@ -191,16 +198,7 @@ class Syncer:
                 continue
             body = json.dumps(row.payload, separators=(",", ":")).encode()
             outcome, reason, retry_after = self._send(body, row.payload["id"], now)
-            if outcome == crm.Outcome.OK:
-                self._sent(self._crm, rows, report)
-            elif outcome == crm.Outcome.DEAD:
-                self._dead(self._crm, rows, reason, report)
-            elif outcome == crm.Outcome.PAUSE:
-                self._crm.pause(self.store, reason, self.clock.now(), self.sync.backoff_cap_s)
-                report.paused.append(f"crm: {reason}")
-                return
-            else:
-                self._retry(self._crm, rows, reason, retry_after, report)
+            if not self._settle(rows, outcome, reason, retry_after, report):
                 return
 
     def _post(self, docs: list[dict[str, Any]]) -> tuple[str, str, float | None]:

@@ -10,6 +10,7 @@ validated once at start; a mistake is a ConfigError naming the field.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -65,6 +66,13 @@ class Missing(_Frozen):
     leverage: int = Field(ge=0)
 
 
+def _names_exactly(where: str, table: Mapping[str, object], names: Collection[str]) -> None:
+    """ValueError unless ``table``'s keys are exactly ``names`` (a rubric table with a typo or
+    a missing answer would score silently wrong)."""
+    if set(table) != set(names):
+        raise ValueError(f"{where} must name exactly {', '.join(names)}")
+
+
 class AssetBased(_Frozen):
     """Hard money and fix-and-flip: judged on the asset, the exit and the investor's experience.
 
@@ -80,10 +88,8 @@ class AssetBased(_Frozen):
 
     @model_validator(mode="after")
     def _known_answers(self) -> AssetBased:
-        if set(self.experience) != set(EXPERIENCE):
-            raise ValueError(f"rubric.asset_based.experience must name exactly {', '.join(EXPERIENCE)}")
-        if set(self.exit) != set(EXITS):
-            raise ValueError(f"rubric.asset_based.exit must name exactly {', '.join(EXITS)}")
+        _names_exactly("rubric.asset_based.experience", self.experience, EXPERIENCE)
+        _names_exactly("rubric.asset_based.exit", self.exit, EXITS)
         return self
 
 
@@ -104,10 +110,8 @@ class Rubric(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> Rubric:
-        if set(self.points) != set(FACTORS):
-            raise ValueError(f"rubric.points must name exactly {', '.join(FACTORS)}")
-        if set(self.timeline) != set(TIMELINES):
-            raise ValueError(f"rubric.timeline must name exactly {', '.join(TIMELINES)}")
+        _names_exactly("rubric.points", self.points, FACTORS)
+        _names_exactly("rubric.timeline", self.timeline, TIMELINES)
         ab = self.asset_based
         value_max = max(b.points for b in self.flip_bands + ab.bridge_bands)
         checks = [
