@@ -184,15 +184,21 @@ class Syncer:
         self._retry(self._crm, rows, reason, retry_after, report)
         return False
 
+    def _next_due(self, channel: Channel, kinds: tuple[str, ...], force: bool) -> ob.OutboxRow | None:
+        """The channel's next due row of ``kinds`` (one at a time), or None: nothing due, the
+        channel held, or the syncer stopping."""
+        if self._halt.is_set():
+            return None
+        now = self.clock.now()
+        if self._held(channel, now, force):
+            return None
+        rows = ob.due(self.store, kinds, now, 1, force=force, horizon_s=self._horizon_s)
+        return rows[0] if rows else None
+
     def _drain_documents(self, report: DrainReport, force: bool) -> None:
-        while not self._halt.is_set():
+        while (row := self._next_due(self._crm, ob.DOC_KINDS, force)) is not None:
+            rows = [row]
             now = self.clock.now()
-            if self._held(self._crm, now, force):
-                return
-            rows = ob.due(self.store, ob.DOC_KINDS, now, 1, force=force, horizon_s=self._horizon_s)
-            if not rows:
-                return
-            row = rows[0]
             if not row.payload or not isinstance(row.payload.get("id"), str):
                 self._dead(self._crm, rows, "document without a payload or id; nothing to send", report)
                 continue
@@ -226,14 +232,9 @@ class Syncer:
 
     def _drain_mail(self, report: DrainReport, force: bool) -> None:
         assert self.mailer is not None
-        while not self._halt.is_set():
+        while (row := self._next_due(self._smtp, ob.MAIL_KINDS, force)) is not None:
+            rows = [row]
             now = self.clock.now()
-            if self._held(self._smtp, now, force):
-                return
-            rows = ob.due(self.store, ob.MAIL_KINDS, now, 1, force=force, horizon_s=self._horizon_s)
-            if not rows:
-                return
-            row = rows[0]
             if mail_stopped(self.store, row.kind, row.ref):  # opted out after it was queued
                 ob.cancel(self.store, rows)
                 fields = event("email_cancelled", outbox_id=row.id, kind=row.kind, ref=row.ref)
