@@ -48,6 +48,7 @@ class VirtualCard:
         mic_channels: int = 1,
         loop_db: float | None = None,
         loop_delay_ms: float = 20.0,
+        mic_period_ms: int = 10,
     ) -> None:
         if loop_db is not None and (mic_rate != spk_rate or mic_channels != 1):
             raise ValueError("the loop needs one microphone channel at the speaker's rate")
@@ -57,6 +58,7 @@ class VirtualCard:
         self.mic_path, self.spk_path = root / "mic.fifo", root / "spk.fifo"
         self.config = root / "asound.conf"
         self.mic_rate, self.spk_rate, self.mic_channels = mic_rate, spk_rate, mic_channels
+        self.mic_period_ms = mic_period_ms
         self._mic_audio = bytearray()
         self._mic_paused = threading.Event()
         self._lock = threading.Lock()
@@ -109,10 +111,11 @@ class VirtualCard:
         # 10 ms periods in real time; silence when nothing is queued (a quiet room). While
         # nobody reads (before PortAudio opens the device) periods are lost, not queued, as
         # a sound card's would be: a reader starts on fresh audio, at most MIC_BACKLOG old.
-        n = self.mic_rate // 100 * 2 * self.mic_channels
+        n = self.mic_rate * self.mic_period_ms // 1000 * 2 * self.mic_channels
+        backlog = MIC_BACKLOG * (self.mic_rate // 100 * 2 * self.mic_channels)
         t = time.monotonic()
         while not self._stop.is_set():
-            if self._mic_fd >= 0 and not self._mic_paused.is_set() and self._unread(self._mic_fd) > MIC_BACKLOG * n:
+            if self._mic_fd >= 0 and not self._mic_paused.is_set() and self._unread(self._mic_fd) > backlog:
                 with self._lock:
                     del self._mic_audio[:n]
                     del self._echo[:n]
@@ -126,7 +129,7 @@ class VirtualCard:
                         del self._echo[:n]
                         data = _mix(data, echo + bytes(n - len(echo)))
                 os.write(self._mic_fd, data)
-            t += 0.01
+            t += self.mic_period_ms / 1000
             self._stop.wait(max(0.0, t - time.monotonic()))
 
     def pause_mic(self) -> None:
@@ -181,11 +184,19 @@ def _mix(a: bytes, b: bytes) -> bytes:
 
 @contextmanager
 def virtual_card(
-    root: Path, mic_rate: int, spk_rate: int, *, mic_channels: int = 1, loop_db: float | None = None
+    root: Path,
+    mic_rate: int,
+    spk_rate: int,
+    *,
+    mic_channels: int = 1,
+    loop_db: float | None = None,
+    mic_period_ms: int = 10,
 ) -> Iterator[VirtualCard]:
     """A running virtual card with ALSA_CONFIG_PATH set for this process (``loop_db``: the
     speaker is heard by the microphone)."""
-    card = VirtualCard(root, mic_rate, spk_rate, mic_channels=mic_channels, loop_db=loop_db)
+    card = VirtualCard(
+        root, mic_rate, spk_rate, mic_channels=mic_channels, loop_db=loop_db, mic_period_ms=mic_period_ms
+    )
     card.write_config()
     card.open()
     old = os.environ.get("ALSA_CONFIG_PATH")

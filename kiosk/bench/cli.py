@@ -16,8 +16,6 @@ import argparse
 import contextlib
 import json
 import math
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kiosk.bench import echoroom, kbbench, startup, syncbench
+from kiosk.bench import echoroom, kbbench, startup, syncbench, threads
 from kiosk.bench.analyse import pct
 from kiosk.config import load_settings
 
@@ -184,7 +182,11 @@ def audio(plan: Plan, root: Path, config: Path | None, metrics: dict[str, float]
     prebuffer = load_settings(config).settings.audio.prebuffer_ms
     with simulator(root / "sim") as url:
         r = kiosk_process(
-            url, root / "latency", config, "sessions", "--probes",
+            url,
+            root / "latency",
+            config,
+            "sessions",
+            "--probes",
             *_sessions(plan.latency_sessions, plan.latency_cycles),
         )
         metrics["mic_to_wire_p50_ms"] = _ms(r["mic_to_wire"], 50)
@@ -283,9 +285,12 @@ def sync(plan: Plan, root: Path, receiver: Path, metrics: dict[str, float], note
 _LEVEL_NAMES = {-10: "minus10db", -6: "minus6db", 0: "0db", 6: "plus6db"}
 
 
-def echo(plan: Plan, metrics: dict[str, float], note: dict[str, Any]) -> None:
-    """Barge-in in the reverberant booth, gate and aec side by side; the echo stage's CPU and memory."""
-    fig = echoroom.measure(plan.echo_seeds, plan.echo_seconds, plan.echo_warmup_s, plan.echo_interruptions)
+def echo(plan: Plan, config: Path | None, metrics: dict[str, float], note: dict[str, Any]) -> None:
+    """Barge-in in the reverberant booth, gate and aec side by side, the devices' periods as
+    configured; the echo stage's CPU and memory."""
+    a = load_settings(config).settings.audio
+    periods = (a.input_period_ms or a.period_ms, a.period_ms)
+    fig = echoroom.measure(plan.echo_seeds, plan.echo_seconds, plan.echo_warmup_s, plan.echo_interruptions, periods)
     metrics["echo_false_starts_per_min"] = fig.false_per_min["aec"]
     metrics["gate_false_starts_per_min"] = fig.false_per_min["gate"]
     for level, name in _LEVEL_NAMES.items():
@@ -302,28 +307,9 @@ def echo(plan: Plan, metrics: dict[str, float], note: dict[str, Any]) -> None:
         "seconds": plan.echo_seconds,
         "warmup_s": plan.echo_warmup_s,
         "interruptions": plan.echo_interruptions,
+        "device_periods_ms": {"microphone": periods[0], "speaker": periods[1]},
         "gate_latency_ms": {_LEVEL_NAMES[k]: v for k, v in fig.latency_ms["gate"].items()},
         **fig.details,
-    }
-
-
-def machine() -> dict[str, Any]:
-    """CPU model, core count, memory and Python: what the numbers were measured on."""
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "Model")):
-                model = line.split(":", 1)[1].strip()
-                break
-    mem_kb = 0
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        mem_kb = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
-    return {
-        "cpu": model or platform.processor() or platform.machine(),
-        "nproc": len(os.sched_getaffinity(0)),
-        "memory_gb": round(mem_kb / 1024 / 1024, 1),
-        "arch": platform.machine(),
-        "python": platform.python_version(),
     }
 
 
@@ -365,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             ("sync", lambda: sync(plan, root, args.lead_receiver, metrics, note)),
             ("start-up", lambda: ready(plan, root, args.config, metrics, note)),
             ("audio", lambda: audio(plan, root, args.config, metrics, note)),
-            ("echo room", lambda: echo(plan, metrics, note)),
+            ("echo room", lambda: echo(plan, args.config, metrics, note)),
         ]
         for name, step in steps:
             print(f"bench: {name}...", file=sys.stderr, flush=True)
@@ -373,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     over = failures(metrics)
     report = {
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": threads.machine(),
         "quick": args.quick,
         "seconds": round(time.monotonic() - started, 1),
         "metrics": metrics,

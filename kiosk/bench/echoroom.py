@@ -55,6 +55,10 @@ class Scene:
     visitor_db: float | None = None
     interruptions: int = 6
     jitter_ms: float = 0.3  # of the devices' timestamps
+    # The devices' periods (multiples of the card's 10 ms), as the kiosk configures them: one
+    # timestamp per device period reaches the echo path, on each side.
+    mic_period_ms: int = 10
+    speaker_period_ms: int = 10
 
 
 @dataclass
@@ -126,6 +130,12 @@ class Card:
             self.chunker.cancel_echo(stage)
         self.policy = EchoPolicy("gate" if mode == "gate" else "hardware", 0.0, 0.3)
         self._rng = np.random.default_rng(scene.spec.seed + 1000)
+        self._mic_periods = max(1, scene.mic_period_ms // 10)
+        self._spk_periods = max(1, scene.speaker_period_ms // 10)
+        self._mic_block: list[bytes] = []
+        self._mic_t = 0.0
+        self._spk_block: list[bytes] = []
+        self._spk_t = 0.0
 
     def _jitter(self) -> float:
         return float(self._rng.normal(0.0, self.scene.jitter_ms / 1000))
@@ -158,7 +168,7 @@ class Card:
             pcm = np.clip(np.rint(mic), -32768, 32767).astype("<i2")
             if b * 10 >= warm_ms:
                 mic_e += float(np.sum(pcm.astype(np.float64) ** 2))
-            self.gather.add(pcm.tobytes(), self.booth.capture_time(i) + self._jitter())
+            self._capture(b, pcm.tobytes(), self.booth.capture_time(i))
             while not self.chunker.queue.empty():
                 chunk = self.chunker.queue.get_nowait()
                 self.policy.reference(played_level, mic_s)
@@ -177,8 +187,23 @@ class Card:
         pcm = np.clip(np.rint(block), -32768, 32767).astype("<i2").tobytes()
         self.booth.play(block)
         if self.stage is not None:
-            self.stage.played(pcm, RATE, self.booth.play_time(b * PERIOD) + self._jitter())
+            # A device period is handed over whole, with the DAC time of its first sample.
+            if b % self._spk_periods == 0:
+                self._spk_t = self.booth.play_time(b * PERIOD) + self._jitter()
+            self._spk_block.append(pcm)
+            if len(self._spk_block) == self._spk_periods:
+                self.stage.played(b"".join(self._spk_block), RATE, self._spk_t)
+                self._spk_block.clear()
         return rms_dbfs(pcm)
+
+    def _capture(self, b: int, pcm: bytes, adc_time: float) -> None:
+        """Microphone period ``b`` (10 ms); a device period of several goes on whole, stamped once."""
+        if b % self._mic_periods == 0:
+            self._mic_t = adc_time + self._jitter()
+        self._mic_block.append(pcm)
+        if len(self._mic_block) == self._mic_periods:
+            self.gather.add(b"".join(self._mic_block), self._mic_t)
+            self._mic_block.clear()
 
 
 def _starts(judge: EnergyVad | WebRtcStartVad, pcm: bytes) -> list[int]:
@@ -217,8 +242,16 @@ class EchoFigures:
 LEVELS = (-10, -6, 0, 6)
 
 
-def measure(seeds: tuple[int, ...], seconds: float, warmup_s: float, interruptions: int) -> EchoFigures:
-    """Every scene for every seed through both modes."""
+def measure(
+    seeds: tuple[int, ...],
+    seconds: float,
+    warmup_s: float,
+    interruptions: int,
+    periods_ms: tuple[int, int] = (10, 10),
+) -> EchoFigures:
+    """Every scene for every seed through both modes, the devices at ``periods_ms``
+    (microphone, speaker)."""
+    devices = {"mic_period_ms": periods_ms[0], "speaker_period_ms": periods_ms[1]}
     fig = EchoFigures({}, {"gate": {}, "aec": {}}, {"gate": {}, "aec": {}}, math.inf, math.inf, 0.0, 0.0)
     cpu = [0.0, 0.0, 0.0]  # canceller, stage, audio seconds
 
@@ -233,7 +266,7 @@ def measure(seeds: tuple[int, ...], seconds: float, warmup_s: float, interruptio
     for mode in ("gate", "aec"):
         per_min = []
         for seed in seeds:
-            out = run(Scene(BoothSpec(seed=seed), seconds, warmup_s), mode)
+            out = run(Scene(BoothSpec(seed=seed), seconds, warmup_s, **devices), mode)
             counts = {j: out.false_starts(j) for j in JUDGES}
             fig.details[f"{mode}_seed{seed}_false_starts"] = counts
             per_min.append(max(counts.values()) * 60 / seconds)
@@ -241,7 +274,7 @@ def measure(seeds: tuple[int, ...], seconds: float, warmup_s: float, interruptio
         for level in LEVELS:
             fractions, lats = [], []
             for seed in seeds:
-                out = run(Scene(BoothSpec(seed=seed), seconds, warmup_s, level, interruptions), mode)
+                out = run(Scene(BoothSpec(seed=seed), seconds, warmup_s, level, interruptions, **devices), mode)
                 got = {j: out.caught(j) for j in JUDGES}
                 fig.details[f"{mode}_seed{seed}_{level:+d}db_caught"] = {j: len(v) for j, v in got.items()}
                 fractions.append(min(len(v) for v in got.values()) / interruptions)
@@ -249,7 +282,8 @@ def measure(seeds: tuple[int, ...], seconds: float, warmup_s: float, interruptio
             fig.caught[mode][level] = round(min(fractions), 3)
             fig.latency_ms[mode][level] = float(statistics.median(lats)) if lats else math.nan
     for seed in seeds:
-        out = run(Scene(BoothSpec(seed=seed, noise_below_echo_db=200.0), seconds, warmup_s), "aec")
+        quiet = BoothSpec(seed=seed, noise_below_echo_db=200.0)
+        out = run(Scene(quiet, seconds, warmup_s, **devices), "aec")
         assert out.stage is not None
         fig.erle_db = round(min(fig.erle_db, out.stage.erle_since_db), 1)
         fig.reduction_db = round(min(fig.reduction_db, out.stage.reduction_since_db), 1)
