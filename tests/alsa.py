@@ -25,9 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
+from kiosk.config import AudioSettings
+
 F_SETPIPE_SZ = 1031
 FIONREAD = 0x541B
-MIC_BACKLOG = 8  # periods the microphone FIFO may hold before new ones are lost (an overrun)
+MIC_BACKLOG = 8  # 10 ms periods the microphone FIFO may hold before new ones are lost (an overrun)
+# The harness writes the microphone FIFO a device period at a time: ALSA's file plugin reads
+# a period with one read(), and a FIFO fed in smaller pieces would return short periods (the
+# capture would run fast). Tests that configure another microphone period pass it on.
+_DEFAULTS = AudioSettings()
+DEFAULT_MIC_PERIOD_MS = _DEFAULTS.input_period_ms or _DEFAULTS.period_ms
 
 CONFIG = """
 pcm.!default {{ type asym; playback.pcm "vplay"; capture.pcm "vcap" }}
@@ -48,7 +55,7 @@ class VirtualCard:
         mic_channels: int = 1,
         loop_db: float | None = None,
         loop_delay_ms: float = 20.0,
-        mic_period_ms: int = 10,
+        mic_period_ms: int = DEFAULT_MIC_PERIOD_MS,
     ) -> None:
         if loop_db is not None and (mic_rate != spk_rate or mic_channels != 1):
             raise ValueError("the loop needs one microphone channel at the speaker's rate")
@@ -190,7 +197,7 @@ def virtual_card(
     *,
     mic_channels: int = 1,
     loop_db: float | None = None,
-    mic_period_ms: int = 10,
+    mic_period_ms: int = DEFAULT_MIC_PERIOD_MS,
 ) -> Iterator[VirtualCard]:
     """A running virtual card with ALSA_CONFIG_PATH set for this process (``loop_db``: the
     speaker is heard by the microphone)."""

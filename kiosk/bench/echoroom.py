@@ -33,6 +33,7 @@ from kiosk.audio.aec import EchoStage
 from kiosk.audio.capture import CaptureChunker, Gather
 from kiosk.audio.echo import EchoPolicy
 from kiosk.audio.pcm import RATE, rms_dbfs
+from kiosk.config import AudioSettings
 from kiosk.sim.booth import BoothEcho, BoothSpec, voices
 from kiosk.sim.vad import EnergyVad, WebRtcStartVad
 
@@ -43,6 +44,7 @@ CHUNK_MS = 40
 ASSISTANT = ("happy_a0_greeting", "happy_a1", "happy_a2", "happy_a3", "happy_a4")
 VISITOR = ("interrupt_v1", "interrupt_v2", "happy_v4", "walk_v1", "consent_v2", "happy_v2")
 JUDGES = ("energy", "webrtc")
+_AUDIO = AudioSettings()
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,10 @@ class Scene:
     visitor_db: float | None = None
     interruptions: int = 6
     jitter_ms: float = 0.3  # of the devices' timestamps
-    # The devices' periods (multiples of the card's 10 ms), as the kiosk configures them: one
-    # timestamp per device period reaches the echo path, on each side.
-    mic_period_ms: int = 10
-    speaker_period_ms: int = 10
+    # The devices' periods (multiples of the card's 10 ms), the kiosk's defaults unless given:
+    # one timestamp per device period reaches the echo path, on each side.
+    mic_period_ms: int = _AUDIO.input_period_ms or _AUDIO.period_ms
+    speaker_period_ms: int = _AUDIO.period_ms
 
 
 @dataclass
@@ -247,7 +249,7 @@ def measure(
     seconds: float,
     warmup_s: float,
     interruptions: int,
-    periods_ms: tuple[int, int] = (10, 10),
+    periods_ms: tuple[int, int] = (Scene.mic_period_ms, Scene.speaker_period_ms),
 ) -> EchoFigures:
     """Every scene for every seed through both modes, the devices at ``periods_ms``
     (microphone, speaker)."""

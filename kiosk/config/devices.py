@@ -40,7 +40,9 @@ class AudioSettings(Section):
         0, ge=0, le=192000, description="Open the speaker at this rate (0 = 24 kHz if accepted, else native)."
     )
     period_ms: int = Field(10, ge=5, le=40, description="The speaker's device period (frames per buffer) in ms.")
-    input_period_ms: int = Field(0, ge=0, le=40, description="The microphone's device period in ms (0 = period_ms).")
+    input_period_ms: int = Field(
+        20, ge=0, le=40, description="The microphone's device period in ms (0 = period_ms)."
+    )
     device_retry_s: float = Field(
         2.0, gt=0, le=60, description="While a device is missing, look for it again this often."
     )
