@@ -60,10 +60,15 @@ class Recorder:
     def __init__(self) -> None:
         self.near: list[Int16Array] = []
         self.far: list[Int16Array] = []
+        self.quiet_frames = 0
 
     def process(self, near: Int16Array, far: Int16Array) -> Int16Array:
         self.near.append(near.copy())
         self.far.append(far.copy())
+        return near
+
+    def quiet(self, near: Int16Array) -> Int16Array:
+        self.quiet_frames += len(near) // FRAME
         return near
 
     def reset(self) -> None:
@@ -268,3 +273,56 @@ def test_a_timeline_reported_once_a_chunk_is_refitted_as_often_as_one_reported_e
         line.report(k * 640, 0.0006 + k * 0.04)
     # Refitted within 0.1 s of reports (by count, every 10 reports, this waited 0.4 s).
     assert line.time(108 * 640) - before > 1e-5
+
+
+def test_a_speaker_silent_for_a_second_skips_the_canceller_until_it_sounds_again() -> None:
+    rate, block = 24000, 240
+    canceller = Recorder()
+    stage = EchoStage(canceller, quiet_after_s=1.0)
+    rng = np.random.default_rng(4)
+    out = bytearray()
+    for b in range(800):  # 8 s: the assistant speaks, is silent from 3 s to 6 s, speaks again
+        t = b * block / rate
+        loud = t < 3.0 or t >= 6.0
+        spk = _sound(t + 0.02 + np.arange(block) / rate) if loud else np.zeros(block)
+        stage.played(spk.astype("<i2").tobytes(), rate, t + 0.02)  # a period ahead of the microphone
+        mic = rng.normal(0, 300, block).astype("<i2").tobytes()
+        out += stage.captured(mic, rate, t)
+    # Quiet from a second after the sound stopped (4 s) until the new sound reached the
+    # reference, just before 6 s: about 200 frames; the second after 3 s is still cancelled
+    # (the room's echo tail), and so is everything from the new sound on.
+    assert 190 <= stage.quiet_frames <= 205, stage.quiet_frames
+    assert canceller.quiet_frames == stage.quiet_frames
+    assert stage.frames == sum(len(x) for x in canceller.near) // FRAME
+    assert stage.frames + stage.quiet_frames == len(out) // 2 // FRAME, "no frame lost or doubled"
+    assert 590 <= stage.frames <= 610
+
+
+def test_the_quiet_path_joins_aec3_without_a_seam() -> None:
+    from kiosk.audio.webrtc_aec import LAG, WebRtcCanceller
+
+    x = (np.random.default_rng(1).normal(0, 2000, 3 * AEC_RATE)).astype(np.int16)  # room noise
+    chunk = 4 * FRAME
+
+    def run(quiet_from: int, quiet_to: int) -> np.ndarray:
+        c, out = WebRtcCanceller(), []
+        for i in range(0, len(x), chunk):
+            near = x[i : i + chunk]
+            quiet = quiet_from <= i < quiet_to
+            out.append(c.quiet(near) if quiet else c.process(near, np.zeros(len(near), dtype=np.int16)))
+        return np.concatenate(out).astype(np.float64)
+
+    aec3 = run(0, 0)  # the speaker silent, AEC3 throughout: its filtering and its delay
+    ref = x[AEC_RATE : 2 * AEC_RATE].astype(np.float64)
+    lag = int(np.argmax([np.dot(aec3[AEC_RATE + k : 2 * AEC_RATE + k], ref) for k in range(400)]))
+    assert lag == LAG, "AEC3's delay changed: LAG must follow it"
+    mixed = run(AEC_RATE, 2 * AEC_RATE)  # the quiet path from 1 s to 2 s
+
+    def mismatch(a: int, b: int) -> float:
+        d = mixed[a:b] - aec3[a:b]
+        return float(np.sqrt(np.mean(d * d) / np.mean(aec3[a:b] ** 2)))
+
+    assert mismatch(AEC_RATE, AEC_RATE + chunk) < 0.05, "into the quiet path: the same samples, on time"
+    assert mismatch(AEC_RATE + chunk, 2 * AEC_RATE) < 0.001, "then AEC3's own high-pass filter, sample for sample"
+    # Back to AEC3: it first hands out the 8 ms it held from before the pause, then the same.
+    assert mismatch(2 * AEC_RATE + LAG, 2 * AEC_RATE + 4 * chunk) < 0.05

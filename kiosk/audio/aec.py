@@ -46,6 +46,8 @@ TAPS = 16  # windowed-sinc interpolation of the reference
 HOLD_FRAMES = 3  # a microphone frame waits at most this long for its reference
 SLEW = 0.05  # samples a frame the alignment may move smoothly (about 300 ppm) ...
 JUMP = 8  # ... and beyond this many samples (0.5 ms) it moves at once
+QUIET_AFTER_S = 1.0  # the reference silent this long before a frame: no echo left to cancel (RT60 ~0.5 s)
+QUIET_LEVEL = 4  # reference samples this small are silence (-78 dBFS; the resampler dithers by 1)
 _K = np.arange(-TAPS // 2 + 1, TAPS // 2 + 1)
 _CUTOFF = 0.9  # of Nyquist: the kernel's pass band (speech above 7 kHz matters little here)
 _BETA = 6.0
@@ -58,6 +60,12 @@ class EchoCanceller(Protocol):
 
     def process(self, near: Int16Array, far: Int16Array) -> Int16Array:
         """The microphone frames ``near`` with the echo of ``far`` removed (any whole number of frames)."""
+
+    def quiet(self, near: Int16Array) -> Int16Array:
+        """The microphone frames ``near`` while the speaker has long been silent: what
+        :meth:`process` would return with no echo to remove (the same filtering, the same
+        delay), without its cost. The stage switches between the two at will, so their
+        outputs must join without a seam."""
 
     def reset(self) -> None:
         """Forget what it learned (the echo path changed beyond recognition)."""
@@ -152,6 +160,7 @@ class EchoStage:
         lead_ms: float = 5.0,
         guard: ResidualGuard | None = None,
         max_queued: int = 400,
+        quiet_after_s: float = QUIET_AFTER_S,
     ) -> None:
         self.canceller = canceller
         self.guard = guard if guard is not None else ResidualGuard()
@@ -166,7 +175,13 @@ class EchoStage:
         self._pending = np.zeros(0, dtype=np.int16)
         self._far_pos: float | None = None  # where the last frame's reference started
         self._next_frame = 0  # absolute index (canceller rate) of the next microphone frame
-        self.frames = 0
+        self.frames = 0  # through the canceller ...
+        self.quiet_frames = 0  # ... and passed through while the speaker had long been silent
+        # Just past the last sample of the reference that was not silence (canceller
+        # rate, absolute index): a frame whose reference starts ``_quiet`` samples after it
+        # hears no echo, and skips the canceller and the guard (most of a kiosk's day).
+        self._sound_end = 0
+        self._quiet = int(quiet_after_s * AEC_RATE)
         self.cpu_s = 0.0  # CPU time spent here, for the benchmark's per-second figure
         self.canceller_cpu_s = 0.0  # of which in the canceller itself
         self.energy = [0.0, 0.0, 0.0]  # microphone, canceller output, guarded output (since reset)
@@ -205,9 +220,28 @@ class EchoStage:
         if positions:
             n = len(positions) * FRAME
             near, self._pending = self._pending[:n], self._pending[n:]
-            out = self._cancel(near, self._far_frames(positions))
+            if self._all_quiet(positions):
+                out = self.canceller.quiet(near).tobytes()
+                self.quiet_frames += len(positions)
+            else:
+                out = self._cancel(near, self._far_frames(positions))
         self.cpu_s += time.thread_time() - c0
         return out
+
+    def _all_quiet(self, positions: list[float | None]) -> bool:
+        """True when the speaker had been silent for ``quiet_after_s`` before the first of
+        these frames' reference (and so for all of them: positions only move forward).
+
+        Then there is no echo to remove: the frames take the canceller's quiet path (its
+        filtering without the cancelling, a tenth of its cost) and skip the guard (it caps
+        nothing without a reference). The canceller keeps what it learned: it is handed
+        the next frame that has sound within ``quiet_after_s`` of its reference, with the
+        state (filter, delay estimate) it had before the pause. Between replies and all
+        the time nobody is there, the echo stage then costs half as much (what is left:
+        resampling both sides, their timelines, the frames' positions).
+        """
+        first = next((p for p in positions if p is not None), None)
+        return first is None or first - self._quiet >= self._sound_end
 
     def _cancel(self, near: Int16Array, far: Float) -> bytes:
         """Whole frames through the canceller, the coupling meter and the guard."""
@@ -248,6 +282,9 @@ class EchoStage:
             return
         blocks = [self._queue.popleft() for _ in range(len(self._queue))]  # (only this thread pops)
         x = self._far.add_blocks(blocks)[-RING:]  # (a speaker keeps its rate; a stalled loop: the newest 2 s)
+        sound = np.flatnonzero(np.abs(x) > QUIET_LEVEL)
+        if len(sound):
+            self._sound_end = self._far.count - len(x) + int(sound[-1]) + 1
         at = (self._far.count - len(x)) % RING
         first = min(len(x), RING - at)  # the ring wraps at most once per batch (it holds 2 s)
         self._ring[at : at + first] = x[:first]
