@@ -73,6 +73,8 @@ METRICS: dict[str, tuple[str, Budget | None]] = {
     # alternating with the full kiosk's): absolute figures drift with the machine, this does not.
     "bare_cpu_percent": ("% of a core", None),
     "cpu_ratio_full_to_bare": ("ratio", Budget(2.0)),
+    # Nobody there (microphone streaming, speaker silent, warm standby): most of the day.
+    "idle_cpu_percent": ("% of a core", None),
     "peak_rss_mb": ("MB", Budget(64)),
     "rss_growth_mb": ("MB", Budget(1)),
     "ready_p50_s": ("s", Budget(1.5)),
@@ -227,10 +229,12 @@ def cpu(plan: Plan, root: Path, config: Path | None, metrics: dict[str, float], 
             for mode in order:
                 got = kiosk_process(url, root / f"{mode}{r}", config, mode, "--seconds", str(plan.stream_s))
                 (full if mode == "stream" else bare).append(got)
+        idle = kiosk_process(url, root / "idle", config, "idle", "--seconds", str(plan.stream_s))
     ratios = [f["cpu_percent"] / b["cpu_percent"] for f, b in zip(full, bare, strict=True)]
     metrics["cpu_percent"] = round(statistics.median(f["cpu_percent"] for f in full), 2)
     metrics["bare_cpu_percent"] = round(statistics.median(b["cpu_percent"] for b in bare), 2)
     metrics["cpu_ratio_full_to_bare"] = round(statistics.median(ratios), 2)
+    metrics["idle_cpu_percent"] = round(idle["cpu_percent"], 2)
     note["cpu"] = {
         "rounds": plan.cpu_rounds,
         "seconds_per_round": plan.stream_s,
@@ -240,6 +244,8 @@ def cpu(plan: Plan, root: Path, config: Path | None, metrics: dict[str, float], 
         # Per thread, % of a core (median over the rounds): where the time goes.
         "full_threads_percent": _thread_medians(full),
         "bare_threads_percent": _thread_medians(bare),
+        "idle_threads_percent": _thread_medians([idle]),
+        "idle_echo_stage_percent": round(100 * idle["echo_stage_cpu_s"] / idle["wall_s"], 2),
         "echo_stage_percent": round(statistics.median(100 * f["echo_stage_cpu_s"] / f["wall_s"] for f in full), 2),
         "canceller_percent": round(statistics.median(100 * f["canceller_cpu_s"] / f["wall_s"] for f in full), 2),
         **{k: full[-1][k] for k in ("card_cpu_s", "still_playing", "underruns")},

@@ -14,6 +14,8 @@ Modes:
   first-audio and the resident set size after each session;
 * ``stream``: one session whose greeting plays for the whole window while the microphone
   streams; reports the kiosk's CPU use (the card threads' own CPU subtracted), per thread too;
+* ``idle``: the same figures with nobody there (the microphone streaming room noise, the
+  speaker silent): most of a kiosk's day;
 * ``bare``: the same workload through the kiosk's Realtime client alone
   (:mod:`kiosk.bench.bare`), the baseline of ``cpu_ratio_full_to_bare``.
 """
@@ -141,6 +143,8 @@ class Bench:
                         await up.wait()
                     if self.args.mode == "stream":
                         await self.stream()
+                    elif self.args.mode == "idle":
+                        await self.idle()
                     else:
                         await self.sessions()
                 finally:
@@ -214,6 +218,21 @@ class Bench:
         self.card.noise = 100  # about -50 dBFS: below the VAD, but not digital silence
         await self.press()
         await self.watch.until(True)
+        await self.measure()
+        self.result["still_playing"] = self.watch.changes.empty()
+        await self.press()
+        with contextlib.suppress(TimeoutError):
+            await self.kiosk.wait_state({cv.State.IDLE}, limit_s=LIMIT_S)
+
+    async def idle(self) -> None:
+        """Nobody there for ``seconds``: the microphone streams room noise, the speaker is silent."""
+        self.card.noise = 100
+        await self.kiosk.wait_for_standby(LIMIT_S)
+        await asyncio.sleep(1.5)  # past the echo stage's quiet_after_s since the start
+        await self.measure()
+
+    async def measure(self) -> None:
+        """The kiosk's CPU over ``seconds`` (the card's own subtracted), per thread and in the echo stage."""
         echo = self.kiosk.p.echo
         wall0, cpu0, card0 = time.monotonic(), time.process_time(), self.card.cpu_s
         echo0 = echo.cpu_s if echo is not None else 0.0
@@ -221,8 +240,6 @@ class Bench:
         threads0 = threads.thread_cpu()
         await asyncio.sleep(self.args.seconds)
         wall, cpu, card = time.monotonic() - wall0, time.process_time() - cpu0, self.card.cpu_s - card0
-        per_thread = threads.difference(threads.thread_cpu(), threads0)
-        still_playing = self.watch.changes.empty()
         self.result.update(
             wall_s=wall,
             cpu_s=cpu - card,
@@ -231,19 +248,15 @@ class Bench:
             echo_stage_cpu_s=(echo.cpu_s - echo0) if echo is not None else 0.0,
             canceller_cpu_s=(echo.canceller_cpu_s - canceller0) if echo is not None else 0.0,
             echo_frames=echo.frames if echo is not None else 0,
-            still_playing=still_playing,
             underruns=self.speaker.buffer.underruns,
-            thread_cpu_s=per_thread,
+            thread_cpu_s=threads.difference(threads.thread_cpu(), threads0),
         )
-        await self.press()
-        with contextlib.suppress(TimeoutError):
-            await self.kiosk.wait_state({cv.State.IDLE}, limit_s=LIMIT_S)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the kiosk process; writes the result as JSON to ``--out``."""
     p = argparse.ArgumentParser(prog="python -m kiosk.bench.duplex")
-    p.add_argument("--mode", choices=("sessions", "stream", "bare"), required=True)
+    p.add_argument("--mode", choices=("sessions", "stream", "idle", "bare"), required=True)
     p.add_argument("--url", required=True, help="the simulator's realtime URL")
     p.add_argument("--workdir", required=True)
     p.add_argument("--config", type=Path, help="kiosk configuration (default: the kiosk's own default)")
