@@ -55,3 +55,16 @@ def test_the_visitors_voice_is_the_sentences_start_made_without_the_whole() -> N
     n = int(seconds * RATE)
     expected = np.clip(whole[:n].astype(np.float64) * 2.5, -32767, 32766).astype("<i2").tobytes()
     assert got == expected, "the same samples as before"
+
+
+def test_kiosk_run_loads_no_command_it_never_runs() -> None:
+    # Every command builds the whole parser, which imports each command's module: what only
+    # `kiosk selftest` and `kiosk report --html` run stays out of the daemon's process.
+    code = """
+from kiosk.cli.main import _parser
+import kiosk.config.checks, kiosk.runtime.daemon
+_parser().parse_args(["run", "--no-gpio"])
+"""
+    loaded = _modules_after(code)
+    assert "kiosk.runtime.daemon" in loaded  # the probe does load the run path
+    assert not {"kiosk.cli.probes", "kiosk.fleet.html", "html.entities"} & loaded
