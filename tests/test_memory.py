@@ -1,4 +1,4 @@
-"""Memory: the benchmark's kiosk process weighs what the daemon weighs (README "Memory")."""
+"""Memory: what the kiosk holds, and the benchmark's kiosk process weighing what the daemon weighs (README "Memory")."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from kiosk.audio.pcm import RATE
+from kiosk.audio.pcm import RATE, read_wav
 from kiosk.bench import voices
+from kiosk.runtime.compose import read_message
 from kiosk.sim.scenario import synthesize
+from tests.toolkit import checkout_settings
 
 
 def _modules_after(code: str) -> set[str]:
@@ -68,3 +70,15 @@ _parser().parse_args(["run", "--no-gpio"])
     loaded = _modules_after(code)
     assert "kiosk.runtime.daemon" in loaded  # the probe does load the run path
     assert not {"kiosk.cli.probes", "kiosk.fleet.html", "html.entities"} & loaded
+
+
+def test_the_prerecorded_messages_are_read_when_played_not_held() -> None:
+    path = checkout_settings().session.offline_message
+    tracemalloc.start()
+    try:
+        message = read_message(path)  # read once (an unusable file is reported at start-up)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 64 << 10, f"{held >> 10} kB held"  # the message itself is ~370 kB
+    assert message is not None and message.pcm() == read_wav(path)

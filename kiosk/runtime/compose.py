@@ -54,15 +54,29 @@ def realtime_opener(
     return Opener(settings.realtime, settings.secrets.openai_api_key, config, trace=trace)
 
 
-def read_message(path: Path | None) -> bytes | None:
-    """A prerecorded message WAV (offline, unavailable), if configured and readable."""
+class WavMessage:
+    """A prerecorded message WAV, read each time it is played: it plays only while the service
+    is out of reach or refused, so its audio is not held in memory for the kiosk's whole life."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def pcm(self) -> bytes | None:
+        """The message at the kiosk's rate; None (and a warning) when it cannot be read."""
+        try:
+            return read_wav(self.path)
+        except (OSError, ValueError) as exc:
+            log.warning("prerecorded message %s unusable: %s", self.path, exc)
+            return None
+
+
+def read_message(path: Path | None) -> WavMessage | None:
+    """A prerecorded message (offline, unavailable), if configured and readable (read once now,
+    so an unusable file is reported at start-up, as before)."""
     if path is None:
         return None
-    try:
-        return read_wav(path)
-    except (OSError, ValueError) as exc:
-        log.warning("prerecorded message %s unusable: %s", path, exc)
-        return None
+    message = WavMessage(path)
+    return message if message.pcm() is not None else None
 
 
 def build_kiosk(
