@@ -22,6 +22,7 @@ from kiosk.panel.ports import Lights
 from kiosk.realtime import session as rs
 from kiosk.realtime.connection import TraceWriter
 from kiosk.realtime.handshake import Opener
+from kiosk.runtime.heap import fix_mmap_threshold
 from kiosk.runtime.kiosk import Kiosk, Parts
 from kiosk.tools import catalog
 from kiosk.tools.registry import ToolRegistry
@@ -94,8 +95,10 @@ def build_kiosk(
 
     With ``echo.mode = "aec"`` the echo canceller is built here, once for the kiosk's life
     (it stays converged across visits): the speaker reports what it plays to it, and the
-    microphone's conditioning runs through it.
+    microphone's conditioning runs through it. The C heap's policy for a long life is set here
+    (:mod:`kiosk.runtime.heap`), so the daemon and the benchmarks' kiosk run under the same one.
     """
+    fix_mmap_threshold()
     tools = catalog.build_registry(settings)
     echo = echo_stage(settings.echo)
     if echo is not None:
