@@ -17,6 +17,13 @@ PlayingListener = Callable[[bool], None]
 ReferenceSink = Callable[[bytes, int, float | None], None]
 
 
+class Recording(Protocol):
+    """Prerecorded audio, read when it is played (``kiosk.runtime.compose.WavMessage``)."""
+
+    def pcm(self) -> bytes | None:
+        """The audio, or None when it cannot be read now."""
+
+
 class EchoRemover(Protocol):
     """Takes the played reference and cleans the microphone (``kiosk.audio.aec.EchoStage``)."""
 

@@ -17,7 +17,6 @@ from typing import Any
 from kiosk.config import Settings, load_settings
 from kiosk.errors import StoreError, UsageError
 from kiosk.fleet import records
-from kiosk.fleet.html import render_html
 from kiosk.fleet.report import Report, build, day_range, render_csv, render_text
 from kiosk.leads import outbox as ob
 from kiosk.leads.records import utc_now
@@ -76,6 +75,9 @@ def handle(args: argparse.Namespace) -> int:
     elif args.csv:
         print(render_csv(report), end="")
     elif args.html:
+        # Here, not at the top: the parser imports this module for every command, `kiosk run` too.
+        from kiosk.fleet.html import render_html
+
         args.html.write_text(render_html(report), encoding="utf-8")
         print(f"report written to {args.html}")
     else:

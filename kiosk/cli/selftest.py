@@ -21,22 +21,16 @@ import json
 import os
 import sys
 from dataclasses import asdict
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from kiosk.cli import args as cli_args
-from kiosk.cli.probes import (
-    Options,
-    Result,
-    check_database,
-    check_panel,
-    check_realtime,
-    check_sync,
-    fail,
-    ok,
-    skip,
-)
 from kiosk.config import LoadedConfig, load_settings
 from kiosk.errors import ConfigError
+
+# The probes are imported where they run: every command builds the parser, which imports
+# this module, and `kiosk run` must not carry the self-test's code for its whole life.
+if TYPE_CHECKING:
+    from kiosk.cli.probes import Options, Result
 
 # ---- running -------------------------------------------------------------------------------
 
@@ -45,6 +39,7 @@ async def run_checks(
     loaded: LoadedConfig, opts: Options, *, pin_factory: Any = None, out: TextIO = sys.stdout
 ) -> list[Result]:
     """Run every check after the configuration (which ``loaded`` already passed)."""
+    from kiosk.cli.probes import check_database, check_panel, check_realtime, check_sync, fail, ok, skip
     from kiosk.config.checks import check_settings
 
     settings = loaded.settings
@@ -111,6 +106,7 @@ def register(sub: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Run the self-test from parsed arguments; returns the exit status."""
+    from kiosk.cli.probes import Options, fail
     from kiosk.logs import setup_logging
 
     setup_logging("WARNING")

@@ -22,6 +22,7 @@ from kiosk.panel.ports import Lights
 from kiosk.realtime import session as rs
 from kiosk.realtime.connection import TraceWriter
 from kiosk.realtime.handshake import Opener
+from kiosk.runtime.heap import fix_mmap_threshold
 from kiosk.runtime.kiosk import Kiosk, Parts
 from kiosk.tools import catalog
 from kiosk.tools.registry import ToolRegistry
@@ -54,15 +55,29 @@ def realtime_opener(
     return Opener(settings.realtime, settings.secrets.openai_api_key, config, trace=trace)
 
 
-def read_message(path: Path | None) -> bytes | None:
-    """A prerecorded message WAV (offline, unavailable), if configured and readable."""
+class WavMessage:
+    """A prerecorded message WAV, read each time it is played: it plays only while the service
+    is out of reach or refused, so its audio is not held in memory for the kiosk's whole life."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def pcm(self) -> bytes | None:
+        """The message at the kiosk's rate; None (and a warning) when it cannot be read."""
+        try:
+            return read_wav(self.path)
+        except (OSError, ValueError) as exc:
+            log.warning("prerecorded message %s unusable: %s", self.path, exc)
+            return None
+
+
+def read_message(path: Path | None) -> WavMessage | None:
+    """A prerecorded message (offline, unavailable), if configured and readable (read once now,
+    so an unusable file is reported at start-up, as before)."""
     if path is None:
         return None
-    try:
-        return read_wav(path)
-    except (OSError, ValueError) as exc:
-        log.warning("prerecorded message %s unusable: %s", path, exc)
-        return None
+    message = WavMessage(path)
+    return message if message.pcm() is not None else None
 
 
 def build_kiosk(
@@ -80,8 +95,10 @@ def build_kiosk(
 
     With ``echo.mode = "aec"`` the echo canceller is built here, once for the kiosk's life
     (it stays converged across visits): the speaker reports what it plays to it, and the
-    microphone's conditioning runs through it.
+    microphone's conditioning runs through it. The C heap's policy for a long life is set here
+    (:mod:`kiosk.runtime.heap`), so the daemon and the benchmarks' kiosk run under the same one.
     """
+    fix_mmap_threshold()
     tools = catalog.build_registry(settings)
     echo = echo_stage(settings.echo)
     if echo is not None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from kiosk import budget
 from kiosk import conversation as cv
 from kiosk.audio.echo import EchoPolicy
-from kiosk.audio.ports import Microphone, Speaker
+from kiosk.audio.ports import Microphone, Recording, Speaker
 from kiosk.audio.vad import LedVad
 from kiosk.config import Settings
 from kiosk.leads.store import Store
@@ -63,8 +63,8 @@ class Parts:
     mic: Microphone
     speaker: Speaker
     lights: Lights
-    offline_audio: bytes | None = None
-    unavailable_audio: bytes | None = None
+    offline_audio: Recording | None = None  # read when played: held for the kiosk's life, ~0.35 MB each
+    unavailable_audio: Recording | None = None
     syncer: Syncer | None = None  # the outbox consumer (the daemon); None in the demo and most tests
     echo: EchoStage | None = None  # the echo canceller in the microphone's path (echo.mode = "aec")
     observer: Observer = field(default_factory=NullObserver)
@@ -394,7 +394,7 @@ class Kiosk:
         self._play(self.p.offline_audio, "offline")
         log.warning("Realtime unavailable: offline message played", extra=event("offline", session=visit_id or None))
 
-    def _play(self, audio: bytes | None, tag: str) -> None:
-        if audio:
+    def _play(self, message: Recording | None, tag: str) -> None:
+        if audio := message.pcm() if message is not None else None:
             self.p.speaker.write(audio, tag)
             self.p.speaker.end_of_stream()

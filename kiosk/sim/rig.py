@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from kiosk import conversation as cv
 from kiosk.audio.files import ScriptedMicrophone, WavSpeaker
+from kiosk.audio.ports import Recording
 from kiosk.config import Settings, load_settings
 from kiosk.leads.store import Store
 from kiosk.panel.ports import RecordingLights
@@ -165,7 +166,8 @@ class Rig:
                 observer=self.rec,
                 today=lambda: self.day,
             )
-            self.offline_audio, self.unavailable_audio = self.kiosk.p.offline_audio, self.kiosk.p.unavailable_audio
+            self.offline_audio = _pcm(self.kiosk.p.offline_audio)
+            self.unavailable_audio = _pcm(self.kiosk.p.unavailable_audio)
             stop = asyncio.Event()
             async with asyncio.TaskGroup() as tg:
                 up = asyncio.Event()
@@ -250,3 +252,8 @@ class Rig:
             # Replies stream faster than real time, so the transcript is complete before
             # playback is: wait for the speaker to go quiet after it.
             await self.rec.playback_done.wait()
+
+
+def _pcm(message: Recording | None) -> bytes | None:
+    """What a prerecorded message plays (the checks look for it in what the speaker heard)."""
+    return message.pcm() if message is not None else None

@@ -229,15 +229,21 @@ def _wav(path: Traversable) -> bytes:
 
 
 @cache
-def synthesize(text: str, *, pitch_hz: float = 140.0, syllable_hz: float = 4.0) -> bytes:
+def synthesize(
+    text: str, *, pitch_hz: float = 140.0, syllable_hz: float = 4.0, limit_s: float | None = None
+) -> bytes:
     """Speech-like audio for ``text``: a voiced buzz at ``pitch_hz`` with syllable-rate modulation.
 
     About 60 ms per character, which is close to a real voice's pace, so timings and
     truncation in tests resemble a real conversation. The waveform depends only on the
     length of ``text``: a visitor who must not sound like the assistant needs another
     ``pitch_hz`` (an echo canceller rightly takes a copy of what was played for echo).
+    ``limit_s``: only the first seconds, the very samples the whole would start with (every
+    step is per sample or a running sum), without the whole's float arrays in memory.
     """
     seconds = min(12.0, max(0.4, 0.06 * len(text)))
+    if limit_s is not None:
+        seconds = min(seconds, limit_s)
     t = np.arange(int(seconds * RATE), dtype=np.float64) / RATE
     f0 = pitch_hz + pitch_hz / 7 * np.sin(2 * math.pi * 0.7 * t)
     phase = 2 * math.pi * np.cumsum(f0) / RATE

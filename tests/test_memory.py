@@ -1,0 +1,131 @@
+"""Memory: what the kiosk holds, and the benchmark's kiosk process weighing what the daemon weighs (README "Memory")."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+from kiosk.audio.pcm import RATE, read_wav
+from kiosk.bench import voices
+from kiosk.runtime.compose import read_message
+from kiosk.sim.scenario import synthesize
+from tests.toolkit import checkout_settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _last_line(code: str) -> str:
+    """The last line ``code`` prints in a fresh interpreter (run from the checkout)."""
+    cmd = [sys.executable, "-c", code]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.splitlines()[-1]
+
+
+def _modules_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``code``."""
+    return set(json.loads(_last_line(code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n")))
+
+
+def test_the_bench_kiosk_process_loads_no_numpy_random(tmp_path: Path) -> None:
+    # numpy.random is about 6 MB resident and no part of the daemon uses it: the card and
+    # the visitor's voice of the memory benchmark must not bring it into the kiosk's process.
+    code = f"""
+from pathlib import Path
+import kiosk.bench.duplex
+from kiosk.bench.probe import FifoCard
+from kiosk.bench.voices import visitor_utterance
+card = FifoCard(Path({str(tmp_path)!r}), marks=False)
+card.start()
+card.close()
+visitor_utterance()
+"""
+    assert "numpy.random" not in _modules_after(code)
+    assert "numpy.random" not in _modules_after("import kiosk.cli.main, kiosk.runtime.daemon")
+
+
+def test_the_visitors_voice_is_the_sentences_start_made_without_the_whole() -> None:
+    seconds = 0.45
+    synthesize.cache_clear()  # measured as a fresh process makes it
+    tracemalloc.start()
+    try:
+        got = voices.visitor_utterance(seconds)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # The whole sentence (about 6 s) in float64 arrays peaks at several MB; the half second, not.
+    assert peak < 1 << 20, f"{peak / 2**20:.1f} MB"
+    whole = np.frombuffer(synthesize(voices._SENTENCE, pitch_hz=210.0, syllable_hz=6.0), dtype="<i2")
+    n = int(seconds * RATE)
+    expected = np.clip(whole[:n].astype(np.float64) * 2.5, -32767, 32766).astype("<i2").tobytes()
+    assert got == expected, "the same samples as before"
+
+
+def test_kiosk_run_loads_no_command_it_never_runs() -> None:
+    # Every command builds the whole parser, which imports each command's module: what only
+    # `kiosk selftest` and `kiosk report --html` run stays out of the daemon's process.
+    code = """
+from kiosk.cli.main import _parser
+import kiosk.config.checks, kiosk.runtime.daemon
+_parser().parse_args(["run", "--no-gpio"])
+"""
+    loaded = _modules_after(code)
+    assert "kiosk.runtime.daemon" in loaded  # the probe does load the run path
+    assert not {"kiosk.cli.probes", "kiosk.fleet.html", "html.entities"} & loaded
+
+
+def test_the_prerecorded_messages_are_read_when_played_not_held() -> None:
+    path = checkout_settings().session.offline_message
+    tracemalloc.start()
+    try:
+        message = read_message(path)  # read once (an unusable file is reported at start-up)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 64 << 10, f"{held >> 10} kB held"  # the message itself is ~370 kB
+    assert message is not None and message.pcm() == read_wav(path)
+
+
+
+def _heap_retained_kb(setup: str) -> int:
+    """kB still resident after 10 MB of 256 kB blocks were freed, once a 4 MB block had been,
+    in a fresh interpreter that ran ``setup`` first."""
+    code = setup + """
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+big = bytearray(4 << 20)
+del big  # glibc's own policy now raises its threshold to 4 MB
+before = rss()
+blocks, pins = [], []
+for _ in range(40):
+    blocks.append(bytearray(256 << 10))
+    pins.append(bytearray(2048))  # small heap blocks after each: the heap's top cannot shrink
+del blocks
+print(rss() - before)
+"""
+    return int(_last_line(code))
+
+
+def test_freed_large_blocks_leave_a_kiosk_process() -> None:
+    assert _heap_retained_kb("") > 8 << 10, "glibc's own policy keeps them (the test sees the effect)"
+    assert _heap_retained_kb("from kiosk.runtime import heap\nassert heap.fix_mmap_threshold()\n") < 1 << 10
+    # build_kiosk is where the daemon and the benchmarks' kiosk both set it.
+    build = """
+import tempfile
+from pathlib import Path
+from kiosk.audio.files import RawSpeaker, ScriptedMicrophone
+from kiosk.leads.store import Store
+from kiosk.panel.ports import LogLights
+from kiosk.runtime.compose import build_kiosk
+from tests.toolkit import checkout_settings
+settings = checkout_settings({"store": {"path": str(Path(tempfile.mkdtemp()) / "kiosk.db")}})
+build_kiosk(settings, Store(settings.store.path), ScriptedMicrophone(), RawSpeaker(Path("/dev/null")), LogLights())
+"""
+    assert _heap_retained_kb(build) < 1 << 10
