@@ -54,7 +54,7 @@ def echo_stage(settings: EchoSettings) -> EchoStage | None:
         return None
     guard = ResidualGuard(cap_db=settings.residual_cap_db, hold_ms=settings.residual_hold_ms)
     log.info("echo cancellation on: WebRTC AEC3 at 16 kHz, the played audio as reference")
-    return EchoStage(canceller, lead_ms=settings.lead_ms, guard=guard)
+    return EchoStage(canceller, lead_ms=settings.lead_ms, guard=guard, quiet_after_s=settings.quiet_after_s)
 
 
 @dataclass

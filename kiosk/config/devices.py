@@ -78,6 +78,13 @@ class EchoSettings(Section):
     residual_hold_ms: int = Field(
         300, ge=0, le=2000, description="aec: once someone talks over the echo, the guard stays open this long."
     )
+    quiet_after_s: float = Field(
+        1.0,
+        ge=0.3,
+        le=10.0,
+        description="aec: once the speaker has been silent this long (longer than the room's echo tail), the "
+        "microphone skips the canceller until it sounds again (half the echo stage's CPU while nobody is there).",
+    )
     gate_margin_db: float = Field(
         0.0, description="gate: mic level must exceed the playback level by this much to pass."
     )
