@@ -326,3 +326,14 @@ def test_the_quiet_path_joins_aec3_without_a_seam() -> None:
     assert mismatch(AEC_RATE + chunk, 2 * AEC_RATE) < 0.001, "then AEC3's own high-pass filter, sample for sample"
     # Back to AEC3: it first hands out the 8 ms it held from before the pause, then the same.
     assert mismatch(2 * AEC_RATE + LAG, 2 * AEC_RATE + 4 * chunk) < 0.05
+
+
+def test_the_interpolation_kernels_are_a_kaiser_windowed_sinc_to_the_bit() -> None:
+    # The stage builds them without np.i0 / np.sinc (memory: their first call touches ~1 MB
+    # of numpy); they must be exactly what those would give.
+    from kiosk.audio import aec
+
+    x = aec._K[None, :] - np.arange(256, dtype=np.float64)[:, None] / 256
+    window = np.i0(aec._BETA * np.sqrt(np.clip(1 - (x / (aec.TAPS / 2)) ** 2, 0, 1))) / np.i0(aec._BETA)
+    want = (aec._CUTOFF * np.sinc(aec._CUTOFF * x) * window).astype(np.float32)
+    assert np.array_equal(aec._KERNELS, want)

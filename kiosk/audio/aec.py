@@ -71,12 +71,32 @@ class EchoCanceller(Protocol):
         """Forget what it learned (the echo path changed beyond recognition)."""
 
 
+def _bessel_i0(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The modified Bessel function I0 by its power series (to float64's precision for the
+    Kaiser window's arguments, 0..BETA). Not ``np.i0``, nor ``np.sinc`` below: their first
+    call touches about 1 MB of numpy the kiosk never uses again (the kernels come out the
+    same to the bit)."""
+    q = (x / 2) ** 2
+    term, total = np.ones_like(x), np.ones_like(x)
+    for k in range(1, 40):
+        term = term * q / (k * k)
+        total = total + term
+    return total
+
+
+def _sinc(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    y = np.pi * np.where(x == 0, 1.0e-20, x)
+    out: npt.NDArray[np.float64] = np.sin(y) / y
+    return out
+
+
 def _kernels(phases: int = 256) -> Float:
     """Windowed-sinc fractional-delay kernels for ``phases`` fractions of a sample."""
     frac = np.arange(phases, dtype=np.float64)[:, None] / phases
     x = _K[None, :] - frac
-    window = np.i0(_BETA * np.sqrt(np.clip(1 - (x / (TAPS / 2)) ** 2, 0, 1))) / np.i0(_BETA)
-    out: Float = (_CUTOFF * np.sinc(_CUTOFF * x) * window).astype(np.float32)
+    arg = _BETA * np.sqrt(np.clip(1 - (x / (TAPS / 2)) ** 2, 0, 1))
+    window = _bessel_i0(arg) / _bessel_i0(np.full(1, _BETA))
+    out: Float = (_CUTOFF * _sinc(_CUTOFF * x) * window).astype(np.float32)
     return out
 
 
