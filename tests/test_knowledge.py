@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kiosk.tools.knowledge import Chunk, KnowledgeBase, chunk_markdown, load_chunks, match_expression
+from kiosk.tools.knowledge import (
+    Chunk,
+    Hit,
+    KnowledgeBase,
+    chunk_markdown,
+    load_chunks,
+    match_expression,
+    plan,
+)
 from tests.toolkit import CONFIG
 
 KB_DIR = CONFIG / "knowledge"
@@ -142,3 +151,66 @@ def test_on_a_large_knowledge_base_a_word_in_every_chunk_finds_the_chunk_titled_
     hits = kb.search("loan", 3)
     assert hits[0].title == "Loan basics"
     assert len(hits) == 3
+
+
+def test_on_a_small_knowledge_base_every_try_ranks_all_its_matches() -> None:
+    # Below LARGE_KB_CHUNKS no word is counted (df 0): every word (AND), then any word (OR).
+    assert plan(["dscr", "loan"], {"dscr": 0, "loan": 0}, 120) == ['"dscr" AND "loan"', '"dscr" OR "loan"']
+    assert plan(["dscr"], {"dscr": 0}, 120) == ['"dscr"']
+
+
+def test_on_a_large_knowledge_base_no_try_ranks_more_chunks_than_the_bound() -> None:
+    df = {"rare": 40, "dscr": 700, "tax": 4500, "term": 4800}
+    tries = plan(["tax", "rare", "dscr", "term"], df, 10_000)
+    # AND: ~10000 * 0.45 * 0.004 * 0.07 * 0.48 chunks, cheap; the rarest within the bound;
+    # any word would match ~10000 chunks: only those with a word in a title are ranked.
+    assert tries == [
+        '"tax" AND "rare" AND "dscr" AND "term"',
+        '"rare" OR "dscr"',
+        '{title doc_title} : ("tax" OR "rare" OR "dscr" OR "term")',
+    ]
+    assert plan(["tax", "term"], df, 10_000) == [
+        '{title doc_title} : ("tax" AND "term")',
+        '{title doc_title} : ("tax" OR "term")',
+    ]
+
+
+def _steps(conn: sqlite3.Connection, run: Callable[[], object]) -> int:
+    """SQLite virtual-machine steps (in hundreds) that ``run()`` took on ``conn``: work, not time."""
+    steps = [0]
+
+    def tick() -> int:
+        steps[0] += 1
+        return 0
+
+    conn.set_progress_handler(tick, 100)
+    try:
+        run()
+    finally:
+        conn.set_progress_handler(None, 100)
+    return steps[0]
+
+
+def test_on_a_large_knowledge_base_a_common_word_is_not_ranked_across_every_chunk_holding_it(
+    tmp_path: Path,
+) -> None:
+    # 'loan' in 45 % of 6000 chunks (kept: under half), in three section titles.
+    chunks = [
+        Chunk(source="f.md", doc_title="Doc", title=f"Section {i}",
+              body=("a loan text" if i % 20 < 9 else "other text") + f" number {i}")
+        for i in range(6_000)
+    ]
+    for i in (100, 2000, 4000):
+        chunks[i] = Chunk(source="f.md", doc_title="Doc", title=f"Loan topic {i}", body=f"a loan text {i}")
+    KnowledgeBase.build(chunks, tmp_path / "kb.db").close()
+    conn = sqlite3.connect(tmp_path / "kb.db", check_same_thread=False)
+    kb = KnowledgeBase(conn)
+    hits: list[Hit] = []
+    searched = _steps(conn, lambda: hits.extend(kb.search("loan", 3)))
+    assert sorted(h.title for h in hits) == ["Loan topic 100", "Loan topic 2000", "Loan topic 4000"]
+    ranked_all = _steps(conn, lambda: conn.execute(
+        "SELECT rowid, bm25(chunks) AS r FROM chunks WHERE chunks MATCH 'loan' ORDER BY r LIMIT 3").fetchall())
+    assert ranked_all > 2700 * 2 // 100  # ranking all 2700 chunks holding it takes steps per chunk
+    assert searched * 3 < ranked_all, (searched, ranked_all)
+    kb.close()
+
