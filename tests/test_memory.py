@@ -129,3 +129,62 @@ settings = checkout_settings({"store": {"path": str(Path(tempfile.mkdtemp()) / "
 build_kiosk(settings, Store(settings.store.path), ScriptedMicrophone(), RawSpeaker(Path("/dev/null")), LogLights())
 """
     assert _heap_retained_kb(build) < 1 << 10
+
+
+def test_a_visit_without_a_lead_loads_no_sqlite_utils(tmp_path: Path) -> None:
+    # sqlite-utils with click, dateutil and pluggy is about 3 MB resident; only a lead's save
+    # writes through it, and a visit records its usage in plain SQL.
+    code = f"""
+import asyncio, io, json, sys
+from pathlib import Path
+from kiosk.leads.store import Store
+from kiosk.sim.demo import run_demo
+from tests.toolkit import CHECKOUT_CONFIG
+demo = run_demo("interrupt", Path({str(tmp_path)!r}), speed=10.0, out=io.StringIO(), config=CHECKOUT_CONFIG)
+result = asyncio.run(demo)
+store = Store(result.store_path)
+usage = store.rows("SELECT input_tokens, output_tokens, cost_usd FROM usage")
+print(json.dumps([[name for name, ok in result.checks if not ok], usage, "sqlite_utils" in sys.modules]))
+"""
+    failed, usage, loaded = json.loads(_last_line(code))
+    assert failed == []
+    assert usage and usage[0]["input_tokens"] > 0 and usage[0]["cost_usd"] > 0  # the visit did record its usage
+    assert not loaded
+
+
+def test_a_leads_save_brings_sqlite_utils_without_its_plugins(tmp_path: Path) -> None:
+    # A sqlite-utils plugin installed beside the kiosk (an entry point) must not get to change
+    # the kiosk's connection; a plain Database() in the same process does run it.
+    site = tmp_path / "site"
+    (site / "foreign-0.1.dist-info").mkdir(parents=True)
+    (site / "foreign-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: foreign\nVersion: 0.1\n")
+    (site / "foreign-0.1.dist-info" / "entry_points.txt").write_text("[sqlite_utils]\nforeign = foreign\n")
+    (site / "foreign.py").write_text(
+        "import sqlite_utils\n"
+        "@sqlite_utils.hookimpl\n"
+        "def prepare_connection(conn):\n"
+        "    conn.create_function('planted', 0, lambda: 'here')\n"
+    )
+    code = f"""
+import json, sqlite3, sys
+sys.path.insert(0, {str(site)!r})
+from pathlib import Path
+from kiosk.leads.store import Store
+from tests.test_store import CONSENT, LEAD
+store = Store(Path({str(tmp_path / "k.db")!r}))
+before = "sqlite_utils" in sys.modules
+lead_id = store.save_lead(LEAD, CONSENT)
+import sqlite_utils
+plain = sqlite_utils.Database(sqlite3.connect(":memory:"))
+def has_foreign(conn):
+    try:
+        return conn.execute("SELECT planted()").fetchone()[0] == "here"
+    except sqlite3.OperationalError:
+        return False
+print(json.dumps([before, store.lead(lead_id)["email"], has_foreign(plain.conn), has_foreign(store.conn)]))
+"""
+    before, email, plain_has_it, kiosk_has_it = json.loads(_last_line(code))
+    assert not before
+    assert email == "jane@example.com"
+    assert plain_has_it, "the plugin is installed and active (the test sees the effect)"
+    assert not kiosk_has_it
