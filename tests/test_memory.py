@@ -131,9 +131,18 @@ build_kiosk(settings, Store(settings.store.path), ScriptedMicrophone(), RawSpeak
     assert _heap_retained_kb(build) < 1 << 10
 
 
-def test_a_visit_without_a_lead_loads_no_sqlite_utils(tmp_path: Path) -> None:
-    # sqlite-utils with click, dateutil and pluggy is about 3 MB resident; only a lead's save
-    # writes through it, and a visit records its usage in plain SQL.
+# What a visit without a lead does not need, and must not load (README "Memory"):
+NOT_IN_A_VISIT = {
+    # sqlite-utils with click, dateutil and pluggy, about 3 MB resident: only a lead's save
+    # writes through it; a visit records its usage in plain SQL.
+    "sqlite_utils", "click", "dateutil", "pluggy",
+    # the syncer (CRM and SMTP clients) is the daemon's; the tools write e-mails without the
+    # sender, so smtplib and the e-mail package's policies (about 1 MB) stay out.
+    "kiosk.leads.sync", "kiosk.leads.smtp", "smtplib", "email.policy", "email.headerregistry",
+}  # fmt: skip
+
+
+def test_a_visit_without_a_lead_loads_only_what_it_needs(tmp_path: Path) -> None:
     code = f"""
 import asyncio, io, json, sys
 from pathlib import Path
@@ -144,12 +153,13 @@ demo = run_demo("interrupt", Path({str(tmp_path)!r}), speed=10.0, out=io.StringI
 result = asyncio.run(demo)
 store = Store(result.store_path)
 usage = store.rows("SELECT input_tokens, output_tokens, cost_usd FROM usage")
-print(json.dumps([[name for name, ok in result.checks if not ok], usage, "sqlite_utils" in sys.modules]))
+print(json.dumps([[name for name, ok in result.checks if not ok], usage, sorted(sys.modules)]))
 """
     failed, usage, loaded = json.loads(_last_line(code))
     assert failed == []
     assert usage and usage[0]["input_tokens"] > 0 and usage[0]["cost_usd"] > 0  # the visit did record its usage
-    assert not loaded
+    assert "kiosk.tools.leads" in loaded and "kiosk.leads.mail" in loaded  # the tools that write e-mails are there
+    assert not NOT_IN_A_VISIT & set(loaded)
 
 
 def test_a_leads_save_brings_sqlite_utils_without_its_plugins(tmp_path: Path) -> None:

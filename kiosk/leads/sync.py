@@ -41,9 +41,10 @@ from kiosk.leads import outbox as ob
 from kiosk.leads.channels import Channel, Clock, DrainReport, SystemClock, fingerprint
 from kiosk.leads.deadline import Aborter
 from kiosk.leads.http import HttpTransport, Transport
-from kiosk.leads.mail import Email, EmailPayloadError, MailAuthRefused, Mailer, MailRefused, SmtpMailer
+from kiosk.leads.mail import Email, EmailPayloadError, MailAuthRefused, Mailer, MailRefused
 from kiosk.leads.optout import mail_stopped
 from kiosk.leads.retention import purge
+from kiosk.leads.smtp import SmtpMailer
 from kiosk.leads.store import Store
 from kiosk.logs import event
 
