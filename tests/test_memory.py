@@ -139,6 +139,8 @@ NOT_IN_A_VISIT = {
     # the syncer (CRM and SMTP clients) is the daemon's; the tools write e-mails without the
     # sender, so smtplib and the e-mail package's policies (about 1 MB) stay out.
     "kiosk.leads.sync", "kiosk.leads.smtp", "smtplib", "email.policy", "email.headerregistry",
+    # the settings' "did you mean" suggestions, only for a setting that names nothing
+    "difflib",
 }  # fmt: skip
 
 
