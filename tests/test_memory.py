@@ -200,3 +200,18 @@ print(json.dumps([before, store.lead(lead_id)["email"], has_foreign(plain.conn),
     assert email == "jane@example.com"
     assert plain_has_it, "the plugin is installed and active (the test sees the effect)"
     assert not kiosk_has_it
+
+
+def test_the_daemons_syncer_loads_the_smtp_sender_at_its_first_email(tmp_path: Path) -> None:
+    # smtplib, the e-mail package's policies and the sender's TLS context wait for an e-mail.
+    code = f"""
+from pathlib import Path
+import kiosk.runtime.daemon
+from kiosk.config import NotifySettings, RetentionSettings, Secrets, SyncSettings
+from kiosk.leads.store import Store
+from kiosk.leads.sync import Syncer
+notify = NotifySettings(smtp_host="smtp.example.com", from_address="kiosk@example.com")
+syncer = Syncer(Store(Path({str(tmp_path / "k.db")!r})), "k1", SyncSettings(), notify, RetentionSettings(), Secrets())
+assert syncer.mailer is not None  # e-mail is configured
+"""
+    assert not {"smtplib", "email.policy", "kiosk.leads.smtp"} & _modules_after(code)

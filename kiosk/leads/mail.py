@@ -27,12 +27,17 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
 
 from kiosk.config import BranchSettings, NotifySettings
 from kiosk.errors import KioskError
 from kiosk.leads.records import LeadRecord, ScoreRecord
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from kiosk.leads.deadline import Aborter
 
 OFFICER_KIND = "email_officer"
 VISITOR_KIND = "email_visitor"
@@ -112,6 +117,29 @@ class Mailer(Protocol):
     def send(self, email: Email, *, message_key: str) -> None:
         """Send a plain-text message; ``message_key`` makes its Message-ID stable."""
         ...
+
+
+class SmtpOnFirstSend:
+    """The syncer's :class:`~kiosk.leads.smtp.SmtpMailer`, made when the first e-mail goes out.
+
+    Until then a daemon holds neither smtplib and the e-mail package's policies nor the
+    sender's TLS context with the system's CAs (together about 2 MB resident; README
+    "Memory"). ``notify.smtp_ca_bundle`` is still checked at start-up (``config check``).
+    """
+
+    def __init__(
+        self, notify: NotifySettings, password: SecretStr | None, kiosk_id: str, *, aborter: Aborter | None = None
+    ) -> None:
+        self.notify, self.password, self.kiosk_id, self.aborter = notify, password, kiosk_id, aborter
+        self._mailer: Mailer | None = None
+
+    def send(self, email: Email, *, message_key: str) -> None:
+        """Send through the SMTP sender (made now if this is the first e-mail)."""
+        if self._mailer is None:
+            from kiosk.leads.smtp import SmtpMailer
+
+            self._mailer = SmtpMailer(self.notify, self.password, self.kiosk_id, aborter=self.aborter)
+        self._mailer.send(email, message_key=message_key)
 
 
 # -- templates -------------------------------------------------------------------------
