@@ -215,3 +215,35 @@ syncer = Syncer(Store(Path({str(tmp_path / "k.db")!r})), "k1", SyncSettings(), n
 assert syncer.mailer is not None  # e-mail is configured
 """
     assert not {"smtplib", "email.policy", "kiosk.leads.smtp"} & _modules_after(code)
+
+
+def test_realtime_connections_share_one_tls_context(cert: tuple[Path, Path]) -> None:
+    # asyncio would make (and fill with the system's CAs) a context per wss:// connection:
+    # 0.8 MB resident each, and ~30 ms of the event loop per connect.
+    certfile, keyfile = cert
+    code = f"""
+import asyncio, json, os
+from pathlib import Path
+os.environ["SSL_CERT_FILE"] = {str(certfile)!r}  # the test's self-signed certificate is the trusted CA
+from pydantic import SecretStr
+from websockets.asyncio.server import serve
+from kiosk.realtime.connection import RealtimeConnection
+from tests.synckit import server_tls
+async def main():
+    async def hold(ws):
+        await ws.wait_closed()
+    tls = server_tls(Path({str(certfile)!r}), Path({str(keyfile)!r}))
+    async with serve(hold, "127.0.0.1", 0, ssl=tls) as server:
+        url = f"wss://127.0.0.1:{{server.sockets[0].getsockname()[1]}}/v1/realtime"
+        contexts = []
+        for _ in range(2):
+            conn = await RealtimeConnection.open(url, "m", SecretStr("k"), connect_timeout=10, ping_interval=20)
+            contexts.append(conn._ws.transport.get_extra_info("ssl_object").context)
+            await conn.close()
+    return contexts
+first, second = asyncio.run(main())
+print(json.dumps([first is second, first.verify_mode == 2]))
+"""
+    shared, verified = json.loads(_last_line(code))
+    assert verified  # certificates are checked (CERT_REQUIRED)
+    assert shared
