@@ -129,3 +129,121 @@ settings = checkout_settings({"store": {"path": str(Path(tempfile.mkdtemp()) / "
 build_kiosk(settings, Store(settings.store.path), ScriptedMicrophone(), RawSpeaker(Path("/dev/null")), LogLights())
 """
     assert _heap_retained_kb(build) < 1 << 10
+
+
+# What a visit without a lead does not need, and must not load (README "Memory"):
+NOT_IN_A_VISIT = {
+    # sqlite-utils with click, dateutil and pluggy, about 3 MB resident: only a lead's save
+    # writes through it; a visit records its usage in plain SQL.
+    "sqlite_utils", "click", "dateutil", "pluggy",
+    # the syncer (CRM and SMTP clients) is the daemon's; the tools write e-mails without the
+    # sender, so smtplib and the e-mail package's policies (about 1 MB) stay out.
+    "kiosk.leads.sync", "kiosk.leads.smtp", "smtplib", "email.policy", "email.headerregistry",
+    # the settings' "did you mean" suggestions, only for a setting that names nothing
+    "difflib",
+}  # fmt: skip
+
+
+def test_a_visit_without_a_lead_loads_only_what_it_needs(tmp_path: Path) -> None:
+    code = f"""
+import asyncio, io, json, sys
+from pathlib import Path
+from kiosk.leads.store import Store
+from kiosk.sim.demo import run_demo
+from tests.toolkit import CHECKOUT_CONFIG
+demo = run_demo("interrupt", Path({str(tmp_path)!r}), speed=10.0, out=io.StringIO(), config=CHECKOUT_CONFIG)
+result = asyncio.run(demo)
+store = Store(result.store_path)
+usage = store.rows("SELECT input_tokens, output_tokens, cost_usd FROM usage")
+print(json.dumps([[name for name, ok in result.checks if not ok], usage, sorted(sys.modules)]))
+"""
+    failed, usage, loaded = json.loads(_last_line(code))
+    assert failed == []
+    assert usage and usage[0]["input_tokens"] > 0 and usage[0]["cost_usd"] > 0  # the visit did record its usage
+    assert "kiosk.tools.leads" in loaded and "kiosk.leads.mail" in loaded  # the tools that write e-mails are there
+    assert not NOT_IN_A_VISIT & set(loaded)
+
+
+def test_a_leads_save_brings_sqlite_utils_without_its_plugins(tmp_path: Path) -> None:
+    # A sqlite-utils plugin installed beside the kiosk (an entry point) must not get to change
+    # the kiosk's connection; a plain Database() in the same process does run it.
+    site = tmp_path / "site"
+    (site / "foreign-0.1.dist-info").mkdir(parents=True)
+    (site / "foreign-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: foreign\nVersion: 0.1\n")
+    (site / "foreign-0.1.dist-info" / "entry_points.txt").write_text("[sqlite_utils]\nforeign = foreign\n")
+    (site / "foreign.py").write_text(
+        "import sqlite_utils\n"
+        "@sqlite_utils.hookimpl\n"
+        "def prepare_connection(conn):\n"
+        "    conn.create_function('planted', 0, lambda: 'here')\n"
+    )
+    code = f"""
+import json, sqlite3, sys
+sys.path.insert(0, {str(site)!r})
+from pathlib import Path
+from kiosk.leads.store import Store
+from tests.test_store import CONSENT, LEAD
+store = Store(Path({str(tmp_path / "k.db")!r}))
+before = "sqlite_utils" in sys.modules
+lead_id = store.save_lead(LEAD, CONSENT)
+import sqlite_utils
+plain = sqlite_utils.Database(sqlite3.connect(":memory:"))
+def has_foreign(conn):
+    try:
+        return conn.execute("SELECT planted()").fetchone()[0] == "here"
+    except sqlite3.OperationalError:
+        return False
+print(json.dumps([before, store.lead(lead_id)["email"], has_foreign(plain.conn), has_foreign(store.conn)]))
+"""
+    before, email, plain_has_it, kiosk_has_it = json.loads(_last_line(code))
+    assert not before
+    assert email == "jane@example.com"
+    assert plain_has_it, "the plugin is installed and active (the test sees the effect)"
+    assert not kiosk_has_it
+
+
+def test_the_daemons_syncer_loads_the_smtp_sender_at_its_first_email(tmp_path: Path) -> None:
+    # smtplib, the e-mail package's policies and the sender's TLS context wait for an e-mail.
+    code = f"""
+from pathlib import Path
+import kiosk.runtime.daemon
+from kiosk.config import NotifySettings, RetentionSettings, Secrets, SyncSettings
+from kiosk.leads.store import Store
+from kiosk.leads.sync import Syncer
+notify = NotifySettings(smtp_host="smtp.example.com", from_address="kiosk@example.com")
+syncer = Syncer(Store(Path({str(tmp_path / "k.db")!r})), "k1", SyncSettings(), notify, RetentionSettings(), Secrets())
+assert syncer.mailer is not None  # e-mail is configured
+"""
+    assert not {"smtplib", "email.policy", "kiosk.leads.smtp"} & _modules_after(code)
+
+
+def test_realtime_connections_share_one_tls_context(cert: tuple[Path, Path]) -> None:
+    # asyncio would make (and fill with the system's CAs) a context per wss:// connection:
+    # 0.8 MB resident each, and ~30 ms of the event loop per connect.
+    certfile, keyfile = cert
+    code = f"""
+import asyncio, json, os
+from pathlib import Path
+os.environ["SSL_CERT_FILE"] = {str(certfile)!r}  # the test's self-signed certificate is the trusted CA
+from pydantic import SecretStr
+from websockets.asyncio.server import serve
+from kiosk.realtime.connection import RealtimeConnection
+from tests.synckit import server_tls
+async def main():
+    async def hold(ws):
+        await ws.wait_closed()
+    tls = server_tls(Path({str(certfile)!r}), Path({str(keyfile)!r}))
+    async with serve(hold, "127.0.0.1", 0, ssl=tls) as server:
+        url = f"wss://127.0.0.1:{{server.sockets[0].getsockname()[1]}}/v1/realtime"
+        contexts = []
+        for _ in range(2):
+            conn = await RealtimeConnection.open(url, "m", SecretStr("k"), connect_timeout=10, ping_interval=20)
+            contexts.append(conn._ws.transport.get_extra_info("ssl_object").context)
+            await conn.close()
+    return contexts
+first, second = asyncio.run(main())
+print(json.dumps([first is second, first.verify_mode == 2]))
+"""
+    shared, verified = json.loads(_last_line(code))
+    assert verified  # certificates are checked (CERT_REQUIRED)
+    assert shared

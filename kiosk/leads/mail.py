@@ -1,4 +1,4 @@
-"""E-mail, in one place: the payload, the templates, and the SMTP sender.
+"""E-mail: the payload and the templates (the SMTP sender is :mod:`kiosk.leads.smtp`).
 
 * :class:`Email` is the only shape of an e-mail outbox row's ``payload_json``
   (``{"to", "subject", "body"}`` and, for a visitor, ``"headers"``): the writers queue
@@ -16,33 +16,28 @@
   ``notify.unsubscribe_url`` is set, the one-click URL with ``List-Unsubscribe-Post``
   (RFC 8058); its body says the same and shows the postal address. No visitor e-mail is
   written without an unsubscribe address.
-* :class:`SmtpMailer` sends over STARTTLS. Delivery is at least once: a crash after the
-  server accepted a message and before the row is marked sent sends it again, with the same
-  ``Message-ID`` so mail clients can fold it.
+
+The sender lives apart so that what writes e-mails (the tools, in every visit) does not load
+smtplib and the e-mail package's header machinery (about 1 MB resident): only the syncer sends.
 """
 
 from __future__ import annotations
 
-import contextlib
-import email.policy
-import hashlib
-import smtplib
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.utils import formatdate
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
-
-from pydantic import SecretStr
 
 from kiosk.config import BranchSettings, NotifySettings
 from kiosk.errors import KioskError
-from kiosk.leads.deadline import Aborter, Cutoff
-from kiosk.leads.http import tls_context
 from kiosk.leads.records import LeadRecord, ScoreRecord
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
+    from kiosk.leads.deadline import Aborter
 
 OFFICER_KIND = "email_officer"
 VISITOR_KIND = "email_visitor"
@@ -122,6 +117,29 @@ class Mailer(Protocol):
     def send(self, email: Email, *, message_key: str) -> None:
         """Send a plain-text message; ``message_key`` makes its Message-ID stable."""
         ...
+
+
+class SmtpOnFirstSend:
+    """The syncer's :class:`~kiosk.leads.smtp.SmtpMailer`, made when the first e-mail goes out.
+
+    Until then a daemon holds neither smtplib and the e-mail package's policies nor the
+    sender's TLS context with the system's CAs (together about 2 MB resident; README
+    "Memory"). ``notify.smtp_ca_bundle`` is still checked at start-up (``config check``).
+    """
+
+    def __init__(
+        self, notify: NotifySettings, password: SecretStr | None, kiosk_id: str, *, aborter: Aborter | None = None
+    ) -> None:
+        self.notify, self.password, self.kiosk_id, self.aborter = notify, password, kiosk_id, aborter
+        self._mailer: Mailer | None = None
+
+    def send(self, email: Email, *, message_key: str) -> None:
+        """Send through the SMTP sender (made now if this is the first e-mail)."""
+        if self._mailer is None:
+            from kiosk.leads.smtp import SmtpMailer
+
+            self._mailer = SmtpMailer(self.notify, self.password, self.kiosk_id, aborter=self.aborter)
+        self._mailer.send(email, message_key=message_key)
 
 
 # -- templates -------------------------------------------------------------------------
@@ -285,92 +303,3 @@ def unsubscribe_headers(notify: NotifySettings, lead_id: str, kiosk_id: str) -> 
         links.append(f"<{url}{'&' if '?' in url else '?'}{urlencode({'lead': lead_id, 'kiosk': kiosk_id})}>")
         headers["List-Unsubscribe-Post"] = ONE_CLICK  # RFC 8058: a POST to the URL unsubscribes, no page
     return {"List-Unsubscribe": ", ".join(links), **headers}
-
-
-AUTH_CODES = frozenset({530, 534, 535, 538})
-# Headers folded only past RFC 5322's 998-character limit: the default 78 would RFC 2047-encode
-# a long List-Unsubscribe URI, which mail providers then cannot read.
-POLICY = email.policy.default.clone(max_line_length=998)
-
-
-class _Smtp(smtplib.SMTP):
-    """An SMTP client not yet connected that knows its host (STARTTLS checks the certificate
-    against it; only connecting in the constructor would set it)."""
-
-    def __init__(self, host: str, timeout_s: float) -> None:
-        super().__init__(timeout=timeout_s)
-        self._host = host
-
-
-class SmtpMailer:
-    """smtplib over STARTTLS with certificate checks; never sends in clear."""
-
-    def __init__(
-        self, notify: NotifySettings, password: SecretStr | None, kiosk_id: str, *, aborter: Aborter | None = None
-    ) -> None:
-        self.s = notify
-        self.aborter = aborter
-        self._password = password.get_secret_value() if password else ""
-        self.kiosk_id = kiosk_id
-        self.context = tls_context(notify.smtp_ca_bundle)
-
-    def message(self, email: Email, message_key: str) -> EmailMessage:
-        """The message as sent."""
-        msg = EmailMessage()
-        msg["From"] = self.s.from_address
-        msg["To"] = email.to
-        msg["Subject"] = email.subject
-        msg["Date"] = formatdate(usegmt=True)
-        digest = hashlib.sha256(message_key.encode()).hexdigest()[:32]
-        msg["Message-ID"] = f"<{digest}@{self.kiosk_id}.kiosk.invalid>"
-        for name, value in email.headers.items():
-            msg[name] = value
-        msg.set_content(email.body)  # under the default policy: the body's encoding as ever
-        msg.policy = POLICY  # the headers are folded when the message is written out
-        return msg
-
-    def send(self, email: Email, *, message_key: str) -> None:
-        """Connect, STARTTLS, log in when configured, send, all within ``smtp_timeout_s``.
-
-        MailRefused on a permanent refusal of this message, MailAuthRefused when the server
-        refuses our credentials, OSError (TimeoutError past the deadline) when it may pass later.
-        """
-        msg = self.message(email, message_key)
-        smtp = _Smtp(self.s.smtp_host, self.s.smtp_timeout_s)  # not connected yet: the cutoff watches it first
-        try:
-            with Cutoff(self.s.smtp_timeout_s, lambda: smtp.sock, self.aborter):
-                try:
-                    smtp.connect(self.s.smtp_host, self.s.smtp_port)
-                    self._converse(smtp, msg)
-                finally:
-                    smtp.close()
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _ in exc.recipients.values()]
-            if any(code in AUTH_CODES for code in codes):
-                raise MailAuthRefused(f"SMTP server wants a login ({', '.join(map(str, codes))})") from None
-            if any(code >= 500 for code in codes):
-                raise MailRefused(f"recipient refused ({', '.join(map(str, codes))})") from None
-            raise
-        except smtplib.SMTPAuthenticationError as exc:
-            raise MailAuthRefused(f"SMTP login refused ({exc.smtp_code})") from None
-        except smtplib.SMTPResponseException as exc:
-            if exc.smtp_code in AUTH_CODES:  # "authentication required": ours to fix, not the message's
-                raise MailAuthRefused(f"SMTP server wants a login ({exc.smtp_code})") from None
-            if exc.smtp_code >= 500:
-                err = exc.smtp_error
-                text = err.decode("utf-8", "replace") if isinstance(err, bytes) else err
-                raise MailRefused(f"{exc.smtp_code} {text}") from None
-            raise
-
-    def _converse(self, smtp: smtplib.SMTP, msg: EmailMessage) -> None:
-        smtp.ehlo()
-        if not smtp.has_extn("starttls"):
-            raise smtplib.SMTPNotSupportedError("server does not offer STARTTLS; not sending in clear")
-        smtp.starttls(context=self.context)
-        smtp.ehlo()
-        if self.s.smtp_username:
-            smtp.login(self.s.smtp_username, self._password)
-        smtp.send_message(msg)
-        # Accepted: say goodbye without waiting for the reply, which changes nothing now.
-        with contextlib.suppress(OSError):
-            smtp.send("QUIT\r\n")

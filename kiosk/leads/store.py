@@ -23,15 +23,17 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from kiosk.errors import StoreError
 from kiosk.leads.migrations import MIGRATIONS
 from kiosk.leads.records import ConsentEvidence, LeadRecord, ScoreRecord, utc_now
 from kiosk.leads.sqlfaults import RECOVER, check_file, clamp_float, clamp_int, store_error
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,6 @@ class Store:
             raise StoreError(f"cannot open database {path}: {exc}") from None
         self.conn = conn
         self._tx_lock = threading.RLock()
-        self.db = sqlite_utils.Database(conn)
         try:
             self._migrate()
         except sqlite3.Error as exc:
@@ -293,6 +294,19 @@ class Store:
             ignore=True,
         )
 
+    @cached_property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the store's connection, made at the first write that needs it.
+
+        Only a lead's save (and what it queues) writes through it. A visit without a lead
+        never does, so a kiosk that has saved none does not carry sqlite-utils, click,
+        dateutil and pluggy (about 3 MB resident; README "Memory"). No sqlite-utils
+        plugins: nothing installed beside the kiosk gets to change its connection.
+        """
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn, execute_plugins=False)
+
     def _table(self, name: str) -> sqlite_utils.db.Table:
         return self.db.table(name)
 
@@ -329,13 +343,16 @@ class Store:
         now = utc_now()
         counts = {kind: clamp_int(n) for kind, n in tokens.items()}  # a huge count must not end the visit
         row = {"session_id": session_id, "day": day, "updated_at": now, "cost_usd": clamp_float(cost_usd), **counts}
+        names = ", ".join(_column(c) for c in row)
+        updates = ", ".join(f"{_column(c)} = excluded.{_column(c)}" for c in row if c != "session_id")
         with self.transaction():
+            # One upsert in SQL: every visit records its usage, and sqlite-utils is left for
+            # a lead's save (see ``db``).
             self.conn.execute(
-                "INSERT INTO usage (session_id, day, started_at, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(session_id) DO NOTHING",
-                (session_id, day, now, now),
+                f"INSERT INTO usage (started_at, {names}) VALUES (?, {', '.join('?' * len(row))}) "
+                f"ON CONFLICT(session_id) DO UPDATE SET {updates}",
+                (now, *row.values()),
             )
-            self._table("usage").update(session_id, row)
 
     def usage_for_day(self, day: str) -> tuple[int, float]:
         """Total tokens and cost of a (local) day, for the daily budget."""
@@ -349,3 +366,8 @@ class Store:
     def close(self) -> None:
         """Close the connection."""
         self.conn.close()
+
+
+def _column(name: str) -> str:
+    """A column name quoted for SQL (the names come from the code, never from a visitor)."""
+    return '"' + name.replace('"', '""') + '"'

@@ -41,7 +41,7 @@ from kiosk.leads import outbox as ob
 from kiosk.leads.channels import Channel, Clock, DrainReport, SystemClock, fingerprint
 from kiosk.leads.deadline import Aborter
 from kiosk.leads.http import HttpTransport, Transport
-from kiosk.leads.mail import Email, EmailPayloadError, MailAuthRefused, Mailer, MailRefused, SmtpMailer
+from kiosk.leads.mail import Email, EmailPayloadError, MailAuthRefused, Mailer, MailRefused, SmtpOnFirstSend
 from kiosk.leads.optout import mail_stopped
 from kiosk.leads.retention import purge
 from kiosk.leads.store import Store
@@ -93,7 +93,7 @@ class Syncer:
             self.transport = HttpTransport(sync.endpoint, sync.timeout_s, sync.ca_bundle, aborter=self.aborter)
         self.mailer = mailer
         if mailer is None and notify.smtp_host:
-            self.mailer = SmtpMailer(notify, secrets.smtp_password, kiosk_id, aborter=self.aborter)
+            self.mailer = SmtpOnFirstSend(notify, secrets.smtp_password, kiosk_id, aborter=self.aborter)
         self.on_pass = on_pass  # called in the event loop after each pass of run(), e.g. to update STATUS=
         password = secrets.smtp_password.get_secret_value() if secrets.smtp_password else ""
         self._crm = Channel("crm", fingerprint(sync.endpoint, self._token, self._secret))

@@ -26,7 +26,6 @@ from kiosk.audio.ports import Microphone, Recording, Speaker
 from kiosk.audio.vad import LedVad
 from kiosk.config import Settings
 from kiosk.leads.store import Store
-from kiosk.leads.sync import Syncer
 from kiosk.logs import event
 from kiosk.panel.ports import Lights
 from kiosk.realtime import session as rs
@@ -42,6 +41,7 @@ from kiosk.tools.registry import ToolContext, ToolRegistry
 
 if TYPE_CHECKING:
     from kiosk.audio.aec import EchoStage
+    from kiosk.leads.sync import Syncer  # the daemon's; a kiosk without one never loads the CRM or SMTP clients
 
 log = logging.getLogger(__name__)
 
