@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kiosk.tools.knowledge import (
+    DF_CACHE,
     Chunk,
     Hit,
     KnowledgeBase,
@@ -214,3 +215,12 @@ def test_on_a_large_knowledge_base_a_common_word_is_not_ranked_across_every_chun
     assert searched * 3 < ranked_all, (searched, ranked_all)
     kb.close()
 
+
+
+def test_the_word_counts_of_a_large_knowledge_base_stay_bounded_over_a_long_life() -> None:
+    chunks = [Chunk(source="f.md", doc_title="Doc", title=f"Section {i}", body=f"loan text {i}") for i in range(1_200)]
+    kb = KnowledgeBase.build(chunks)
+    for i in range(DF_CACHE + 50):  # months of visitors' words: names, typos, numbers
+        kb._doc_freq(f"word{i}")  # the cache behind search(), without 20,000 searches
+    assert len(kb._df) <= DF_CACHE
+    assert [h.title for h in kb.search("loan 777", 1)] == ["Section 777"], "and search still works"

@@ -55,6 +55,7 @@ _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _WORD = re.compile(r"\w+")
 MAX_TERMS = 16
 LARGE_KB_CHUNKS = 1000  # below this, scoring every match is cheap: every query word is kept
+DF_CACHE = 20_000  # words whose chunk counts are kept (a few MB at most)
 RANK_ROWS = 1000  # on a large knowledge base, bm25 ranks at most about this many chunks per try
 WEIGHTS = (6.0, 2.0, 1.0)  # bm25 column weights: section title, source title, text
 STOPWORDS = frozenset(
@@ -272,6 +273,10 @@ class KnowledgeBase:
         if df is None:
             # Counting matches reads the term's document list only: no scoring, no row data.
             row = self._conn.execute("SELECT count(*) FROM chunks WHERE chunks MATCH ?", (_or([term]),)).fetchone()
+            if len(self._df) >= DF_CACHE:
+                # Visitors' words are unbounded over months (names, typos, numbers): start
+                # afresh rather than grow; recounting a word is a fraction of a millisecond.
+                self._df.clear()
             df = self._df[term] = int(row[0])
         return df
 
